@@ -1,0 +1,73 @@
+//! The gRPC connection, carrying the session token on every call.
+
+use confide_proto::v1::{
+    auth_service_client::AuthServiceClient, delivery_service_client::DeliveryServiceClient,
+    group_service_client::GroupServiceClient, key_package_service_client::KeyPackageServiceClient,
+};
+use tonic::metadata::{AsciiMetadataValue, MetadataValue};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{IntoRequest, Request};
+
+use crate::error::{ClientError, ClientResult};
+
+/// Largest message the client accepts from the DS.
+const MAX_DECODE: usize = 64 * 1024 * 1024;
+
+#[derive(Clone)]
+pub struct Api {
+    channel: Channel,
+    token: Option<AsciiMetadataValue>,
+}
+
+impl Api {
+    pub async fn connect(endpoint: &str) -> ClientResult<Self> {
+        let channel = Endpoint::from_shared(endpoint.to_string())
+            .map_err(|e| ClientError::Invalid(format!("bad endpoint {endpoint}: {e}")))?
+            .tcp_nodelay(true)
+            .connect()
+            .await?;
+        Ok(Self::from_channel(channel))
+    }
+
+    /// Shares an existing HTTP/2 connection (many clients, one connection).
+    pub fn from_channel(channel: Channel) -> Self {
+        Self {
+            channel,
+            token: None,
+        }
+    }
+
+    pub fn set_token(&mut self, token: &str) -> ClientResult<()> {
+        let value: AsciiMetadataValue = MetadataValue::try_from(format!("Bearer {token}"))
+            .map_err(|_| ClientError::Invalid("session token is not ASCII".into()))?;
+        self.token = Some(value);
+        Ok(())
+    }
+
+    /// Wraps a message into a request carrying the session token.
+    pub fn request<T>(&self, message: T) -> Request<T> {
+        let mut request = message.into_request();
+        if let Some(token) = &self.token {
+            request
+                .metadata_mut()
+                .insert(confide_proto::AUTHORIZATION_HEADER, token.clone());
+        }
+        request
+    }
+
+    pub fn auth(&self) -> AuthServiceClient<Channel> {
+        AuthServiceClient::new(self.channel.clone()).max_decoding_message_size(MAX_DECODE)
+    }
+
+    pub fn key_packages(&self) -> KeyPackageServiceClient<Channel> {
+        KeyPackageServiceClient::new(self.channel.clone()).max_decoding_message_size(MAX_DECODE)
+    }
+
+    pub fn groups(&self) -> GroupServiceClient<Channel> {
+        GroupServiceClient::new(self.channel.clone()).max_decoding_message_size(MAX_DECODE)
+    }
+
+    pub fn delivery(&self) -> DeliveryServiceClient<Channel> {
+        DeliveryServiceClient::new(self.channel.clone()).max_decoding_message_size(MAX_DECODE)
+    }
+}

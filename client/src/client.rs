@@ -1,0 +1,867 @@
+//! [`Client`]: one device's view of Confide. It owns the device's signature
+//! key and every group secret; the delivery service only ever sees
+//! PublicMessage handshakes and PrivateMessage ciphertext.
+//!
+//! Ratchet-tree operations and membership changes happen here. A commit that
+//! loses the race for its epoch is dropped, the client catches up from the
+//! group log, and the operation is rebuilt and retried without the caller
+//! doing anything.
+
+use std::collections::{HashMap, VecDeque};
+
+use confide_ds::domain::ClientId;
+use confide_ds::mls::{CIPHERSUITE, client_of};
+use confide_proto::v1;
+use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
+use openmls::prelude::*;
+use openmls_basic_credential::SignatureKeyPair;
+use openmls_traits::signatures::Signer;
+use rand::RngCore;
+
+use crate::api::Api;
+use crate::error::{ClientError, ClientResult, mls, wrong_epoch};
+use crate::events::{Event, GroupId};
+use crate::store::{self, Provider, StateDb, StateLocation, StoredIdentity, Stream};
+
+/// Past epochs whose secrets are kept, so messages sent just before a commit
+/// still decrypt after it.
+const MAX_PAST_EPOCHS: usize = 8;
+/// How often an operation is rebuilt after losing a commit race.
+const MAX_COMMIT_ATTEMPTS: u32 = 32;
+/// Key packages uploaded at registration and on each low-pool notice.
+pub const KEY_PACKAGE_BATCH: usize = 20;
+const FETCH_PAGE: u32 = 500;
+
+fn group_config() -> MlsGroupCreateConfig {
+    MlsGroupCreateConfig::builder()
+        .ciphersuite(CIPHERSUITE)
+        .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
+        .use_ratchet_tree_extension(true)
+        .max_past_epochs(MAX_PAST_EPOCHS)
+        .sender_ratchet_configuration(SenderRatchetConfiguration::new(64, 10_000))
+        .build()
+}
+
+fn join_config() -> MlsGroupJoinConfig {
+    MlsGroupJoinConfig::builder()
+        .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
+        .use_ratchet_tree_extension(true)
+        .max_past_epochs(MAX_PAST_EPOCHS)
+        .sender_ratchet_configuration(SenderRatchetConfiguration::new(64, 10_000))
+        .build()
+}
+
+fn to_bytes(message: MlsMessageOut) -> ClientResult<Vec<u8>> {
+    message.to_bytes().map_err(mls)
+}
+
+fn group_selector(group_id: &[u8]) -> v1::StreamSelector {
+    v1::StreamSelector {
+        stream: Some(v1::stream_selector::Stream::GroupId(
+            group_id.to_vec().into(),
+        )),
+    }
+}
+
+fn inbox_selector() -> v1::StreamSelector {
+    v1::StreamSelector {
+        stream: Some(v1::stream_selector::Stream::Inbox(v1::Inbox {})),
+    }
+}
+
+/// A membership change to commit.
+enum Change {
+    Add(Vec<KeyPackage>),
+    Remove(Vec<String>),
+    Update,
+}
+
+/// What an accepted commit did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommitSummary {
+    pub seq: u64,
+    pub epoch: u64,
+    /// Commit races lost before this one was accepted.
+    pub retries: u32,
+}
+
+pub struct Client {
+    id: ClientId,
+    signer: SignatureKeyPair,
+    credential: CredentialWithKey,
+    provider: Provider,
+    db: StateDb,
+    api: Api,
+    groups: HashMap<GroupId, MlsGroup>,
+    events: VecDeque<Event>,
+    stream: Option<tonic::Streaming<v1::Envelope>>,
+}
+
+impl Client {
+    /// Creates a new identity at `location`, registers it with the DS,
+    /// authenticates and uploads key packages (and a last-resort one).
+    pub async fn register(
+        api: Api,
+        id: ClientId,
+        location: &StateLocation,
+        registration_token: &str,
+    ) -> ClientResult<Self> {
+        let (provider, db) = store::open(location)?;
+        if db.identity()?.is_some() {
+            return Err(ClientError::Invalid(
+                "this state file already holds a client; open it instead".into(),
+            ));
+        }
+        let signer = SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).map_err(mls)?;
+        signer.store(provider.storage()).map_err(mls)?;
+        db.save_identity(&StoredIdentity {
+            user: id.user().to_string(),
+            device: id.device().to_string(),
+            signature_public_key: signer.to_public_vec(),
+        })?;
+        api.auth()
+            .register_client(v1::RegisterClientRequest {
+                client: Some(proto_client(&id)),
+                signature_public_key: signer.to_public_vec().into(),
+                registration_token: registration_token.to_string(),
+            })
+            .await?;
+        let mut client = Self::assemble(api, id, signer, provider, db)?;
+        client.authenticate().await?;
+        client.publish_key_packages(KEY_PACKAGE_BATCH, true).await?;
+        Ok(client)
+    }
+
+    /// Restores a client from its state and authenticates; every group it
+    /// belonged to resumes where it left off.
+    pub async fn open(api: Api, location: &StateLocation) -> ClientResult<Self> {
+        let (provider, db) = store::open(location)?;
+        let identity = db
+            .identity()?
+            .ok_or_else(|| ClientError::Invalid("no client in this state file".into()))?;
+        let id = ClientId::new(identity.user, identity.device)
+            .map_err(|e| ClientError::Invalid(e.to_string()))?;
+        let signer = SignatureKeyPair::read(
+            provider.storage(),
+            &identity.signature_public_key,
+            CIPHERSUITE.signature_algorithm(),
+        )
+        .ok_or_else(|| ClientError::Invalid("the signature key is missing".into()))?;
+        let mut client = Self::assemble(api, id, signer, provider, db)?;
+        for group_id in client.db.groups()? {
+            let group = MlsGroup::load(
+                client.provider.storage(),
+                &openmls::group::GroupId::from_slice(&group_id),
+            )
+            .map_err(mls)?
+            .ok_or_else(|| ClientError::Invalid("a group's state is missing".into()))?;
+            client.groups.insert(group_id, group);
+        }
+        client.authenticate().await?;
+        Ok(client)
+    }
+
+    fn assemble(
+        api: Api,
+        id: ClientId,
+        signer: SignatureKeyPair,
+        provider: Provider,
+        db: StateDb,
+    ) -> ClientResult<Self> {
+        let credential = CredentialWithKey {
+            credential: BasicCredential::new(id.identity()).into(),
+            signature_key: signer.to_public_vec().into(),
+        };
+        Ok(Self {
+            id,
+            signer,
+            credential,
+            provider,
+            db,
+            api,
+            groups: HashMap::new(),
+            events: VecDeque::new(),
+            stream: None,
+        })
+    }
+
+    pub fn id(&self) -> &ClientId {
+        &self.id
+    }
+
+    /// Proves possession of the signature key and takes a fresh session token.
+    pub async fn authenticate(&mut self) -> ClientResult<()> {
+        let challenge = self
+            .api
+            .auth()
+            .create_challenge(v1::CreateChallengeRequest {
+                client: Some(proto_client(&self.id)),
+            })
+            .await?
+            .into_inner()
+            .challenge;
+        let signature = self
+            .signer
+            .sign(&confide_proto::challenge_signing_payload(&challenge))
+            .map_err(|e| ClientError::Mls(format!("signing the challenge: {e:?}")))?;
+        let session = self
+            .api
+            .auth()
+            .authenticate(v1::AuthenticateRequest {
+                client: Some(proto_client(&self.id)),
+                challenge,
+                signature: signature.into(),
+            })
+            .await?
+            .into_inner();
+        self.api.set_token(&session.session_token)?;
+        self.stream = None;
+        Ok(())
+    }
+
+    /// Uploads `count` fresh key packages, and a new last-resort one if asked.
+    /// Returns the DS's pool size.
+    pub async fn publish_key_packages(
+        &mut self,
+        count: usize,
+        with_last_resort: bool,
+    ) -> ClientResult<u32> {
+        let key_packages = (0..count)
+            .map(|_| self.new_key_package(false).map(Into::into))
+            .collect::<ClientResult<Vec<_>>>()?;
+        let last_resort = if with_last_resort {
+            self.new_key_package(true)?
+        } else {
+            Vec::new()
+        };
+        let request = self.api.request(v1::PublishKeyPackagesRequest {
+            key_packages,
+            last_resort_key_package: last_resort.into(),
+        });
+        Ok(self
+            .api
+            .key_packages()
+            .publish_key_packages(request)
+            .await?
+            .into_inner()
+            .available)
+    }
+
+    fn new_key_package(&self, last_resort: bool) -> ClientResult<Vec<u8>> {
+        let mut builder = KeyPackage::builder();
+        if last_resort {
+            // The LastResort extension must be among the leaf's capabilities.
+            builder = builder
+                .mark_as_last_resort()
+                .leaf_node_capabilities(Capabilities::new(
+                    None,
+                    None,
+                    Some(&[ExtensionType::LastResort]),
+                    None,
+                    None,
+                ));
+        }
+        let bundle = builder
+            .build(
+                CIPHERSUITE,
+                &self.provider,
+                &self.signer,
+                self.credential.clone(),
+            )
+            .map_err(mls)?;
+        to_bytes(MlsMessageOut::from(bundle.key_package().clone()))
+    }
+
+    /// Creates a group with this client as its only member.
+    pub async fn create_group(&mut self) -> ClientResult<GroupId> {
+        let group = MlsGroup::new(
+            &self.provider,
+            &self.signer,
+            &group_config(),
+            self.credential.clone(),
+        )
+        .map_err(mls)?;
+        let group_info = group
+            .export_group_info(self.provider.crypto(), &self.signer, false)
+            .map_err(mls)?;
+        let ratchet_tree = group
+            .export_ratchet_tree()
+            .tls_serialize_detached()
+            .map_err(mls)?;
+        let request = self.api.request(v1::CreateGroupRequest {
+            group_info: to_bytes(group_info)?.into(),
+            ratchet_tree: ratchet_tree.into(),
+        });
+        let group_id = self
+            .api
+            .groups()
+            .create_group(request)
+            .await?
+            .into_inner()
+            .group_id
+            .to_vec();
+        self.db.set_processed(&Stream::Group(group_id.clone()), 0)?;
+        self.groups.insert(group_id.clone(), group);
+        Ok(group_id)
+    }
+
+    /// Claims a key package for every device of each user and adds them all
+    /// in one commit. Returns the clients added.
+    pub async fn add_users(
+        &mut self,
+        group_id: &[u8],
+        users: &[&str],
+    ) -> ClientResult<Vec<ClientId>> {
+        let mut key_packages = Vec::new();
+        let mut added = Vec::new();
+        for user in users {
+            let request = self.api.request(v1::ClaimKeyPackagesRequest {
+                user: user.to_string(),
+            });
+            let claimed = self
+                .api
+                .key_packages()
+                .claim_key_packages(request)
+                .await?
+                .into_inner()
+                .key_packages;
+            for claimed in claimed {
+                let key_package = self.verify_claimed(&claimed, user)?;
+                added.push(client_of(key_package.leaf_node().credential()).map_err(mls)?);
+                key_packages.push(key_package);
+            }
+        }
+        self.commit(group_id, Change::Add(key_packages)).await?;
+        Ok(added)
+    }
+
+    /// Checks a claimed key package is valid and really names a device of `user`,
+    /// so a DS cannot slip another credential into the group under that name.
+    fn verify_claimed(
+        &self,
+        claimed: &v1::ClaimedKeyPackage,
+        user: &str,
+    ) -> ClientResult<KeyPackage> {
+        let message = MlsMessageIn::tls_deserialize_exact(&claimed.key_package).map_err(mls)?;
+        let MlsMessageBodyIn::KeyPackage(key_package) = message.extract() else {
+            return Err(ClientError::Invalid(
+                "the DS returned something other than a key package".into(),
+            ));
+        };
+        let key_package = key_package
+            .validate(self.provider.crypto(), ProtocolVersion::Mls10)
+            .map_err(mls)?;
+        let owner = client_of(key_package.leaf_node().credential()).map_err(mls)?;
+        if owner.user() != user {
+            return Err(ClientError::Invalid(format!(
+                "the DS returned a key package of {owner} for user {user}"
+            )));
+        }
+        Ok(key_package)
+    }
+
+    /// Removes every device of the given users in one commit.
+    pub async fn remove_users(
+        &mut self,
+        group_id: &[u8],
+        users: &[&str],
+    ) -> ClientResult<CommitSummary> {
+        self.commit(
+            group_id,
+            Change::Remove(users.iter().map(|u| u.to_string()).collect()),
+        )
+        .await
+    }
+
+    /// Refreshes this client's leaf keys (post-compromise security).
+    pub async fn self_update(&mut self, group_id: &[u8]) -> ClientResult<CommitSummary> {
+        self.commit(group_id, Change::Update).await
+    }
+
+    async fn commit(&mut self, group_id: &[u8], change: Change) -> ClientResult<CommitSummary> {
+        for retries in 0..MAX_COMMIT_ATTEMPTS {
+            self.catch_up_group(group_id).await?;
+            let group = self
+                .groups
+                .get_mut(group_id)
+                .ok_or(ClientError::UnknownGroup)?;
+            let (commit, welcome, group_info) = match &change {
+                Change::Add(key_packages) => {
+                    let (commit, welcome, info) = group
+                        .add_members(&self.provider, &self.signer, key_packages)
+                        .map_err(mls)?;
+                    (commit, Some(welcome), info)
+                }
+                Change::Remove(users) => {
+                    let leaves: Vec<LeafNodeIndex> = group
+                        .members()
+                        .filter(|m| {
+                            client_of(&m.credential)
+                                .is_ok_and(|c| users.iter().any(|u| u == c.user()))
+                        })
+                        .map(|m| m.index)
+                        .collect();
+                    if leaves.is_empty() {
+                        return Err(ClientError::Invalid(
+                            "none of those users is a member of the group".into(),
+                        ));
+                    }
+                    group
+                        .remove_members(&self.provider, &self.signer, &leaves)
+                        .map_err(mls)?
+                }
+                Change::Update => {
+                    let bundle = group
+                        .self_update(&self.provider, &self.signer, LeafNodeParameters::default())
+                        .map_err(mls)?;
+                    // A self-update adds nobody, so it has no Welcome.
+                    let (commit, _, info) = bundle.into_contents();
+                    (commit, None, info)
+                }
+            };
+            let group_info = group_info
+                .ok_or_else(|| ClientError::Mls("openmls produced no GroupInfo".into()))?;
+            let request = self.api.request(v1::SubmitCommitRequest {
+                group_id: group_id.to_vec().into(),
+                commit: to_bytes(commit)?.into(),
+                welcome: welcome
+                    .map(to_bytes)
+                    .transpose()?
+                    .unwrap_or_default()
+                    .into(),
+                group_info: to_bytes(MlsMessageOut::from(group_info))?.into(),
+            });
+            match self.api.groups().submit_commit(request).await {
+                Ok(response) => {
+                    let response = response.into_inner();
+                    group.merge_pending_commit(&self.provider).map_err(mls)?;
+                    self.db.mark_own(group_id, response.seq)?;
+                    return Ok(CommitSummary {
+                        seq: response.seq,
+                        epoch: response.epoch,
+                        retries,
+                    });
+                }
+                Err(status) => {
+                    group
+                        .clear_pending_commit(self.provider.storage())
+                        .map_err(mls)?;
+                    if wrong_epoch(&status).is_none() {
+                        return Err(status.into());
+                    }
+                    tracing::debug!(client = %self.id, retries, "lost a commit race; catching up");
+                }
+            }
+        }
+        Err(ClientError::TooManyRetries(MAX_COMMIT_ATTEMPTS))
+    }
+
+    /// Encrypts and sends an application message; returns its sequence number.
+    pub async fn send(&mut self, group_id: &[u8], body: &[u8]) -> ClientResult<u64> {
+        let mut message_id = [0u8; 16];
+        rand::rng().fill_bytes(&mut message_id);
+        self.send_with_id(group_id, &message_id, body).await
+    }
+
+    /// Like [`Client::send`] with a caller-chosen idempotency key: sending the
+    /// same id again returns the original sequence number, delivered once.
+    pub async fn send_with_id(
+        &mut self,
+        group_id: &[u8],
+        message_id: &[u8],
+        body: &[u8],
+    ) -> ClientResult<u64> {
+        for _ in 0..MAX_COMMIT_ATTEMPTS {
+            let group = self
+                .groups
+                .get_mut(group_id)
+                .ok_or(ClientError::UnknownGroup)?;
+            let message = group
+                .create_message(&self.provider, &self.signer, body)
+                .map_err(mls)?;
+            let request = self.api.request(v1::SendMessageRequest {
+                group_id: group_id.to_vec().into(),
+                message_id: message_id.to_vec().into(),
+                message: to_bytes(message)?.into(),
+            });
+            match self.api.groups().send_message(request).await {
+                Ok(response) => {
+                    let seq = response.into_inner().seq;
+                    self.db.mark_own(group_id, seq)?;
+                    return Ok(seq);
+                }
+                Err(status) if wrong_epoch(&status).is_some() => {
+                    self.catch_up_group(group_id).await?;
+                }
+                Err(status) => return Err(status.into()),
+            }
+        }
+        Err(ClientError::TooManyRetries(MAX_COMMIT_ATTEMPTS))
+    }
+
+    /// Pulls and processes everything pending (inbox, then every group) and
+    /// returns the events, in order.
+    pub async fn sync(&mut self) -> ClientResult<Vec<Event>> {
+        self.catch_up_inbox().await?;
+        let groups: Vec<GroupId> = self.groups.keys().cloned().collect();
+        for group_id in groups {
+            self.catch_up_group(&group_id).await?;
+        }
+        Ok(self.events.drain(..).collect())
+    }
+
+    /// The next event from the live stream (opened on first use).
+    pub async fn next_event(&mut self) -> ClientResult<Event> {
+        loop {
+            if let Some(event) = self.events.pop_front() {
+                return Ok(event);
+            }
+            if self.stream.is_none() {
+                let request = self.api.request(v1::SubscribeRequest {});
+                self.stream = Some(self.api.delivery().subscribe(request).await?.into_inner());
+            }
+            let stream = self.stream.as_mut().expect("opened above");
+            let envelope = match stream.message().await {
+                Ok(Some(envelope)) => envelope,
+                Ok(None) => {
+                    self.stream = None;
+                    return Err(ClientError::StreamEnded);
+                }
+                Err(status) => {
+                    self.stream = None;
+                    return Err(status.into());
+                }
+            };
+            match envelope.entry {
+                Some(v1::envelope::Entry::Group(entry)) => {
+                    let group_id = entry.group_id.to_vec();
+                    let processed = self.db.processed(&Stream::Group(group_id.clone()))?;
+                    if entry.seq > processed + 1 {
+                        // A gap: read what is missing, in order, from the log.
+                        self.catch_up_group(&group_id).await?;
+                    } else if self.apply_group_entry(entry)? {
+                        self.ack(group_selector(&group_id)).await?;
+                    }
+                }
+                Some(v1::envelope::Entry::Inbox(entry)) => {
+                    if entry.seq > self.db.processed(&Stream::Inbox)? + 1 {
+                        self.catch_up_inbox().await?;
+                    } else {
+                        let seq = entry.seq;
+                        self.apply_inbox_entry(entry).await?;
+                        self.ack_seq(inbox_selector(), seq).await?;
+                    }
+                }
+                None => {}
+            }
+        }
+    }
+
+    async fn ack(&self, stream: v1::StreamSelector) -> ClientResult<()> {
+        let seq = match &stream.stream {
+            Some(v1::stream_selector::Stream::GroupId(id)) => {
+                self.db.processed(&Stream::Group(id.to_vec()))?
+            }
+            _ => self.db.processed(&Stream::Inbox)?,
+        };
+        self.ack_seq(stream, seq).await
+    }
+
+    async fn ack_seq(&self, stream: v1::StreamSelector, seq: u64) -> ClientResult<()> {
+        if seq == 0 {
+            return Ok(());
+        }
+        let request = self.api.request(v1::AckRequest {
+            stream: Some(stream),
+            seq,
+        });
+        self.api.delivery().ack(request).await?;
+        Ok(())
+    }
+
+    async fn catch_up_inbox(&mut self) -> ClientResult<()> {
+        loop {
+            let after = self.db.processed(&Stream::Inbox)?;
+            let request = self.api.request(v1::FetchRequest {
+                stream: Some(inbox_selector()),
+                after_seq: after,
+                limit: FETCH_PAGE,
+            });
+            let entries = self
+                .api
+                .delivery()
+                .fetch(request)
+                .await?
+                .into_inner()
+                .entries;
+            if entries.is_empty() {
+                break;
+            }
+            for envelope in entries {
+                if let Some(v1::envelope::Entry::Inbox(entry)) = envelope.entry {
+                    self.apply_inbox_entry(entry).await?;
+                }
+            }
+        }
+        self.ack(inbox_selector()).await
+    }
+
+    /// Reads and applies every entry of the group after what was processed.
+    async fn catch_up_group(&mut self, group_id: &[u8]) -> ClientResult<()> {
+        let stream = Stream::Group(group_id.to_vec());
+        loop {
+            if !self.groups.contains_key(group_id) {
+                return Ok(());
+            }
+            let after = self.db.processed(&stream)?;
+            let request = self.api.request(v1::FetchRequest {
+                stream: Some(group_selector(group_id)),
+                after_seq: after,
+                limit: FETCH_PAGE,
+            });
+            let entries = self
+                .api
+                .delivery()
+                .fetch(request)
+                .await?
+                .into_inner()
+                .entries;
+            if entries.is_empty() {
+                break;
+            }
+            for envelope in entries {
+                if let Some(v1::envelope::Entry::Group(entry)) = envelope.entry {
+                    self.apply_group_entry(entry)?;
+                }
+            }
+        }
+        if self.groups.contains_key(group_id) {
+            self.ack(group_selector(group_id)).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies the next entry of a group log. Returns whether the group is
+    /// still tracked (false once this client was removed).
+    fn apply_group_entry(&mut self, entry: v1::GroupEntry) -> ClientResult<bool> {
+        let group_id = entry.group_id.to_vec();
+        let stream = Stream::Group(group_id.clone());
+        if entry.seq <= self.db.processed(&stream)? {
+            return Ok(true);
+        }
+        if self.db.take_own(&group_id, entry.seq)? {
+            self.db.set_processed(&stream, entry.seq)?;
+            return Ok(true);
+        }
+        let Some(group) = self.groups.get_mut(&group_id) else {
+            return Ok(false);
+        };
+        let mut removed = false;
+        match process_entry(group, &self.provider, &entry) {
+            Ok(events) => {
+                for event in events {
+                    removed |= matches!(event, Event::Removed { .. });
+                    self.events.push_back(event);
+                }
+            }
+            Err(reason) => {
+                tracing::warn!(client = %self.id, seq = entry.seq, %reason, "could not process an entry");
+                self.events.push_back(Event::Undecryptable {
+                    group: group_id.clone(),
+                    seq: entry.seq,
+                    reason,
+                });
+            }
+        }
+        if removed {
+            self.groups.remove(&group_id);
+            self.db.forget_stream(&stream)?;
+            return Ok(false);
+        }
+        self.db.set_processed(&stream, entry.seq)?;
+        Ok(true)
+    }
+
+    async fn apply_inbox_entry(&mut self, entry: v1::InboxEntry) -> ClientResult<()> {
+        if entry.seq <= self.db.processed(&Stream::Inbox)? {
+            return Ok(());
+        }
+        match entry.item {
+            Some(v1::inbox_entry::Item::Welcome(item)) => match self.join(&item) {
+                Ok(event) => self.events.push_back(event),
+                Err(error) => {
+                    tracing::warn!(client = %self.id, %error, "could not join from a Welcome");
+                    self.events.push_back(Event::Undecryptable {
+                        group: item.group_id.to_vec(),
+                        seq: item.commit_seq,
+                        reason: error.to_string(),
+                    });
+                }
+            },
+            Some(v1::inbox_entry::Item::KeyPackagesLow(_)) => {
+                let uploaded = KEY_PACKAGE_BATCH;
+                self.publish_key_packages(uploaded, false).await?;
+                self.events
+                    .push_back(Event::KeyPackagesReplenished { uploaded });
+            }
+            None => {}
+        }
+        self.db.set_processed(&Stream::Inbox, entry.seq)?;
+        Ok(())
+    }
+
+    fn join(&mut self, item: &v1::WelcomeItem) -> ClientResult<Event> {
+        let message = MlsMessageIn::tls_deserialize_exact(&item.welcome).map_err(mls)?;
+        let MlsMessageBodyIn::Welcome(welcome) = message.extract() else {
+            return Err(ClientError::Invalid(
+                "the inbox entry is not a Welcome".into(),
+            ));
+        };
+        let group = StagedWelcome::new_from_welcome(&self.provider, &join_config(), welcome, None)
+            .map_err(mls)?
+            .into_group(&self.provider)
+            .map_err(mls)?;
+        let group_id = group.group_id().as_slice().to_vec();
+        if group_id != item.group_id.as_ref() {
+            return Err(ClientError::Invalid(
+                "the Welcome is for another group".into(),
+            ));
+        }
+        let members = members_of(&group);
+        let epoch = group.epoch().as_u64();
+        self.db
+            .set_processed(&Stream::Group(group_id.clone()), item.commit_seq)?;
+        self.groups.insert(group_id.clone(), group);
+        Ok(Event::Joined {
+            group: group_id,
+            members,
+            epoch,
+        })
+    }
+
+    /// Groups this client is a member of.
+    pub fn groups(&self) -> Vec<GroupId> {
+        self.groups.keys().cloned().collect()
+    }
+
+    fn group(&self, group_id: &[u8]) -> ClientResult<&MlsGroup> {
+        self.groups.get(group_id).ok_or(ClientError::UnknownGroup)
+    }
+
+    /// The group's roster as this client's own MLS state has it.
+    pub fn members(&self, group_id: &[u8]) -> ClientResult<Vec<ClientId>> {
+        Ok(members_of(self.group(group_id)?))
+    }
+
+    pub fn epoch(&self, group_id: &[u8]) -> ClientResult<u64> {
+        Ok(self.group(group_id)?.epoch().as_u64())
+    }
+
+    /// The epoch authenticator: equal for every member in the same epoch of
+    /// the same group, different on a fork.
+    pub fn epoch_authenticator(&self, group_id: &[u8]) -> ClientResult<Vec<u8>> {
+        Ok(self
+            .group(group_id)?
+            .epoch_authenticator()
+            .as_slice()
+            .to_vec())
+    }
+}
+
+fn proto_client(id: &ClientId) -> v1::ClientId {
+    v1::ClientId {
+        user: id.user().to_string(),
+        device: id.device().to_string(),
+    }
+}
+
+fn members_of(group: &MlsGroup) -> Vec<ClientId> {
+    let mut members: Vec<ClientId> = group
+        .members()
+        .filter_map(|m| client_of(&m.credential).ok())
+        .collect();
+    members.sort();
+    members
+}
+
+/// Processes one MLS message of a group log into events.
+fn process_entry(
+    group: &mut MlsGroup,
+    provider: &Provider,
+    entry: &v1::GroupEntry,
+) -> Result<Vec<Event>, String> {
+    let group_id = entry.group_id.to_vec();
+    let message = MlsMessageIn::tls_deserialize_exact(&entry.message).map_err(|e| e.to_string())?;
+    let message = message
+        .try_into_protocol_message()
+        .map_err(|e| e.to_string())?;
+    let processed = group
+        .process_message(provider, message)
+        .map_err(|e| e.to_string())?;
+    let sender = client_of(processed.credential()).map_err(|e| e.to_string())?;
+    let mut events = Vec::new();
+    match processed.into_content() {
+        ProcessedMessageContent::ApplicationMessage(message) => events.push(Event::Message {
+            group: group_id,
+            seq: entry.seq,
+            sender,
+            body: message.into_bytes(),
+        }),
+        ProcessedMessageContent::ProposalMessage(proposal) => {
+            group
+                .store_pending_proposal(provider.storage(), *proposal)
+                .map_err(|e| e.to_string())?;
+        }
+        ProcessedMessageContent::StagedCommitMessage(staged) => {
+            let added: Vec<ClientId> = staged
+                .add_proposals()
+                .filter_map(|a| {
+                    client_of(a.add_proposal().key_package().leaf_node().credential()).ok()
+                })
+                .collect();
+            let removed: Vec<ClientId> = staged
+                .remove_proposals()
+                .filter_map(|r| group.member_at(r.remove_proposal().removed()))
+                .filter_map(|m| client_of(&m.credential).ok())
+                .collect();
+            let self_removed = staged.self_removed();
+            group
+                .merge_staged_commit(provider, *staged)
+                .map_err(|e| e.to_string())?;
+            if !added.is_empty() {
+                events.push(Event::MembersAdded {
+                    group: group_id.clone(),
+                    by: sender.clone(),
+                    members: added,
+                });
+            }
+            if self_removed {
+                events.push(Event::Removed {
+                    group: group_id,
+                    by: sender,
+                });
+                return Ok(events);
+            }
+            if !removed.is_empty() {
+                events.push(Event::MembersRemoved {
+                    group: group_id.clone(),
+                    by: sender.clone(),
+                    members: removed,
+                });
+            }
+            events.push(Event::EpochChanged {
+                group: group_id,
+                epoch: group.epoch().as_u64(),
+                by: sender,
+            });
+        }
+        ProcessedMessageContent::OwnPendingCommit => {
+            group
+                .merge_pending_commit(provider)
+                .map_err(|e| e.to_string())?;
+        }
+        ProcessedMessageContent::OwnPrivateMessage
+        | ProcessedMessageContent::ExternalJoinProposalMessage(_) => {}
+    }
+    Ok(events)
+}

@@ -1,0 +1,180 @@
+//! `confide demo`: an in-process delivery service on the in-memory store and
+//! three clients playing a conversation. Beside what each member decrypts it
+//! shows what the server stored: sizes and ciphertext, never plaintext.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use anyhow::Context;
+use confide_ds::domain::EntryKind;
+use confide_ds::store::Store;
+use confide_ds::store::memory::MemoryStore;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Api, Client, ClientId, Event, StateLocation};
+
+fn describe(client: &ClientId, event: &Event) -> String {
+    match event {
+        Event::Message {
+            seq, sender, body, ..
+        } => format!(
+            "{client:>14} decrypts #{seq} from {sender}: {:?}",
+            String::from_utf8_lossy(body)
+        ),
+        Event::Joined { members, epoch, .. } => {
+            format!(
+                "{client:>14} joined at epoch {epoch} with {}",
+                names(members)
+            )
+        }
+        Event::MembersAdded { by, members, .. } => {
+            format!("{client:>14} sees {by} add {}", names(members))
+        }
+        Event::MembersRemoved { by, members, .. } => {
+            format!("{client:>14} sees {by} remove {}", names(members))
+        }
+        Event::Removed { by, .. } => format!("{client:>14} was removed by {by}"),
+        Event::EpochChanged { epoch, by, .. } => {
+            format!("{client:>14} moves to epoch {epoch} (commit by {by})")
+        }
+        Event::KeyPackagesReplenished { uploaded } => {
+            format!("{client:>14} uploaded {uploaded} key packages")
+        }
+        Event::Undecryptable { seq, reason, .. } => {
+            format!("{client:>14} could not process #{seq}: {reason}")
+        }
+    }
+}
+
+fn names(members: &[ClientId]) -> String {
+    members
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn sync_all(out: &mut impl Write, clients: &mut [&mut Client]) -> anyhow::Result<()> {
+    for client in clients.iter_mut() {
+        let id = client.id().clone();
+        for event in client.sync().await? {
+            writeln!(out, "{}", describe(&id, &event))?;
+        }
+    }
+    Ok(())
+}
+
+/// Plays the demo conversation, writing the transcript to `out`.
+pub async fn run(out: &mut impl Write) -> anyhow::Result<()> {
+    let store = Arc::new(MemoryStore::new());
+    let shutdown = CancellationToken::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let endpoint = format!("http://{}", listener.local_addr()?);
+    let state = confide_ds::state(
+        store.clone(),
+        confide_ds::Settings::for_tests(),
+        shutdown.clone(),
+    );
+    let server = tokio::spawn(confide_ds::run(listener, state, shutdown.clone()));
+    writeln!(
+        out,
+        "== Confide demo: delivery service at {endpoint} (in-memory store)"
+    )?;
+
+    let api = Api::connect(&endpoint)
+        .await
+        .context("connecting to the demo DS")?;
+    let register = async |user: &str, device: &str| {
+        Client::register(
+            api.clone(),
+            ClientId::new(user, device)?,
+            &StateLocation::Memory,
+            "",
+        )
+        .await
+        .with_context(|| format!("registering {user}"))
+    };
+    let mut alice = register("alice", "laptop").await?;
+    let mut bob = register("bob", "phone").await?;
+    let mut carol = register("carol", "tablet").await?;
+    writeln!(
+        out,
+        "registered alice/laptop, bob/phone, carol/tablet; each uploaded key packages"
+    )?;
+
+    let group = alice.create_group().await?;
+    writeln!(out, "\n-- alice creates a group and adds bob and carol")?;
+    alice.add_users(&group, &["bob", "carol"]).await?;
+    sync_all(out, &mut [&mut alice, &mut bob, &mut carol]).await?;
+
+    writeln!(out, "\n-- everyone talks")?;
+    alice
+        .send(&group, b"Hi both! This group is end-to-end encrypted.")
+        .await?;
+    bob.send(&group, b"Hello alice, hello carol.").await?;
+    carol
+        .send(&group, b"Carol here. The server only sees ciphertext.")
+        .await?;
+    sync_all(out, &mut [&mut alice, &mut bob, &mut carol]).await?;
+
+    writeln!(out, "\n-- alice removes carol; bob updates his keys")?;
+    alice.remove_users(&group, &["carol"]).await?;
+    sync_all(out, &mut [&mut alice, &mut bob, &mut carol]).await?;
+    bob.self_update(&group).await?;
+    sync_all(out, &mut [&mut alice, &mut bob, &mut carol]).await?;
+
+    writeln!(out, "\n-- after the removal")?;
+    alice.send(&group, b"Carol cannot read this one.").await?;
+    sync_all(out, &mut [&mut alice, &mut bob, &mut carol]).await?;
+    writeln!(
+        out,
+        "{:>14} is in {} group(s) now",
+        carol.id(),
+        carol.groups().len()
+    )?;
+
+    let (a, b) = (
+        alice.epoch_authenticator(&group)?,
+        bob.epoch_authenticator(&group)?,
+    );
+    writeln!(
+        out,
+        "\nalice and bob are at epoch {} with epoch authenticator {} / {} ({})",
+        alice.epoch(&group)?,
+        hex::encode(&a[..8]),
+        hex::encode(&b[..8]),
+        if a == b { "match" } else { "MISMATCH" }
+    )?;
+
+    writeln!(out, "\n== what the server stored for the group")?;
+    writeln!(
+        out,
+        "{:>4} {:>12} {:>6} {:>7}  first bytes",
+        "seq", "kind", "epoch", "bytes"
+    )?;
+    let group_id = confide_ds::domain::GroupId::new(group.clone())?;
+    for entry in store.read_group(alice.id(), &group_id, 0, 1000).await? {
+        let kind = match entry.kind {
+            EntryKind::Commit => "commit",
+            EntryKind::Proposal => "proposal",
+            EntryKind::Application => "ciphertext",
+        };
+        writeln!(
+            out,
+            "{:>4} {:>12} {:>6} {:>7}  {}…",
+            entry.seq,
+            kind,
+            entry.epoch,
+            entry.message.len(),
+            hex::encode(&entry.message[..entry.message.len().min(16)])
+        )?;
+    }
+    writeln!(
+        out,
+        "(commits are signed PublicMessages the server validated; messages are PrivateMessages it cannot open)"
+    )?;
+
+    shutdown.cancel();
+    server.await??;
+    Ok(())
+}

@@ -1,0 +1,21 @@
+//! `confide-client`: the Confide client library on openmls.
+//!
+//! A [`Client`] is one device. It registers, authenticates, publishes key
+//! packages, creates groups, adds and removes members, updates its keys and
+//! exchanges end-to-end encrypted messages through a Confide delivery service,
+//! turning what arrives into typed [`Event`]s. All keys and group secrets stay
+//! here; state persists in SQLite so a restarted client resumes every group.
+
+pub mod api;
+pub mod client;
+pub mod demo;
+pub mod error;
+pub mod events;
+pub mod store;
+
+pub use api::Api;
+pub use client::{Client, CommitSummary};
+pub use confide_ds::domain::ClientId;
+pub use error::{ClientError, ClientResult};
+pub use events::{Event, GroupId};
+pub use store::StateLocation;

@@ -1,0 +1,180 @@
+//! `confide`: the chat CLI and the demo.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use confide_client::{Api, Client, ClientId, Event, StateLocation};
+
+#[derive(Parser)]
+#[command(version, about = "Confide: end-to-end encrypted group chat on MLS")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct Conn {
+    /// Delivery service address.
+    #[arg(
+        long,
+        env = "CONFIDE_ENDPOINT",
+        default_value = "http://127.0.0.1:7420"
+    )]
+    endpoint: String,
+    /// This device's state file (keys and groups; keep it private).
+    #[arg(long, env = "CONFIDE_STATE")]
+    state: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Plays a conversation between alice, bob and carol on an in-process DS.
+    Demo,
+    /// Creates a device identity in the state file and registers it.
+    Register {
+        #[command(flatten)]
+        conn: Conn,
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        device: String,
+        /// Registration token, if the DS requires one.
+        #[arg(long, env = "CONFIDE_REGISTRATION_TOKEN", default_value = "")]
+        token: String,
+    },
+    /// Creates a group and prints its id.
+    CreateGroup {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Adds every device of the users to a group.
+    Add {
+        #[command(flatten)]
+        conn: Conn,
+        #[arg(long)]
+        group: String,
+        users: Vec<String>,
+    },
+    /// Removes every device of the users from a group.
+    Remove {
+        #[command(flatten)]
+        conn: Conn,
+        #[arg(long)]
+        group: String,
+        users: Vec<String>,
+    },
+    /// Sends a message.
+    Send {
+        #[command(flatten)]
+        conn: Conn,
+        #[arg(long)]
+        group: String,
+        text: String,
+    },
+    /// Processes everything pending and prints it.
+    Sync {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Prints events as they arrive until interrupted.
+    Listen {
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+async fn open(conn: &Conn) -> anyhow::Result<Client> {
+    let api = Api::connect(&conn.endpoint).await?;
+    Client::open(api, &StateLocation::File(conn.state.clone()))
+        .await
+        .with_context(|| format!("opening {}", conn.state.display()))
+}
+
+fn group_id(hex_id: &str) -> anyhow::Result<Vec<u8>> {
+    hex::decode(hex_id).context("the group id is hex")
+}
+
+fn print(event: &Event) {
+    match event {
+        Event::Message {
+            group,
+            sender,
+            body,
+            ..
+        } => println!(
+            "[{}] {sender}: {}",
+            hex::encode(group),
+            String::from_utf8_lossy(body)
+        ),
+        other => println!("{other:?}"),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Demo => confide_client::demo::run(&mut std::io::stdout()).await?,
+        Command::Register {
+            conn,
+            user,
+            device,
+            token,
+        } => {
+            let api = Api::connect(&conn.endpoint).await?;
+            let client = Client::register(
+                api,
+                ClientId::new(user, device)?,
+                &StateLocation::File(conn.state),
+                &token,
+            )
+            .await?;
+            println!("registered {}", client.id());
+        }
+        Command::CreateGroup { conn } => {
+            let mut client = open(&conn).await?;
+            println!("{}", hex::encode(client.create_group().await?));
+        }
+        Command::Add { conn, group, users } => {
+            let mut client = open(&conn).await?;
+            let users: Vec<&str> = users.iter().map(String::as_str).collect();
+            let added = client.add_users(&group_id(&group)?, &users).await?;
+            for member in added {
+                println!("added {member}");
+            }
+        }
+        Command::Remove { conn, group, users } => {
+            let mut client = open(&conn).await?;
+            let users: Vec<&str> = users.iter().map(String::as_str).collect();
+            let summary = client.remove_users(&group_id(&group)?, &users).await?;
+            println!("removed; group is at epoch {}", summary.epoch);
+        }
+        Command::Send { conn, group, text } => {
+            let mut client = open(&conn).await?;
+            let seq = client.send(&group_id(&group)?, text.as_bytes()).await?;
+            println!("sent as #{seq}");
+        }
+        Command::Sync { conn } => {
+            let mut client = open(&conn).await?;
+            for event in client.sync().await? {
+                print(&event);
+            }
+        }
+        Command::Listen { conn } => {
+            let mut client = open(&conn).await?;
+            loop {
+                tokio::select! {
+                    event = client.next_event() => print(&event?),
+                    _ = tokio::signal::ctrl_c() => break,
+                }
+            }
+        }
+    }
+    Ok(())
+}

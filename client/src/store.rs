@@ -1,0 +1,239 @@
+//! The client's durable state: openmls's own SQLite storage for keys and group
+//! state, plus Confide's tables (identity and per-stream progress) in the same
+//! database file, so a client restarted from its file resumes every group.
+
+use std::path::{Path, PathBuf};
+
+use openmls_rust_crypto::RustCrypto;
+use openmls_sqlite_storage::{Codec, SqliteStorageProvider};
+use openmls_traits::OpenMlsProvider;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use crate::error::{ClientError, ClientResult};
+
+/// Where a client keeps its state.
+#[derive(Clone, Debug)]
+pub enum StateLocation {
+    /// A SQLite file; the client can be restarted from it.
+    File(PathBuf),
+    /// Process memory, for tests and the demo.
+    Memory,
+}
+
+#[derive(Default)]
+pub struct JsonCodec;
+
+impl Codec for JsonCodec {
+    type Error = serde_json::Error;
+
+    fn to_vec<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, Self::Error> {
+        serde_json::to_vec(value)
+    }
+
+    fn from_slice<T: serde::de::DeserializeOwned>(slice: &[u8]) -> Result<T, Self::Error> {
+        serde_json::from_slice(slice)
+    }
+}
+
+/// openmls provider: RustCrypto for crypto and randomness, SQLite for storage.
+pub struct Provider {
+    crypto: RustCrypto,
+    storage: SqliteStorageProvider<JsonCodec, Connection>,
+}
+
+impl OpenMlsProvider for Provider {
+    type CryptoProvider = RustCrypto;
+    type RandProvider = RustCrypto;
+    type StorageProvider = SqliteStorageProvider<JsonCodec, Connection>;
+
+    fn storage(&self) -> &Self::StorageProvider {
+        &self.storage
+    }
+
+    fn crypto(&self) -> &Self::CryptoProvider {
+        &self.crypto
+    }
+
+    fn rand(&self) -> &Self::RandProvider {
+        &self.crypto
+    }
+}
+
+/// Which ordered stream a cursor belongs to: a group's log or the inbox.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Stream {
+    Group(Vec<u8>),
+    Inbox,
+}
+
+impl Stream {
+    fn key(&self) -> &[u8] {
+        match self {
+            Stream::Group(id) => id,
+            Stream::Inbox => b"",
+        }
+    }
+}
+
+/// Confide's own tables.
+pub struct StateDb {
+    conn: Connection,
+}
+
+pub struct StoredIdentity {
+    pub user: String,
+    pub device: String,
+    pub signature_public_key: Vec<u8>,
+}
+
+fn open_connection(location: &StateLocation, memory_name: &str) -> rusqlite::Result<Connection> {
+    match location {
+        StateLocation::File(path) => Connection::open(path),
+        // A named shared-cache memory database, so the openmls connection and
+        // ours see the same data.
+        StateLocation::Memory => Connection::open_with_flags(
+            format!("file:{memory_name}?mode=memory&cache=shared"),
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_URI,
+        ),
+    }
+}
+
+/// Opens (creating if needed) the provider and Confide's tables at `location`.
+pub fn open(location: &StateLocation) -> ClientResult<(Provider, StateDb)> {
+    let memory_name = format!("confide-{}", uuid::Uuid::new_v4().simple());
+    if let StateLocation::File(path) = location
+        && let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(parent).map_err(|e| ClientError::Invalid(e.to_string()))?;
+    }
+    let db = StateDb::open(open_connection(location, &memory_name)?)?;
+    let mut storage = SqliteStorageProvider::<JsonCodec, Connection>::new(open_connection(
+        location,
+        &memory_name,
+    )?);
+    storage
+        .run_migrations()
+        .map_err(|e| ClientError::Invalid(format!("client storage migration failed: {e}")))?;
+    Ok((
+        Provider {
+            crypto: RustCrypto::default(),
+            storage,
+        },
+        db,
+    ))
+}
+
+impl StateDb {
+    fn open(conn: Connection) -> ClientResult<Self> {
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS confide_identity (
+                 id INTEGER PRIMARY KEY CHECK (id = 1),
+                 user TEXT NOT NULL,
+                 device TEXT NOT NULL,
+                 signature_public_key BLOB NOT NULL);
+             CREATE TABLE IF NOT EXISTS confide_streams (
+                 stream BLOB PRIMARY KEY,
+                 processed INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS confide_own_entries (
+                 group_id BLOB NOT NULL,
+                 seq INTEGER NOT NULL,
+                 PRIMARY KEY (group_id, seq));",
+        )?;
+        Ok(Self { conn })
+    }
+
+    pub fn identity(&self) -> ClientResult<Option<StoredIdentity>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT user, device, signature_public_key FROM confide_identity WHERE id = 1",
+                [],
+                |row| {
+                    Ok(StoredIdentity {
+                        user: row.get(0)?,
+                        device: row.get(1)?,
+                        signature_public_key: row.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    pub fn save_identity(&self, identity: &StoredIdentity) -> ClientResult<()> {
+        self.conn.execute(
+            "INSERT INTO confide_identity (id, user, device, signature_public_key)
+             VALUES (1, ?1, ?2, ?3)",
+            params![
+                identity.user,
+                identity.device,
+                identity.signature_public_key
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Highest sequence number of the stream this client has processed.
+    pub fn processed(&self, stream: &Stream) -> ClientResult<u64> {
+        let seq: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT processed FROM confide_streams WHERE stream = ?1",
+                [stream.key()],
+                |row| row.get(0),
+            )
+            .optional()?;
+        Ok(seq.unwrap_or(0) as u64)
+    }
+
+    pub fn set_processed(&self, stream: &Stream, seq: u64) -> ClientResult<()> {
+        self.conn.execute(
+            "INSERT INTO confide_streams (stream, processed) VALUES (?1, ?2)
+             ON CONFLICT (stream) DO UPDATE SET processed = max(processed, excluded.processed)",
+            params![stream.key(), seq as i64],
+        )?;
+        Ok(())
+    }
+
+    pub fn forget_stream(&self, stream: &Stream) -> ClientResult<()> {
+        self.conn.execute(
+            "DELETE FROM confide_streams WHERE stream = ?1",
+            [stream.key()],
+        )?;
+        Ok(())
+    }
+
+    /// Groups this client tracks.
+    pub fn groups(&self) -> ClientResult<Vec<Vec<u8>>> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT stream FROM confide_streams WHERE stream <> x''")?;
+        let rows = statement.query_map([], |row| row.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Records that `seq` of a group is this client's own entry, already applied.
+    pub fn mark_own(&self, group_id: &[u8], seq: u64) -> ClientResult<()> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO confide_own_entries (group_id, seq) VALUES (?1, ?2)",
+            params![group_id, seq as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Whether `seq` is this client's own entry; forgets it once asked.
+    pub fn take_own(&self, group_id: &[u8], seq: u64) -> ClientResult<bool> {
+        let removed = self.conn.execute(
+            "DELETE FROM confide_own_entries WHERE group_id = ?1 AND seq = ?2",
+            params![group_id, seq as i64],
+        )?;
+        Ok(removed > 0)
+    }
+}
+
+/// Path of a client's state file inside a directory.
+pub fn default_state_file(dir: &Path, user: &str, device: &str) -> PathBuf {
+    dir.join(format!("{user}-{device}.sqlite"))
+}

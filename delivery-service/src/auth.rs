@@ -1,0 +1,153 @@
+//! Registration and challenge-response authentication.
+//!
+//! A client proves possession of the Ed25519 key it registered by signing a
+//! fresh single-use challenge, and gets a random session token. Only a SHA-256
+//! of the token is stored. Every other RPC is attributed to a client by its
+//! token alone, never by a field the client fills in.
+
+use std::time::{Duration, SystemTime};
+
+use confide_proto::challenge_signing_payload;
+use openmls_rust_crypto::RustCrypto;
+use openmls_traits::crypto::OpenMlsCrypto;
+use openmls_traits::types::SignatureScheme;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::domain::ClientId;
+use crate::error::{ApiError, ApiResult};
+use crate::state::Ds;
+use crate::store::{ClientRecord, Registration};
+
+/// Ed25519 public keys are 32 bytes.
+const SIGNATURE_KEY_LEN: usize = 32;
+const CHALLENGE_LEN: usize = 32;
+
+pub struct Session {
+    pub token: String,
+    pub expires_at: SystemTime,
+}
+
+pub struct Challenge {
+    pub challenge: Vec<u8>,
+    pub expires_at: SystemTime,
+}
+
+fn token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Compares without an early exit, so timing does not reveal the token.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl Ds {
+    pub async fn register_client(
+        &self,
+        client: ClientId,
+        signature_key: Vec<u8>,
+        registration_token: &str,
+    ) -> ApiResult<()> {
+        if let Some(expected) = &self.settings.registration_token
+            && !constant_time_eq(expected.as_bytes(), registration_token.as_bytes())
+        {
+            return Err(ApiError::PermissionDenied(
+                "registration requires a valid registration token".into(),
+            ));
+        }
+        if signature_key.len() != SIGNATURE_KEY_LEN {
+            return Err(ApiError::InvalidArgument(
+                "signature_public_key must be a 32-byte Ed25519 public key".into(),
+            ));
+        }
+        let record = ClientRecord {
+            id: client,
+            signature_key,
+        };
+        match self.store.register_client(&record).await? {
+            Registration::Created | Registration::AlreadyRegistered => Ok(()),
+            Registration::KeyMismatch => Err(ApiError::AlreadyExists(
+                "this client is registered with another signature key".into(),
+            )),
+        }
+    }
+
+    pub async fn create_challenge(&self, client: &ClientId) -> ApiResult<Challenge> {
+        if self.store.client(client).await?.is_none() {
+            return Err(ApiError::NotFound("client is not registered".into()));
+        }
+        let mut challenge = vec![0u8; CHALLENGE_LEN];
+        rand::rng().fill_bytes(&mut challenge);
+        let expires_at = SystemTime::now() + Duration::from_secs(self.settings.challenge_ttl_secs);
+        self.store
+            .put_challenge(client, &challenge, expires_at)
+            .await?;
+        Ok(Challenge {
+            challenge,
+            expires_at,
+        })
+    }
+
+    pub async fn authenticate(
+        &self,
+        client: &ClientId,
+        challenge: &[u8],
+        signature: &[u8],
+    ) -> ApiResult<Session> {
+        const REFUSED: &str =
+            "authentication failed: unknown or expired challenge, or bad signature";
+        let record = self
+            .store
+            .client(client)
+            .await?
+            .ok_or(ApiError::Unauthenticated(REFUSED))?;
+        if !self
+            .store
+            .take_challenge(client, challenge, SystemTime::now())
+            .await?
+        {
+            return Err(ApiError::Unauthenticated(REFUSED));
+        }
+        RustCrypto::default()
+            .verify_signature(
+                SignatureScheme::ED25519,
+                &challenge_signing_payload(challenge),
+                &record.signature_key,
+                signature,
+            )
+            .map_err(|_| ApiError::Unauthenticated(REFUSED))?;
+        let mut raw = [0u8; 32];
+        rand::rng().fill_bytes(&mut raw);
+        let token = hex::encode(raw);
+        let expires_at = SystemTime::now() + Duration::from_secs(self.settings.session_ttl_secs);
+        self.store
+            .put_session(&token_hash(&token), client, expires_at)
+            .await?;
+        Ok(Session { token, expires_at })
+    }
+
+    /// The client a request's `authorization: Bearer <token>` belongs to.
+    pub async fn authenticated_client<T>(
+        &self,
+        request: &tonic::Request<T>,
+    ) -> ApiResult<ClientId> {
+        let header = request
+            .metadata()
+            .get(confide_proto::AUTHORIZATION_HEADER)
+            .ok_or(ApiError::Unauthenticated("missing session token"))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or(ApiError::Unauthenticated(
+                "authorization must be `Bearer <session token>`",
+            ))?;
+        self.store
+            .session(&token_hash(token), SystemTime::now())
+            .await?
+            .ok_or(ApiError::Unauthenticated(
+                "invalid or expired session token",
+            ))
+    }
+}

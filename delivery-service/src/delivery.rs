@@ -1,0 +1,291 @@
+//! Delivery: the live stream per client, paged fetch and acks.
+//!
+//! A subscription registers with the [`Hub`](crate::hub::Hub) *before* it reads
+//! the backlog, then dedupes by sequence number, so nothing falls between the
+//! two. Every entry it sends has the next sequence number of its stream; on a
+//! gap (a dropped live event) it re-reads from the store. The store enforces
+//! the membership window on every read.
+
+use std::collections::HashMap;
+
+use tokio::sync::mpsc;
+
+use crate::domain::{ClientId, GroupEntry, GroupId, InboxEntry, InboxItem, StreamRef};
+use crate::error::{ApiError, ApiResult};
+use crate::hub::{LiveEvent, Subscription};
+use crate::state::{AppState, Ds};
+use crate::store::Membership;
+
+/// Page size for backlog reads.
+const PAGE: u32 = 256;
+/// Largest page a Fetch may ask for.
+pub const MAX_FETCH: u32 = 1000;
+
+/// What a subscription sends: group entries and inbox entries, in order per stream.
+#[derive(Clone, Debug)]
+pub enum Delivery {
+    Group(GroupEntry),
+    Inbox(InboxEntry),
+}
+
+/// Per-group progress of one subscription.
+struct GroupCursor {
+    membership: Membership,
+    last_sent: u64,
+}
+
+struct Subscriber {
+    ds: AppState,
+    client: ClientId,
+    groups: HashMap<GroupId, GroupCursor>,
+    inbox_sent: u64,
+    out: mpsc::Sender<ApiResult<Delivery>>,
+}
+
+/// The receiving side closed: stop quietly.
+struct Closed;
+
+impl Subscriber {
+    async fn send(&self, delivery: Delivery) -> Result<(), Closed> {
+        self.out.send(Ok(delivery)).await.map_err(|_| Closed)
+    }
+
+    /// Sends every stored entry of the group after what was already sent.
+    async fn catch_up_group(&mut self, group_id: &GroupId) -> Result<(), Closed> {
+        loop {
+            let Some(cursor) = self.groups.get(group_id) else {
+                return Ok(());
+            };
+            let entries = match self
+                .ds
+                .store
+                .read_group(&self.client, group_id, cursor.last_sent, PAGE)
+                .await
+            {
+                Ok(entries) => entries,
+                Err(error) => return self.fail(error.into()).await,
+            };
+            let full = entries.len() == PAGE as usize;
+            for entry in entries {
+                if let Some(cursor) = self.groups.get_mut(group_id) {
+                    cursor.last_sent = cursor.last_sent.max(entry.seq);
+                }
+                self.send(Delivery::Group(entry)).await?;
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn catch_up_inbox(&mut self) -> Result<(), Closed> {
+        loop {
+            let entries = match self
+                .ds
+                .store
+                .read_inbox(&self.client, self.inbox_sent, PAGE)
+                .await
+            {
+                Ok(entries) => entries,
+                Err(error) => return self.fail(error.into()).await,
+            };
+            let full = entries.len() == PAGE as usize;
+            for entry in entries {
+                self.inbox_sent = entry.seq;
+                self.deliver_inbox(entry).await?;
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Sends an inbox entry; a Welcome also starts delivery of its group.
+    async fn deliver_inbox(&mut self, entry: InboxEntry) -> Result<(), Closed> {
+        let joined = match &entry.item {
+            InboxItem::Welcome { group_id, .. } => Some(group_id.clone()),
+            InboxItem::KeyPackagesLow { .. } => None,
+        };
+        self.send(Delivery::Inbox(entry)).await?;
+        if let Some(group_id) = joined {
+            self.refresh_membership(&group_id).await?;
+            self.catch_up_group(&group_id).await?;
+        }
+        Ok(())
+    }
+
+    async fn refresh_membership(&mut self, group_id: &GroupId) -> Result<(), Closed> {
+        let membership = match self.ds.store.membership(&self.client, group_id).await {
+            Ok(membership) => membership,
+            Err(error) => return self.fail(error.into()).await,
+        };
+        match membership {
+            Some(membership) => {
+                let last_sent = self
+                    .groups
+                    .get(group_id)
+                    .map_or(membership.acked_seq.max(membership.joined_seq), |c| {
+                        c.last_sent.max(membership.joined_seq)
+                    });
+                self.groups.insert(
+                    group_id.clone(),
+                    GroupCursor {
+                        membership,
+                        last_sent,
+                    },
+                );
+            }
+            None => {
+                self.groups.remove(group_id);
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_group_entry(&mut self, entry: GroupEntry) -> Result<(), Closed> {
+        if !self.groups.contains_key(&entry.group_id) {
+            self.refresh_membership(&entry.group_id).await?;
+        }
+        let Some(cursor) = self.groups.get(&entry.group_id) else {
+            return Ok(());
+        };
+        if entry.seq <= cursor.last_sent {
+            return Ok(());
+        }
+        if entry.seq == cursor.last_sent + 1 && cursor.membership.sees(entry.seq) {
+            let group_id = entry.group_id.clone();
+            self.send(Delivery::Group(entry)).await?;
+            if let Some(cursor) = self.groups.get_mut(&group_id) {
+                cursor.last_sent += 1;
+            }
+            return Ok(());
+        }
+        // A gap, or an entry outside the known window: the store decides.
+        let group_id = entry.group_id.clone();
+        self.refresh_membership(&group_id).await?;
+        self.catch_up_group(&group_id).await
+    }
+
+    async fn on_inbox_entry(&mut self, entry: InboxEntry) -> Result<(), Closed> {
+        if entry.seq <= self.inbox_sent {
+            return Ok(());
+        }
+        if entry.seq == self.inbox_sent + 1 {
+            self.inbox_sent = entry.seq;
+            return self.deliver_inbox(entry).await;
+        }
+        self.catch_up_inbox().await
+    }
+
+    async fn catch_up_all(&mut self) -> Result<(), Closed> {
+        self.catch_up_inbox().await?;
+        let groups: Vec<GroupId> = self.groups.keys().cloned().collect();
+        for group_id in groups {
+            self.catch_up_group(&group_id).await?;
+        }
+        Ok(())
+    }
+
+    async fn fail(&self, error: ApiError) -> Result<(), Closed> {
+        let _ = self.out.send(Err(error)).await;
+        Err(Closed)
+    }
+
+    async fn run(mut self, mut subscription: Subscription) {
+        let shutdown = self.ds.shutdown.clone();
+        if self.catch_up_all().await.is_err() {
+            return;
+        }
+        loop {
+            let step = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.out.closed() => return,
+                event = subscription.events.recv() => match event {
+                    Some(LiveEvent::Group(entry)) => self.on_group_entry(entry).await,
+                    Some(LiveEvent::Inbox(entry)) => self.on_inbox_entry(entry).await,
+                    None => return,
+                },
+                _ = subscription.signal.lagged() => self.catch_up_all().await,
+            };
+            if step.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+impl Ds {
+    /// Starts a subscription for `client`: the backlog after its cursors, then
+    /// live entries. It ends when the receiver is dropped or on shutdown.
+    pub async fn subscribe(
+        self: &AppState,
+        client: ClientId,
+        buffer: usize,
+    ) -> ApiResult<mpsc::Receiver<ApiResult<Delivery>>> {
+        let memberships = self.store.memberships(&client).await?;
+        let subscription = self.hub.subscribe(
+            &client,
+            memberships
+                .iter()
+                .filter(|m| m.is_current())
+                .map(|m| m.group_id.clone()),
+        );
+        let inbox_sent = self.store.inbox_cursor(&client).await?;
+        let groups = memberships
+            .into_iter()
+            .map(|m| {
+                let last_sent = m.acked_seq.max(m.joined_seq);
+                (
+                    m.group_id.clone(),
+                    GroupCursor {
+                        membership: m,
+                        last_sent,
+                    },
+                )
+            })
+            .collect();
+        let (out, rx) = mpsc::channel(buffer);
+        let subscriber = Subscriber {
+            ds: self.clone(),
+            client,
+            groups,
+            inbox_sent,
+            out,
+        };
+        tokio::spawn(subscriber.run(subscription));
+        Ok(rx)
+    }
+
+    pub async fn fetch(
+        &self,
+        client: &ClientId,
+        stream: &StreamRef,
+        after_seq: u64,
+        limit: u32,
+    ) -> ApiResult<Vec<Delivery>> {
+        let limit = if limit == 0 {
+            PAGE
+        } else {
+            limit.min(MAX_FETCH)
+        };
+        Ok(match stream {
+            StreamRef::Group(group_id) => self
+                .read_group(client, group_id, after_seq, limit)
+                .await?
+                .into_iter()
+                .map(Delivery::Group)
+                .collect(),
+            StreamRef::Inbox => self
+                .store
+                .read_inbox(client, after_seq, limit)
+                .await?
+                .into_iter()
+                .map(Delivery::Inbox)
+                .collect(),
+        })
+    }
+
+    pub async fn ack(&self, client: &ClientId, stream: &StreamRef, seq: u64) -> ApiResult<()> {
+        Ok(self.store.ack(client, stream, seq).await?)
+    }
+}

@@ -1,0 +1,122 @@
+//! The one mapping from domain errors to gRPC statuses. Internal causes are
+//! logged here, where they are mapped; the client gets a short reason.
+
+use std::collections::HashMap;
+
+use confide_proto::{ERROR_DOMAIN, META_CURRENT_EPOCH, REASON_WRONG_EPOCH};
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::domain::{InvalidClientId, InvalidGroupId};
+use crate::mls::MlsError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// The message is not for the group's current epoch; the client catches
+    /// up to `current` and retries.
+    #[error("{reason}")]
+    WrongEpoch { current: u64, reason: String },
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// What a client learns when it asks about a group it may not see: the same
+/// answer whether or not the group exists.
+pub fn not_a_member() -> ApiError {
+    ApiError::PermissionDenied("not a member of this group".into())
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::WrongEpoch { current } => ApiError::WrongEpoch {
+                current,
+                reason: format!("wrong epoch: the group is at epoch {current}"),
+            },
+            StoreError::NotMember => not_a_member(),
+            StoreError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
+            StoreError::AlreadyExists(what) => {
+                ApiError::AlreadyExists(format!("{what} already exists"))
+            }
+            StoreError::Backend(source) => ApiError::Internal(source),
+        }
+    }
+}
+
+impl From<MlsError> for ApiError {
+    fn from(error: MlsError) -> Self {
+        match error {
+            MlsError::WrongEpoch { current, .. } => ApiError::WrongEpoch {
+                current,
+                reason: format!("wrong epoch: {error}"),
+            },
+            MlsError::SenderMismatch => ApiError::PermissionDenied(error.to_string()),
+            MlsError::CorruptState => ApiError::Internal(Box::new(error)),
+            MlsError::Rejected(_) => ApiError::FailedPrecondition(error.to_string()),
+            MlsError::Malformed { .. }
+            | MlsError::WrongType { .. }
+            | MlsError::GroupMismatch
+            | MlsError::Invalid { .. } => ApiError::InvalidArgument(error.to_string()),
+        }
+    }
+}
+
+impl From<InvalidClientId> for ApiError {
+    fn from(error: InvalidClientId) -> Self {
+        ApiError::InvalidArgument(error.to_string())
+    }
+}
+
+impl From<InvalidGroupId> for ApiError {
+    fn from(error: InvalidGroupId) -> Self {
+        ApiError::InvalidArgument(error.to_string())
+    }
+}
+
+impl From<Status> for ApiError {
+    /// Statuses from field validation in `confide_proto::validation`.
+    fn from(status: Status) -> Self {
+        ApiError::InvalidArgument(status.message().to_string())
+    }
+}
+
+impl From<ApiError> for Status {
+    fn from(error: ApiError) -> Self {
+        match error {
+            ApiError::InvalidArgument(m) => Status::invalid_argument(m),
+            ApiError::Unauthenticated(m) => Status::unauthenticated(m),
+            ApiError::PermissionDenied(m) => Status::permission_denied(m),
+            ApiError::NotFound(m) => Status::not_found(m),
+            ApiError::AlreadyExists(m) => Status::already_exists(m),
+            ApiError::FailedPrecondition(m) => Status::failed_precondition(m),
+            ApiError::WrongEpoch { current, reason } => Status::with_error_details(
+                Code::FailedPrecondition,
+                reason,
+                ErrorDetails::with_error_info(
+                    REASON_WRONG_EPOCH,
+                    ERROR_DOMAIN,
+                    HashMap::from([(META_CURRENT_EPOCH.to_string(), current.to_string())]),
+                ),
+            ),
+            ApiError::Internal(source) => {
+                tracing::error!(error = %source, "internal error");
+                Status::internal("internal error")
+            }
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,328 @@
+//! Groups: creation, commits (exactly one per epoch), proposals and
+//! application messages, and the per-group lock that orders them.
+//!
+//! Every write to a group runs under that group's [`GroupLocks`] slot in this
+//! process, and inside one store transaction holding the group's row lock, so:
+//! the cached public state is only touched by one writer; entries are pushed
+//! live in sequence order; and a roster change takes effect for live delivery
+//! exactly after the commit that made it.
+//!
+//! A commit is validated with `PublicGroup` against the state of epoch N
+//! before the transaction, then accepted only if the group is still at epoch N
+//! under the row lock. That is the same decision as validating under the lock
+//! (the state of epoch N is fixed by the log), but keeps signature checks and
+//! tree hashing out of the database transaction.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+
+use crate::domain::{ClientId, EntryKind, GroupEntry, GroupId};
+use crate::error::{ApiError, ApiResult, not_a_member};
+use crate::mls::{self, GroupHandle};
+use crate::state::Ds;
+use crate::store::{AppendOutcome, CommitOutcome, CommitRecord, NewGroup, NewMessage, StoreError};
+
+type Slot = Arc<tokio::sync::Mutex<Option<GroupHandle>>>;
+
+/// One async lock per group, holding the cached public state of that group.
+#[derive(Default)]
+pub struct GroupLocks {
+    slots: Mutex<HashMap<GroupId, Slot>>,
+}
+
+impl GroupLocks {
+    fn slot(&self, group_id: &GroupId) -> Slot {
+        self.slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(group_id.clone())
+            .or_default()
+            .clone()
+    }
+}
+
+pub struct CommitResult {
+    pub seq: u64,
+    pub epoch: u64,
+}
+
+pub struct GroupInfoResult {
+    pub group_info: Bytes,
+    pub ratchet_tree: Vec<u8>,
+    pub epoch: u64,
+}
+
+impl Ds {
+    fn check_size(&self, bytes: &[u8], field: &'static str) -> ApiResult<()> {
+        confide_proto::validation::require_bytes(bytes, field, self.settings.max_message_bytes)?;
+        Ok(())
+    }
+
+    /// The cached public state of the group, refreshed from the store when
+    /// missing or when another replica moved the group to a newer epoch.
+    async fn current_state<'a>(
+        &self,
+        slot: &'a mut Option<GroupHandle>,
+        group_id: &GroupId,
+    ) -> ApiResult<&'a mut GroupHandle> {
+        let stored = self
+            .store
+            .group_state(group_id)
+            .await?
+            .ok_or_else(not_a_member)?;
+        if slot.as_ref().is_none_or(|h| h.epoch() != stored.epoch) {
+            *slot = Some(GroupHandle::from_blob(group_id, &stored.state)?);
+        }
+        Ok(slot.as_mut().expect("filled above"))
+    }
+
+    async fn require_member(&self, client: &ClientId, group_id: &GroupId) -> ApiResult<()> {
+        match self.store.membership(client, group_id).await? {
+            Some(m) if m.is_current() => Ok(()),
+            _ => Err(not_a_member()),
+        }
+    }
+
+    /// Checks that each leaf names a registered client with its registered key,
+    /// so nobody can add or impersonate a client under a key it doesn't own.
+    async fn check_registered(&self, leaves: &[mls::LeafIdentity]) -> ApiResult<()> {
+        for leaf in leaves {
+            match self.store.client(&leaf.client).await? {
+                Some(record) if record.signature_key == leaf.signature_key => {}
+                _ => {
+                    return Err(ApiError::FailedPrecondition(format!(
+                        "{} is not registered with the signature key of its leaf",
+                        leaf.client
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn create_group(
+        &self,
+        caller: &ClientId,
+        group_info: Bytes,
+        ratchet_tree: Bytes,
+    ) -> ApiResult<(GroupId, u64)> {
+        self.check_size(&group_info, "group_info")?;
+        self.check_size(&ratchet_tree, "ratchet_tree")?;
+        let handle = GroupHandle::create(&group_info, &ratchet_tree)?;
+        let members = handle.members()?;
+        if members.len() != 1 || members[0].client != *caller {
+            return Err(ApiError::InvalidArgument(
+                "a new group must have the caller as its only member".into(),
+            ));
+        }
+        self.check_registered(&members).await?;
+        let group_id = handle.group_id();
+        let epoch = handle.epoch();
+        let slot = self.groups.slot(&group_id);
+        let mut guard = slot.lock().await;
+        self.store
+            .create_group(NewGroup {
+                group_id: group_id.clone(),
+                epoch,
+                state: handle.to_blob(),
+                group_info,
+                creator: caller.clone(),
+            })
+            .await?;
+        *guard = Some(handle);
+        self.hub.join(&group_id, caller);
+        Ok((group_id, epoch))
+    }
+
+    pub async fn submit_commit(
+        &self,
+        caller: &ClientId,
+        group_id: &GroupId,
+        commit: Bytes,
+        welcome: Option<Bytes>,
+        group_info: Bytes,
+    ) -> ApiResult<CommitResult> {
+        self.check_size(&commit, "commit")?;
+        self.check_size(&group_info, "group_info")?;
+        if let Some(welcome) = &welcome {
+            self.check_size(welcome, "welcome")?;
+        }
+        self.require_member(caller, group_id).await?;
+        let dedup_key = mls::dedup_key("commit", &[&commit]);
+        let slot = self.groups.slot(group_id);
+        let mut guard = slot.lock().await;
+        let handle = self.current_state(&mut guard, group_id).await?;
+
+        // A commit for an older epoch may be a retry of one we accepted.
+        if mls::handshake_epoch(&commit).is_some_and(|e| e != handle.epoch())
+            && let Some(entry) = self.store.find_entry(group_id, &dedup_key).await?
+        {
+            return Ok(CommitResult {
+                seq: entry.seq,
+                epoch: entry.epoch + 1,
+            });
+        }
+
+        let staged = handle.stage_commit(caller, &commit, welcome.as_deref(), &group_info)?;
+        self.check_registered(&staged.new_leaves).await?;
+        let (from_epoch, added, removed) = (
+            staged.from_epoch,
+            staged.added.clone(),
+            staged.removed.clone(),
+        );
+        handle.merge(staged)?;
+        let record = CommitRecord {
+            group_id: group_id.clone(),
+            from_epoch,
+            dedup_key,
+            commit,
+            new_state: handle.to_blob(),
+            group_info,
+            added: added.clone(),
+            welcome,
+            removed: removed.clone(),
+        };
+        let outcome = self.store.accept_commit(record).await;
+        let accepted = match outcome {
+            Ok(CommitOutcome::Accepted(accepted)) => accepted,
+            Ok(CommitOutcome::Duplicate(entry)) => {
+                *guard = None;
+                return Ok(CommitResult {
+                    seq: entry.seq,
+                    epoch: entry.epoch + 1,
+                });
+            }
+            Err(error) => {
+                // The cached state was merged ahead of the store; drop it.
+                *guard = None;
+                return Err(error.into());
+            }
+        };
+        self.hub.publish_group(&accepted.entry);
+        for client in &removed {
+            self.hub.leave(group_id, client);
+        }
+        for client in &added {
+            self.hub.join(group_id, client);
+        }
+        for (client, entry) in &accepted.welcomes {
+            self.hub.publish_inbox(client, entry);
+        }
+        tracing::debug!(group = %group_id, seq = accepted.entry.seq, epoch = from_epoch + 1,
+            added = added.len(), removed = removed.len(), "commit accepted");
+        Ok(CommitResult {
+            seq: accepted.entry.seq,
+            epoch: from_epoch + 1,
+        })
+    }
+
+    pub async fn submit_proposal(
+        &self,
+        caller: &ClientId,
+        group_id: &GroupId,
+        proposal: Bytes,
+    ) -> ApiResult<u64> {
+        self.check_size(&proposal, "proposal")?;
+        self.require_member(caller, group_id).await?;
+        let dedup_key = mls::dedup_key("proposal", &[&proposal]);
+        let slot = self.groups.slot(group_id);
+        let mut guard = slot.lock().await;
+        if let Some(entry) = self.store.find_entry(group_id, &dedup_key).await? {
+            return Ok(entry.seq);
+        }
+        let handle = self.current_state(&mut guard, group_id).await?;
+        let epoch = handle.apply_proposal(caller, &proposal)?;
+        let message = NewMessage {
+            group_id: group_id.clone(),
+            sender: caller.clone(),
+            dedup_key,
+            kind: EntryKind::Proposal,
+            epoch,
+            message: proposal,
+            max_epoch_lag: 0,
+            new_state: Some(handle.to_blob()),
+        };
+        let result = self.store.append(message).await;
+        if result.is_err() {
+            *guard = None;
+        }
+        Ok(self.publish_appended(result?))
+    }
+
+    pub async fn send_message(
+        &self,
+        caller: &ClientId,
+        group_id: &GroupId,
+        message_id: &[u8],
+        message: Bytes,
+    ) -> ApiResult<u64> {
+        if message_id.is_empty() || message_id.len() > 64 {
+            return Err(ApiError::InvalidArgument(
+                "message_id must be 1 to 64 bytes".into(),
+            ));
+        }
+        self.check_size(&message, "message")?;
+        let parsed = mls::parse_application_message(&message, group_id)?;
+        let message = NewMessage {
+            group_id: group_id.clone(),
+            sender: caller.clone(),
+            dedup_key: mls::dedup_key("application", &[&caller.identity(), message_id]),
+            kind: EntryKind::Application,
+            epoch: parsed.epoch,
+            message,
+            max_epoch_lag: self.settings.max_epoch_lag,
+            new_state: None,
+        };
+        let slot = self.groups.slot(group_id);
+        let _guard = slot.lock().await;
+        let outcome = self.store.append(message).await.map_err(|e| match e {
+            StoreError::NotFound(_) => not_a_member(),
+            other => other.into(),
+        })?;
+        Ok(self.publish_appended(outcome))
+    }
+
+    fn publish_appended(&self, outcome: AppendOutcome) -> u64 {
+        if let AppendOutcome::Appended(entry) = &outcome {
+            self.hub.publish_group(entry);
+        }
+        outcome.entry().seq
+    }
+
+    pub async fn group_info(
+        &self,
+        caller: &ClientId,
+        group_id: &GroupId,
+    ) -> ApiResult<GroupInfoResult> {
+        self.require_member(caller, group_id).await?;
+        let slot = self.groups.slot(group_id);
+        let mut guard = slot.lock().await;
+        let (epoch, group_info) = self
+            .store
+            .group_info(group_id)
+            .await?
+            .ok_or_else(not_a_member)?;
+        let handle = self.current_state(&mut guard, group_id).await?;
+        Ok(GroupInfoResult {
+            group_info,
+            ratchet_tree: handle.ratchet_tree(),
+            epoch,
+        })
+    }
+
+    /// Entries of a group the caller may read, after `after_seq`.
+    pub async fn read_group(
+        &self,
+        caller: &ClientId,
+        group_id: &GroupId,
+        after_seq: u64,
+        limit: u32,
+    ) -> ApiResult<Vec<GroupEntry>> {
+        Ok(self
+            .store
+            .read_group(caller, group_id, after_seq, limit)
+            .await?)
+    }
+}

@@ -1,0 +1,14 @@
+//! Thin tonic adapters: each converts proto input to domain types (field
+//! validation in one place), calls the domain in [`crate::state::Ds`], and
+//! converts the result back. Only these modules know about prost types.
+
+mod auth;
+mod convert;
+mod delivery;
+mod groups;
+mod key_packages;
+
+pub use auth::AuthApi;
+pub use delivery::DeliveryApi;
+pub use groups::GroupApi;
+pub use key_packages::KeyPackageApi;

@@ -1,0 +1,288 @@
+//! Live fan-out: pushes entries, as they are committed, to the subscribers of
+//! a group or a client's inbox.
+//!
+//! The hub is only an accelerator; the store is the truth. Each subscriber has
+//! a bounded queue. When it is full the event is dropped and the subscriber is
+//! marked lagged, so a slow subscriber never holds up a publisher or another
+//! subscriber: it re-reads what it missed from the store.
+//!
+//! Publishers call in sequence order per group (they hold the group's lock in
+//! `crate::groups::GroupLocks`), and membership changes are applied under the
+//! same lock right after the commit that makes them is published, so a removed
+//! member is never pushed an entry after its removal.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::{Notify, mpsc};
+
+use crate::domain::{ClientId, GroupEntry, GroupId, InboxEntry};
+
+/// Events queued per subscriber before it counts as lagged.
+const QUEUE_DEPTH: usize = 1024;
+
+#[derive(Clone, Debug)]
+pub enum LiveEvent {
+    Group(GroupEntry),
+    Inbox(InboxEntry),
+}
+
+type SubscriberId = u64;
+
+struct SubscriberHandle {
+    client: ClientId,
+    tx: mpsc::Sender<LiveEvent>,
+    signal: Arc<LagSignal>,
+}
+
+/// Set when an event could not be queued; the subscriber then catches up.
+#[derive(Default)]
+pub struct LagSignal {
+    lagged: AtomicBool,
+    notify: Notify,
+}
+
+impl LagSignal {
+    /// Waits until events were dropped, then clears the flag.
+    pub async fn lagged(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.lagged.swap(false, Ordering::AcqRel) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn raise(&self) {
+        self.lagged.store(true, Ordering::Release);
+        self.notify.notify_one();
+    }
+}
+
+#[derive(Default)]
+struct Registry {
+    subscribers: HashMap<SubscriberId, SubscriberHandle>,
+    by_client: HashMap<ClientId, HashSet<SubscriberId>>,
+    by_group: HashMap<GroupId, HashSet<SubscriberId>>,
+}
+
+#[derive(Default)]
+pub struct Hub {
+    registry: RwLock<Registry>,
+    next_id: AtomicU64,
+    dropped: AtomicU64,
+}
+
+/// A live subscription; unregisters itself when dropped.
+pub struct Subscription {
+    id: SubscriberId,
+    hub: Arc<Hub>,
+    pub events: mpsc::Receiver<LiveEvent>,
+    pub signal: Arc<LagSignal>,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.hub.unregister(self.id);
+    }
+}
+
+impl Hub {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
+        self.registry.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Registry> {
+        self.registry.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a subscriber for the client's inbox and the given groups.
+    /// Call before reading the backlog, so nothing falls between the two.
+    pub fn subscribe(
+        self: &Arc<Self>,
+        client: &ClientId,
+        groups: impl IntoIterator<Item = GroupId>,
+    ) -> Subscription {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, events) = mpsc::channel(QUEUE_DEPTH);
+        let signal = Arc::new(LagSignal::default());
+        let mut registry = self.write();
+        registry.subscribers.insert(
+            id,
+            SubscriberHandle {
+                client: client.clone(),
+                tx,
+                signal: signal.clone(),
+            },
+        );
+        registry
+            .by_client
+            .entry(client.clone())
+            .or_default()
+            .insert(id);
+        for group in groups {
+            registry.by_group.entry(group).or_default().insert(id);
+        }
+        Subscription {
+            id,
+            hub: self.clone(),
+            events,
+            signal,
+        }
+    }
+
+    fn unregister(&self, id: SubscriberId) {
+        let mut registry = self.write();
+        let Some(handle) = registry.subscribers.remove(&id) else {
+            return;
+        };
+        if let Some(ids) = registry.by_client.get_mut(&handle.client) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                registry.by_client.remove(&handle.client);
+            }
+        }
+        registry.by_group.retain(|_, ids| {
+            ids.remove(&id);
+            !ids.is_empty()
+        });
+    }
+
+    /// Starts pushing the group's entries to the client's live subscribers.
+    pub fn join(&self, group: &GroupId, client: &ClientId) {
+        let mut registry = self.write();
+        let Some(ids) = registry.by_client.get(client).cloned() else {
+            return;
+        };
+        registry
+            .by_group
+            .entry(group.clone())
+            .or_default()
+            .extend(ids);
+    }
+
+    /// Stops pushing the group's entries to the client's live subscribers.
+    pub fn leave(&self, group: &GroupId, client: &ClientId) {
+        let mut registry = self.write();
+        let Some(ids) = registry.by_client.get(client).cloned() else {
+            return;
+        };
+        if let Some(members) = registry.by_group.get_mut(group) {
+            members.retain(|id| !ids.contains(id));
+            if members.is_empty() {
+                registry.by_group.remove(group);
+            }
+        }
+    }
+
+    pub fn publish_group(&self, entry: &GroupEntry) {
+        let registry = self.read();
+        if let Some(ids) = registry.by_group.get(&entry.group_id) {
+            for id in ids {
+                self.offer(&registry, *id, LiveEvent::Group(entry.clone()));
+            }
+        }
+    }
+
+    pub fn publish_inbox(&self, client: &ClientId, entry: &InboxEntry) {
+        let registry = self.read();
+        if let Some(ids) = registry.by_client.get(client) {
+            for id in ids {
+                self.offer(&registry, *id, LiveEvent::Inbox(entry.clone()));
+            }
+        }
+    }
+
+    fn offer(&self, registry: &Registry, id: SubscriberId, event: LiveEvent) {
+        if let Some(subscriber) = registry.subscribers.get(&id)
+            && subscriber.tx.try_send(event).is_err()
+        {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            subscriber.signal.raise();
+        }
+    }
+
+    /// Events dropped because a subscriber's queue was full (then re-read from the store).
+    pub fn dropped_events(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    pub fn subscriber_count(&self) -> usize {
+        self.read().subscribers.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::EntryKind;
+
+    fn entry(group: &GroupId, seq: u64) -> GroupEntry {
+        GroupEntry {
+            group_id: group.clone(),
+            seq,
+            epoch: 0,
+            kind: EntryKind::Application,
+            message: bytes::Bytes::from_static(b"ciphertext"),
+        }
+    }
+
+    #[tokio::test]
+    async fn subscriber_receives_only_its_groups_entries() {
+        let hub = Hub::new();
+        let alice = ClientId::new("alice", "phone").unwrap();
+        let (g1, g2) = (GroupId::new(*b"g1").unwrap(), GroupId::new(*b"g2").unwrap());
+        let mut sub = hub.subscribe(&alice, [g1.clone()]);
+        hub.publish_group(&entry(&g2, 1));
+        hub.publish_group(&entry(&g1, 1));
+        match sub.events.recv().await {
+            Some(LiveEvent::Group(e)) => assert_eq!(e.group_id, g1),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(sub.events.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn left_member_gets_no_further_entries_and_joined_member_does() {
+        let hub = Hub::new();
+        let bob = ClientId::new("bob", "laptop").unwrap();
+        let group = GroupId::new(*b"g").unwrap();
+        let mut sub = hub.subscribe(&bob, []);
+        hub.join(&group, &bob);
+        hub.publish_group(&entry(&group, 1));
+        hub.leave(&group, &bob);
+        hub.publish_group(&entry(&group, 2));
+        assert!(matches!(sub.events.recv().await, Some(LiveEvent::Group(e)) if e.seq == 1));
+        assert!(sub.events.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn full_queue_marks_subscriber_lagged_without_blocking_publisher() {
+        let hub = Hub::new();
+        let carol = ClientId::new("carol", "desk").unwrap();
+        let group = GroupId::new(*b"g").unwrap();
+        let sub = hub.subscribe(&carol, [group.clone()]);
+        for seq in 1..=(QUEUE_DEPTH as u64 + 5) {
+            hub.publish_group(&entry(&group, seq));
+        }
+        assert_eq!(hub.dropped_events(), 5);
+        sub.signal.lagged().await;
+    }
+
+    #[tokio::test]
+    async fn dropped_subscription_unregisters() {
+        let hub = Hub::new();
+        let dave = ClientId::new("dave", "tab").unwrap();
+        let sub = hub.subscribe(&dave, [GroupId::new(*b"g").unwrap()]);
+        assert_eq!(hub.subscriber_count(), 1);
+        drop(sub);
+        assert_eq!(hub.subscriber_count(), 0);
+        assert!(hub.read().by_group.is_empty());
+    }
+}

@@ -1,0 +1,95 @@
+//! Key package pools: validated uploads, atomic claims, low-pool notices.
+
+use bytes::Bytes;
+
+use crate::domain::{ClientId, InboxItem};
+use crate::error::{ApiError, ApiResult};
+use crate::mls::validate_key_package;
+use crate::state::Ds;
+use crate::store::{ClaimedKeyPackage, KeyPackageCount, KeyPackageRecord};
+
+impl Ds {
+    /// Validates every key package (signature, lifetime, ciphersuite, and the
+    /// uploader's own credential and registered key) before storing any.
+    pub async fn publish_key_packages(
+        &self,
+        client: &ClientId,
+        key_packages: Vec<Bytes>,
+        last_resort: Option<Bytes>,
+    ) -> ApiResult<u32> {
+        let max = self.settings.max_key_packages_per_publish;
+        if key_packages.len() > max {
+            return Err(ApiError::InvalidArgument(format!(
+                "at most {max} key packages per publish"
+            )));
+        }
+        if key_packages.is_empty() && last_resort.is_none() {
+            return Err(ApiError::InvalidArgument("no key packages given".into()));
+        }
+        let registered = self
+            .store
+            .client(client)
+            .await?
+            .ok_or(ApiError::Unauthenticated("client is no longer registered"))?;
+        let check = |data: Bytes, index: Option<usize>| -> ApiResult<KeyPackageRecord> {
+            let name = index.map_or("last-resort key package".to_string(), |i| {
+                format!("key package {i}")
+            });
+            if data.len() > self.settings.max_message_bytes {
+                return Err(ApiError::InvalidArgument(format!("{name} is too large")));
+            }
+            let valid = validate_key_package(&data)
+                .map_err(|e| ApiError::InvalidArgument(format!("{name}: {e}")))?;
+            if valid.client != *client || valid.signature_key != registered.signature_key {
+                return Err(ApiError::PermissionDenied(format!(
+                    "{name} is not for the caller's own credential and signature key"
+                )));
+            }
+            Ok(KeyPackageRecord {
+                key_package_ref: valid.key_package_ref,
+                data,
+            })
+        };
+        let records = key_packages
+            .into_iter()
+            .enumerate()
+            .map(|(i, data)| check(data, Some(i)))
+            .collect::<ApiResult<Vec<_>>>()?;
+        let last_resort = last_resort.map(|data| check(data, None)).transpose()?;
+        Ok(self
+            .store
+            .publish_key_packages(client, records, last_resort)
+            .await?)
+    }
+
+    /// One key package for every device of `user`. A device whose pool runs
+    /// low is told so through its inbox.
+    pub async fn claim_key_packages(&self, user: &str) -> ApiResult<Vec<ClaimedKeyPackage>> {
+        let devices = self.store.devices(user).await?;
+        let mut claimed = Vec::with_capacity(devices.len());
+        for device in devices {
+            let Some(key_package) = self.store.claim_key_package(&device).await? else {
+                continue;
+            };
+            let watermark = self.settings.key_package_low_watermark;
+            if key_package.last_resort || key_package.remaining + 1 == watermark {
+                let item = InboxItem::KeyPackagesLow {
+                    available: key_package.remaining,
+                };
+                let entry = self.store.push_inbox(&device, item).await?;
+                self.hub.publish_inbox(&device, &entry);
+            }
+            claimed.push(key_package);
+        }
+        if claimed.is_empty() {
+            return Err(ApiError::NotFound(format!(
+                "no key packages available for user {user}"
+            )));
+        }
+        Ok(claimed)
+    }
+
+    pub async fn count_key_packages(&self, client: &ClientId) -> ApiResult<KeyPackageCount> {
+        Ok(self.store.count_key_packages(client).await?)
+    }
+}

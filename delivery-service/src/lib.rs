@@ -1,0 +1,27 @@
+//! `confide-ds`: the Confide delivery service.
+//!
+//! It authenticates clients, keeps their key packages, validates MLS
+//! handshakes with openmls `PublicGroup`, orders commits (exactly one per
+//! epoch) and fans out handshake and application messages to every member,
+//! live and from a durable log. It never holds a key that opens a message.
+//!
+//! Layout: [`grpc`] adapters → domain operations on [`state::Ds`] (in
+//! [`auth`], [`key_packages`], [`groups`], [`delivery`]) → [`store`]. MLS
+//! parsing and validation live in [`mls`]; live fan-out in [`hub`].
+
+pub mod auth;
+pub mod config;
+pub mod delivery;
+pub mod domain;
+pub mod error;
+pub mod groups;
+pub mod grpc;
+pub mod hub;
+pub mod key_packages;
+pub mod mls;
+pub mod server;
+pub mod state;
+pub mod store;
+
+pub use config::Settings;
+pub use server::{open_store, run, state};

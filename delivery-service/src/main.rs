@@ -1,0 +1,74 @@
+//! `confide-ds`: reads configuration, sets up logging, binds, installs signal
+//! handling and calls [`confide_ds::run`].
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use confide_ds::config::{LogFormat, StoreKind};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(version, about = "Confide delivery service")]
+struct Args {
+    /// YAML configuration file; `CONFIDE__*` environment variables override it.
+    #[arg(long, env = "CONFIDE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Overrides the configured store (`memory` needs no database).
+    #[arg(long)]
+    store: Option<StoreKind>,
+    /// Overrides the configured listen address.
+    #[arg(long)]
+    listen: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let mut settings =
+        confide_ds::Settings::load(args.config.as_deref()).context("reading configuration")?;
+    if let Some(store) = args.store {
+        settings.store = store;
+    }
+    if let Some(listen) = args.listen {
+        settings.listen = listen;
+    }
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    match settings.log_format {
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init(),
+        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+    }
+    tracing::info!(?settings, "starting");
+
+    let store = confide_ds::open_store(&settings)
+        .await
+        .context("opening the store")?;
+    let listener = tokio::net::TcpListener::bind(&settings.listen)
+        .await
+        .with_context(|| format!("binding {}", settings.listen))?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    let state = confide_ds::state(store, settings, shutdown.clone());
+    confide_ds::run(listener, state, shutdown).await?;
+    Ok(())
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    shutdown.cancel();
+}

@@ -1,0 +1,511 @@
+//! The in-memory [`Store`]: the zero-configuration demo and the in-process
+//! simulator run on it. One mutex over the whole state makes every method
+//! atomic, which is what the PostgreSQL transactions guarantee per group.
+//! Nothing survives the process.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::{
+    AppendOutcome, ClaimedKeyPackage, ClientRecord, CommitAccepted, CommitOutcome, CommitRecord,
+    DedupKey, KeyPackageCount, KeyPackageRecord, Membership, NewGroup, NewMessage, Registration,
+    Store, StoreError, StoreResult, StoredGroupState,
+};
+use crate::domain::{ClientId, EntryKind, GroupEntry, GroupId, InboxEntry, InboxItem, StreamRef};
+
+#[derive(Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    clients: BTreeMap<ClientId, ClientState>,
+    challenges: HashMap<(ClientId, Vec<u8>), SystemTime>,
+    sessions: HashMap<DedupKey, (ClientId, SystemTime)>,
+    groups: HashMap<GroupId, GroupState>,
+}
+
+struct ClientState {
+    signature_key: Vec<u8>,
+    key_packages: BTreeMap<Vec<u8>, Bytes>,
+    last_resort: Option<KeyPackageRecord>,
+    inbox: Vec<InboxEntry>,
+    inbox_acked: u64,
+    memberships: BTreeMap<GroupId, Membership>,
+}
+
+struct GroupState {
+    epoch: u64,
+    state: Vec<u8>,
+    group_info: Bytes,
+    log: Vec<GroupEntry>,
+    dedup: HashMap<DedupKey, u64>,
+    members: std::collections::BTreeSet<ClientId>,
+}
+
+impl GroupState {
+    fn duplicate(&self, key: &DedupKey) -> Option<GroupEntry> {
+        self.dedup
+            .get(key)
+            .map(|&seq| self.log[(seq - 1) as usize].clone())
+    }
+
+    fn push(
+        &mut self,
+        group_id: &GroupId,
+        epoch: u64,
+        kind: EntryKind,
+        dedup_key: DedupKey,
+        message: Bytes,
+    ) -> GroupEntry {
+        let entry = GroupEntry {
+            group_id: group_id.clone(),
+            seq: self.log.len() as u64 + 1,
+            epoch,
+            kind,
+            message,
+        };
+        self.dedup.insert(dedup_key, entry.seq);
+        self.log.push(entry.clone());
+        entry
+    }
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock would be a bug in this module; the
+        // state is still consistent because every method mutates last.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl State {
+    fn client_mut(&mut self, id: &ClientId) -> StoreResult<&mut ClientState> {
+        self.clients
+            .get_mut(id)
+            .ok_or(StoreError::NotFound("client"))
+    }
+
+    fn push_inbox(&mut self, client: &ClientId, item: InboxItem) -> StoreResult<InboxEntry> {
+        let state = self.client_mut(client)?;
+        let entry = InboxEntry {
+            seq: state.inbox.len() as u64 + 1,
+            item,
+        };
+        state.inbox.push(entry.clone());
+        Ok(entry)
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn register_client(&self, client: &ClientRecord) -> StoreResult<Registration> {
+        let mut state = self.lock();
+        if let Some(existing) = state.clients.get(&client.id) {
+            return Ok(if existing.signature_key == client.signature_key {
+                Registration::AlreadyRegistered
+            } else {
+                Registration::KeyMismatch
+            });
+        }
+        state.clients.insert(
+            client.id.clone(),
+            ClientState {
+                signature_key: client.signature_key.clone(),
+                key_packages: BTreeMap::new(),
+                last_resort: None,
+                inbox: Vec::new(),
+                inbox_acked: 0,
+                memberships: BTreeMap::new(),
+            },
+        );
+        Ok(Registration::Created)
+    }
+
+    async fn client(&self, id: &ClientId) -> StoreResult<Option<ClientRecord>> {
+        Ok(self.lock().clients.get(id).map(|c| ClientRecord {
+            id: id.clone(),
+            signature_key: c.signature_key.clone(),
+        }))
+    }
+
+    async fn devices(&self, user: &str) -> StoreResult<Vec<ClientId>> {
+        Ok(self
+            .lock()
+            .clients
+            .keys()
+            .filter(|id| id.user() == user)
+            .cloned()
+            .collect())
+    }
+
+    async fn put_challenge(
+        &self,
+        client: &ClientId,
+        challenge: &[u8],
+        expires_at: SystemTime,
+    ) -> StoreResult<()> {
+        let mut state = self.lock();
+        let now = SystemTime::now();
+        state.challenges.retain(|_, expires| *expires > now);
+        state
+            .challenges
+            .insert((client.clone(), challenge.to_vec()), expires_at);
+        Ok(())
+    }
+
+    async fn take_challenge(
+        &self,
+        client: &ClientId,
+        challenge: &[u8],
+        now: SystemTime,
+    ) -> StoreResult<bool> {
+        let removed = self
+            .lock()
+            .challenges
+            .remove(&(client.clone(), challenge.to_vec()));
+        Ok(removed.is_some_and(|expires| expires > now))
+    }
+
+    async fn put_session(
+        &self,
+        token_hash: &DedupKey,
+        client: &ClientId,
+        expires_at: SystemTime,
+    ) -> StoreResult<()> {
+        let mut state = self.lock();
+        let now = SystemTime::now();
+        state.sessions.retain(|_, (_, expires)| *expires > now);
+        state
+            .sessions
+            .insert(*token_hash, (client.clone(), expires_at));
+        Ok(())
+    }
+
+    async fn session(
+        &self,
+        token_hash: &DedupKey,
+        now: SystemTime,
+    ) -> StoreResult<Option<ClientId>> {
+        Ok(self
+            .lock()
+            .sessions
+            .get(token_hash)
+            .filter(|(_, expires)| *expires > now)
+            .map(|(client, _)| client.clone()))
+    }
+
+    async fn publish_key_packages(
+        &self,
+        client: &ClientId,
+        key_packages: Vec<KeyPackageRecord>,
+        last_resort: Option<KeyPackageRecord>,
+    ) -> StoreResult<u32> {
+        let mut state = self.lock();
+        let client = state.client_mut(client)?;
+        for kp in key_packages {
+            client
+                .key_packages
+                .entry(kp.key_package_ref)
+                .or_insert(kp.data);
+        }
+        if last_resort.is_some() {
+            client.last_resort = last_resort;
+        }
+        Ok(client.key_packages.len() as u32)
+    }
+
+    async fn claim_key_package(&self, client: &ClientId) -> StoreResult<Option<ClaimedKeyPackage>> {
+        let mut state = self.lock();
+        let Some(state) = state.clients.get_mut(client) else {
+            return Ok(None);
+        };
+        let claimed = match state.key_packages.pop_first() {
+            Some((_, data)) => Some((data, false)),
+            None => state.last_resort.as_ref().map(|kp| (kp.data.clone(), true)),
+        };
+        Ok(claimed.map(|(data, last_resort)| ClaimedKeyPackage {
+            client: client.clone(),
+            data,
+            last_resort,
+            remaining: state.key_packages.len() as u32,
+        }))
+    }
+
+    async fn count_key_packages(&self, client: &ClientId) -> StoreResult<KeyPackageCount> {
+        Ok(self
+            .lock()
+            .clients
+            .get(client)
+            .map(|c| KeyPackageCount {
+                available: c.key_packages.len() as u32,
+                has_last_resort: c.last_resort.is_some(),
+            })
+            .unwrap_or_default())
+    }
+
+    async fn create_group(&self, group: NewGroup) -> StoreResult<()> {
+        let mut state = self.lock();
+        if state.groups.contains_key(&group.group_id) {
+            return Err(StoreError::AlreadyExists("group"));
+        }
+        state.client_mut(&group.creator)?.memberships.insert(
+            group.group_id.clone(),
+            Membership {
+                group_id: group.group_id.clone(),
+                joined_seq: 0,
+                left_seq: None,
+                acked_seq: 0,
+            },
+        );
+        state.groups.insert(
+            group.group_id,
+            GroupState {
+                epoch: group.epoch,
+                state: group.state,
+                group_info: group.group_info,
+                log: Vec::new(),
+                dedup: HashMap::new(),
+                members: [group.creator].into(),
+            },
+        );
+        Ok(())
+    }
+
+    async fn group_state(&self, group_id: &GroupId) -> StoreResult<Option<StoredGroupState>> {
+        Ok(self.lock().groups.get(group_id).map(|g| StoredGroupState {
+            epoch: g.epoch,
+            state: g.state.clone(),
+        }))
+    }
+
+    async fn group_info(&self, group_id: &GroupId) -> StoreResult<Option<(u64, Bytes)>> {
+        Ok(self
+            .lock()
+            .groups
+            .get(group_id)
+            .map(|g| (g.epoch, g.group_info.clone())))
+    }
+
+    async fn find_entry(
+        &self,
+        group_id: &GroupId,
+        dedup_key: &DedupKey,
+    ) -> StoreResult<Option<GroupEntry>> {
+        Ok(self
+            .lock()
+            .groups
+            .get(group_id)
+            .and_then(|g| g.duplicate(dedup_key)))
+    }
+
+    async fn accept_commit(&self, commit: CommitRecord) -> StoreResult<CommitOutcome> {
+        let mut state = self.lock();
+        let state = &mut *state;
+        let group = state
+            .groups
+            .get_mut(&commit.group_id)
+            .ok_or(StoreError::NotFound("group"))?;
+        if let Some(entry) = group.duplicate(&commit.dedup_key) {
+            return Ok(CommitOutcome::Duplicate(entry));
+        }
+        if group.epoch != commit.from_epoch {
+            return Err(StoreError::WrongEpoch {
+                current: group.epoch,
+            });
+        }
+        // Check every client exists before mutating anything.
+        for client in commit.added.iter().chain(&commit.removed) {
+            if !state.clients.contains_key(client) {
+                return Err(StoreError::NotFound("client"));
+            }
+        }
+        let entry = group.push(
+            &commit.group_id,
+            commit.from_epoch,
+            EntryKind::Commit,
+            commit.dedup_key,
+            commit.commit,
+        );
+        group.epoch = commit.from_epoch + 1;
+        group.state = commit.new_state;
+        group.group_info = commit.group_info;
+        for client in &commit.removed {
+            group.members.remove(client);
+        }
+        for client in &commit.added {
+            group.members.insert(client.clone());
+        }
+        for client in &commit.removed {
+            if let Some(m) = state
+                .clients
+                .get_mut(client)
+                .and_then(|c| c.memberships.get_mut(&commit.group_id))
+            {
+                m.left_seq = Some(entry.seq);
+            }
+        }
+        let mut welcomes = Vec::new();
+        for client in &commit.added {
+            state.client_mut(client)?.memberships.insert(
+                commit.group_id.clone(),
+                Membership {
+                    group_id: commit.group_id.clone(),
+                    joined_seq: entry.seq,
+                    left_seq: None,
+                    acked_seq: entry.seq,
+                },
+            );
+            if let Some(welcome) = &commit.welcome {
+                let inbox = state.push_inbox(
+                    client,
+                    InboxItem::Welcome {
+                        group_id: commit.group_id.clone(),
+                        commit_seq: entry.seq,
+                        welcome: welcome.clone(),
+                    },
+                )?;
+                welcomes.push((client.clone(), inbox));
+            }
+        }
+        Ok(CommitOutcome::Accepted(CommitAccepted { entry, welcomes }))
+    }
+
+    async fn append(&self, message: NewMessage) -> StoreResult<AppendOutcome> {
+        let mut state = self.lock();
+        let group = state
+            .groups
+            .get_mut(&message.group_id)
+            .ok_or(StoreError::NotFound("group"))?;
+        if let Some(entry) = group.duplicate(&message.dedup_key) {
+            return Ok(AppendOutcome::Duplicate(entry));
+        }
+        if !group.members.contains(&message.sender) {
+            return Err(StoreError::NotMember);
+        }
+        let current = group.epoch;
+        let in_window =
+            message.epoch <= current && current - message.epoch <= message.max_epoch_lag;
+        if !in_window || (message.new_state.is_some() && message.epoch != current) {
+            return Err(StoreError::WrongEpoch { current });
+        }
+        if let Some(new_state) = message.new_state {
+            group.state = new_state;
+        }
+        Ok(AppendOutcome::Appended(group.push(
+            &message.group_id,
+            message.epoch,
+            message.kind,
+            message.dedup_key,
+            message.message,
+        )))
+    }
+
+    async fn membership(
+        &self,
+        client: &ClientId,
+        group_id: &GroupId,
+    ) -> StoreResult<Option<Membership>> {
+        Ok(self
+            .lock()
+            .clients
+            .get(client)
+            .and_then(|c| c.memberships.get(group_id).cloned()))
+    }
+
+    async fn memberships(&self, client: &ClientId) -> StoreResult<Vec<Membership>> {
+        Ok(self
+            .lock()
+            .clients
+            .get(client)
+            .map(|c| c.memberships.values().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn read_group(
+        &self,
+        client: &ClientId,
+        group_id: &GroupId,
+        after_seq: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<GroupEntry>> {
+        let state = self.lock();
+        let membership = state
+            .clients
+            .get(client)
+            .and_then(|c| c.memberships.get(group_id))
+            .ok_or(StoreError::NotMember)?;
+        let group = state
+            .groups
+            .get(group_id)
+            .ok_or(StoreError::NotFound("group"))?;
+        let first = after_seq.max(membership.joined_seq) as usize;
+        let last = membership
+            .left_seq
+            .map_or(group.log.len(), |left| (left as usize).min(group.log.len()));
+        Ok(group
+            .log
+            .get(first.min(last)..last)
+            .unwrap_or_default()
+            .iter()
+            .take(limit as usize)
+            .cloned()
+            .collect())
+    }
+
+    async fn read_inbox(
+        &self,
+        client: &ClientId,
+        after_seq: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<InboxEntry>> {
+        let state = self.lock();
+        let client = state
+            .clients
+            .get(client)
+            .ok_or(StoreError::NotFound("client"))?;
+        Ok(client
+            .inbox
+            .iter()
+            .skip(after_seq as usize)
+            .take(limit as usize)
+            .cloned()
+            .collect())
+    }
+
+    async fn push_inbox(&self, client: &ClientId, item: InboxItem) -> StoreResult<InboxEntry> {
+        self.lock().push_inbox(client, item)
+    }
+
+    async fn ack(&self, client: &ClientId, stream: &StreamRef, seq: u64) -> StoreResult<()> {
+        let mut state = self.lock();
+        let client = state.client_mut(client)?;
+        let cursor = match stream {
+            StreamRef::Inbox => &mut client.inbox_acked,
+            StreamRef::Group(group_id) => {
+                &mut client
+                    .memberships
+                    .get_mut(group_id)
+                    .ok_or(StoreError::NotMember)?
+                    .acked_seq
+            }
+        };
+        *cursor = (*cursor).max(seq);
+        Ok(())
+    }
+
+    async fn inbox_cursor(&self, client: &ClientId) -> StoreResult<u64> {
+        Ok(self.lock().clients.get(client).map_or(0, |c| c.inbox_acked))
+    }
+}

@@ -1,0 +1,280 @@
+//! Storage behind one interface, [`Store`], with two implementations that pass
+//! the same [`conformance`] suite: [`postgres::PostgresStore`] for deployments
+//! and [`memory::MemoryStore`] for the zero-configuration demo and the
+//! in-process simulator.
+//!
+//! The store is where the ordering invariants live: every method that changes
+//! a group does so atomically (one PostgreSQL transaction holding the group's
+//! row lock), so sequence numbers are gap-free and commit order is total.
+//! Nothing here parses MLS; callers hand in validated bytes.
+
+pub mod conformance;
+pub mod memory;
+pub mod postgres;
+
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::domain::{ClientId, GroupEntry, GroupId, InboxEntry, InboxItem, StreamRef};
+
+/// Length of idempotency keys: SHA-256 of what identifies a submission.
+pub type DedupKey = [u8; 32];
+
+/// A registered client and the signature key bound to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientRecord {
+    pub id: ClientId,
+    pub signature_key: Vec<u8>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Registration {
+    Created,
+    /// The same client with the same key was registered before.
+    AlreadyRegistered,
+    /// The client exists with a different signature key.
+    KeyMismatch,
+}
+
+/// A validated key package, ready to be stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyPackageRecord {
+    /// The KeyPackageRef (hash), unique per key package.
+    pub key_package_ref: Vec<u8>,
+    /// The TLS-serialised MlsMessage carrying the key package.
+    pub data: Bytes,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimedKeyPackage {
+    pub client: ClientId,
+    pub data: Bytes,
+    pub last_resort: bool,
+    /// Key packages (not counting the last-resort one) left after this claim.
+    pub remaining: u32,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KeyPackageCount {
+    pub available: u32,
+    pub has_last_resort: bool,
+}
+
+/// A group to register, with its creator as the only member.
+#[derive(Clone, Debug)]
+pub struct NewGroup {
+    pub group_id: GroupId,
+    pub epoch: u64,
+    /// The serialised public group state (see `crate::mls::GroupStateBlob`).
+    pub state: Vec<u8>,
+    pub group_info: Bytes,
+    pub creator: ClientId,
+}
+
+/// The persisted public state of a group at an epoch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredGroupState {
+    pub epoch: u64,
+    pub state: Vec<u8>,
+}
+
+/// A commit validated against the state of `from_epoch`, to be accepted
+/// atomically if and only if the group is still at `from_epoch`.
+#[derive(Clone, Debug)]
+pub struct CommitRecord {
+    pub group_id: GroupId,
+    pub from_epoch: u64,
+    pub dedup_key: DedupKey,
+    pub commit: Bytes,
+    /// Public group state after merging the commit (epoch `from_epoch + 1`).
+    pub new_state: Vec<u8>,
+    pub group_info: Bytes,
+    /// Clients the commit adds; each gets `welcome` in its inbox.
+    pub added: Vec<ClientId>,
+    pub welcome: Option<Bytes>,
+    /// Clients the commit removes; they see the commit itself, nothing after.
+    pub removed: Vec<ClientId>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommitAccepted {
+    pub entry: GroupEntry,
+    /// The Welcome inbox entries, one per added client.
+    pub welcomes: Vec<(ClientId, InboxEntry)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CommitOutcome {
+    Accepted(CommitAccepted),
+    /// The same commit was accepted before; this is its log entry.
+    Duplicate(GroupEntry),
+}
+
+/// A proposal or application message to append to a group log.
+#[derive(Clone, Debug)]
+pub struct NewMessage {
+    pub group_id: GroupId,
+    pub sender: ClientId,
+    pub dedup_key: DedupKey,
+    pub kind: crate::domain::EntryKind,
+    pub epoch: u64,
+    pub message: Bytes,
+    /// Accept `epoch` if it is at most this many epochs behind the group's.
+    pub max_epoch_lag: u64,
+    /// New public group state to store with the entry (a proposal changes the
+    /// proposal queue); only valid when `epoch` is the group's current epoch.
+    pub new_state: Option<Vec<u8>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AppendOutcome {
+    Appended(GroupEntry),
+    /// The sender submitted this message before; this is its log entry.
+    Duplicate(GroupEntry),
+}
+
+impl AppendOutcome {
+    pub fn entry(&self) -> &GroupEntry {
+        match self {
+            AppendOutcome::Appended(entry) | AppendOutcome::Duplicate(entry) => entry,
+        }
+    }
+}
+
+/// A client's membership of a group, as the DS roster knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Membership {
+    pub group_id: GroupId,
+    /// The client sees entries with `seq > joined_seq` ...
+    pub joined_seq: u64,
+    /// ... and `seq <= left_seq` once it has been removed.
+    pub left_seq: Option<u64>,
+    /// Highest seq the client acknowledged.
+    pub acked_seq: u64,
+}
+
+impl Membership {
+    pub fn is_current(&self) -> bool {
+        self.left_seq.is_none()
+    }
+
+    pub fn sees(&self, seq: u64) -> bool {
+        seq > self.joined_seq && self.left_seq.is_none_or(|left| seq <= left)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0} already exists")]
+    AlreadyExists(&'static str),
+    #[error("the group is at epoch {current}")]
+    WrongEpoch { current: u64 },
+    #[error("the client is not a member of the group")]
+    NotMember,
+    #[error("storage backend failed: {0}")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // --- clients and sessions ---
+    async fn register_client(&self, client: &ClientRecord) -> StoreResult<Registration>;
+    async fn client(&self, id: &ClientId) -> StoreResult<Option<ClientRecord>>;
+    /// Every registered device of a user.
+    async fn devices(&self, user: &str) -> StoreResult<Vec<ClientId>>;
+    async fn put_challenge(
+        &self,
+        client: &ClientId,
+        challenge: &[u8],
+        expires_at: SystemTime,
+    ) -> StoreResult<()>;
+    /// Consumes the challenge; true if it existed for this client and had not expired.
+    async fn take_challenge(
+        &self,
+        client: &ClientId,
+        challenge: &[u8],
+        now: SystemTime,
+    ) -> StoreResult<bool>;
+    async fn put_session(
+        &self,
+        token_hash: &DedupKey,
+        client: &ClientId,
+        expires_at: SystemTime,
+    ) -> StoreResult<()>;
+    /// The client a session belongs to, if the session exists and has not expired.
+    async fn session(
+        &self,
+        token_hash: &DedupKey,
+        now: SystemTime,
+    ) -> StoreResult<Option<ClientId>>;
+
+    // --- key packages ---
+    /// Adds to the client's pool (a ref already stored is ignored) and, if
+    /// given, replaces its last-resort key package. Returns the pool size.
+    async fn publish_key_packages(
+        &self,
+        client: &ClientId,
+        key_packages: Vec<KeyPackageRecord>,
+        last_resort: Option<KeyPackageRecord>,
+    ) -> StoreResult<u32>;
+    /// Atomically takes one key package of the client (each handed out at
+    /// most once), or its last-resort one when the pool is empty.
+    async fn claim_key_package(&self, client: &ClientId) -> StoreResult<Option<ClaimedKeyPackage>>;
+    async fn count_key_packages(&self, client: &ClientId) -> StoreResult<KeyPackageCount>;
+
+    // --- groups ---
+    /// Registers a group; `AlreadyExists` if the id is taken.
+    async fn create_group(&self, group: NewGroup) -> StoreResult<()>;
+    async fn group_state(&self, group_id: &GroupId) -> StoreResult<Option<StoredGroupState>>;
+    /// The latest GroupInfo and its epoch.
+    async fn group_info(&self, group_id: &GroupId) -> StoreResult<Option<(u64, Bytes)>>;
+    /// The entry a dedup key was accepted as, if any.
+    async fn find_entry(
+        &self,
+        group_id: &GroupId,
+        dedup_key: &DedupKey,
+    ) -> StoreResult<Option<GroupEntry>>;
+    /// Accepts a commit in one transaction: checks the epoch under the group
+    /// lock, stores the new state and GroupInfo, appends the commit, puts the
+    /// Welcome into each joiner's inbox and updates the roster.
+    /// `WrongEpoch` if the group is no longer at `from_epoch`.
+    async fn accept_commit(&self, commit: CommitRecord) -> StoreResult<CommitOutcome>;
+    /// Appends a proposal or application message from a current member.
+    /// `NotMember`, `WrongEpoch` (outside the window) or `NotFound`.
+    async fn append(&self, message: NewMessage) -> StoreResult<AppendOutcome>;
+
+    // --- membership and delivery ---
+    async fn membership(
+        &self,
+        client: &ClientId,
+        group_id: &GroupId,
+    ) -> StoreResult<Option<Membership>>;
+    /// Every group the client belongs or belonged to and can still read from.
+    async fn memberships(&self, client: &ClientId) -> StoreResult<Vec<Membership>>;
+    /// Up to `limit` entries after `after_seq` that the client may see;
+    /// `NotMember` if it has no membership of the group.
+    async fn read_group(
+        &self,
+        client: &ClientId,
+        group_id: &GroupId,
+        after_seq: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<GroupEntry>>;
+    async fn read_inbox(
+        &self,
+        client: &ClientId,
+        after_seq: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<InboxEntry>>;
+    async fn push_inbox(&self, client: &ClientId, item: InboxItem) -> StoreResult<InboxEntry>;
+    /// Moves the client's cursor on a stream to `seq` if that is further;
+    /// never backwards. `NotMember` for a group the client has no membership of.
+    async fn ack(&self, client: &ClientId, stream: &StreamRef, seq: u64) -> StoreResult<()>;
+    async fn inbox_cursor(&self, client: &ClientId) -> StoreResult<u64>;
+}

@@ -1,0 +1,353 @@
+//! What each client may read and how far it got: memberships with their
+//! visible window of a group's log, the per-client inbox, and cursors.
+
+use bytes::Bytes;
+use deadpool_postgres::{GenericClient, Pool};
+use tokio_postgres::{IsolationLevel, Row};
+
+use super::{bound, from_db, group_id, groups, to_db, unknown_client};
+use crate::domain::{ClientId, GroupEntry, GroupId, InboxEntry, InboxItem};
+use crate::store::{Membership, StoreError, StoreResult};
+
+const WELCOME: i16 = 1;
+const KEY_PACKAGES_LOW: i16 = 2;
+
+/// Makes the client a current member that sees the log after `seq` (and has
+/// acknowledged up to it). A client that left and is added again starts over.
+pub(super) async fn join(
+    db: &impl GenericClient,
+    client: &ClientId,
+    group_id: &GroupId,
+    seq: u64,
+) -> StoreResult<()> {
+    let stmt = db
+        .prepare_cached(
+            "INSERT INTO memberships
+                 (user_name, device_name, group_id, joined_seq, left_seq, acked_seq)
+             VALUES ($1, $2, $3, $4, NULL, $4)
+             ON CONFLICT (user_name, device_name, group_id) DO UPDATE
+             SET joined_seq = EXCLUDED.joined_seq, left_seq = NULL,
+                 acked_seq = EXCLUDED.acked_seq",
+        )
+        .await?;
+    db.execute(
+        &stmt,
+        &[
+            &client.user(),
+            &client.device(),
+            &group_id.as_slice(),
+            &to_db(seq, "seq")?,
+        ],
+    )
+    .await
+    .map_err(unknown_client)?;
+    Ok(())
+}
+
+/// Ends a current membership at `seq`: the client still sees entries up to
+/// and including it (the commit that removed it), nothing after.
+pub(super) async fn leave(
+    db: &impl GenericClient,
+    client: &ClientId,
+    group_id: &GroupId,
+    seq: u64,
+) -> StoreResult<()> {
+    let stmt = db
+        .prepare_cached(
+            "UPDATE memberships SET left_seq = $4
+             WHERE user_name = $1 AND device_name = $2 AND group_id = $3
+               AND left_seq IS NULL",
+        )
+        .await?;
+    db.execute(
+        &stmt,
+        &[
+            &client.user(),
+            &client.device(),
+            &group_id.as_slice(),
+            &to_db(seq, "seq")?,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn membership(
+    db: &impl GenericClient,
+    client: &ClientId,
+    group_id: &GroupId,
+) -> StoreResult<Option<Membership>> {
+    let stmt = db
+        .prepare_cached(
+            "SELECT group_id, joined_seq, left_seq, acked_seq FROM memberships
+             WHERE user_name = $1 AND device_name = $2 AND group_id = $3",
+        )
+        .await?;
+    let row = db
+        .query_opt(
+            &stmt,
+            &[&client.user(), &client.device(), &group_id.as_slice()],
+        )
+        .await?;
+    row.as_ref().map(membership_from_row).transpose()
+}
+
+/// Every membership of the client, current and ended, ordered by group id.
+pub(super) async fn memberships(
+    db: &impl GenericClient,
+    client: &ClientId,
+) -> StoreResult<Vec<Membership>> {
+    let stmt = db
+        .prepare_cached(
+            "SELECT group_id, joined_seq, left_seq, acked_seq FROM memberships
+             WHERE user_name = $1 AND device_name = $2
+             ORDER BY group_id",
+        )
+        .await?;
+    let rows = db.query(&stmt, &[&client.user(), &client.device()]).await?;
+    rows.iter().map(membership_from_row).collect()
+}
+
+fn membership_from_row(row: &Row) -> StoreResult<Membership> {
+    let left_seq: Option<i64> = row.try_get(2)?;
+    Ok(Membership {
+        group_id: group_id(row.try_get(0)?)?,
+        joined_seq: from_db(row.try_get(1)?)?,
+        left_seq: left_seq.map(from_db).transpose()?,
+        acked_seq: from_db(row.try_get(3)?)?,
+    })
+}
+
+/// The part of the log the client may see after `after_seq`. The membership
+/// and the log are read from one snapshot, so a removal committed between the
+/// two reads cannot let entries after the removal through.
+pub(super) async fn read_group(
+    pool: &Pool,
+    client: &ClientId,
+    group_id: &GroupId,
+    after_seq: u64,
+    limit: u32,
+) -> StoreResult<Vec<GroupEntry>> {
+    let mut conn = pool.get().await?;
+    let tx = conn
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let member = membership(&tx, client, group_id)
+        .await?
+        .ok_or(StoreError::NotMember)?;
+    let entries = groups::read_log(
+        &tx,
+        group_id,
+        after_seq.max(member.joined_seq),
+        member.left_seq,
+        limit,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(entries)
+}
+
+/// Appends to the client's inbox with the next inbox sequence number. The
+/// counter update locks the client's row until the transaction ends, so
+/// inbox entries become visible in sequence order.
+pub(super) async fn push_inbox(
+    db: &impl GenericClient,
+    client: &ClientId,
+    item: &InboxItem,
+) -> StoreResult<InboxEntry> {
+    let seq = next_inbox_seq(db, client).await?;
+    let stmt = db
+        .prepare_cached(
+            "INSERT INTO inbox
+                 (user_name, device_name, seq, kind, group_id, commit_seq, available, payload)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .await?;
+    let (kind, group_id, commit_seq, available, payload) = match item {
+        InboxItem::Welcome {
+            group_id,
+            commit_seq,
+            welcome,
+        } => (
+            WELCOME,
+            Some(group_id.as_slice()),
+            Some(to_db(*commit_seq, "seq")?),
+            None,
+            Some(&welcome[..]),
+        ),
+        InboxItem::KeyPackagesLow { available } => (
+            KEY_PACKAGES_LOW,
+            None,
+            None,
+            Some(i32::try_from(*available).unwrap_or(i32::MAX)),
+            None,
+        ),
+    };
+    db.execute(
+        &stmt,
+        &[
+            &client.user(),
+            &client.device(),
+            &to_db(seq, "seq")?,
+            &kind,
+            &group_id,
+            &commit_seq,
+            &available,
+            &payload,
+        ],
+    )
+    .await?;
+    Ok(InboxEntry {
+        seq,
+        item: item.clone(),
+    })
+}
+
+async fn next_inbox_seq(db: &impl GenericClient, client: &ClientId) -> StoreResult<u64> {
+    let stmt = db
+        .prepare_cached(
+            "UPDATE clients SET inbox_next_seq = inbox_next_seq + 1
+             WHERE user_name = $1 AND device_name = $2
+             RETURNING inbox_next_seq - 1",
+        )
+        .await?;
+    let row = db
+        .query_opt(&stmt, &[&client.user(), &client.device()])
+        .await?
+        .ok_or(StoreError::NotFound("client"))?;
+    from_db(row.try_get(0)?)
+}
+
+pub(super) async fn read_inbox(
+    db: &impl GenericClient,
+    client: &ClientId,
+    after_seq: u64,
+    limit: u32,
+) -> StoreResult<Vec<InboxEntry>> {
+    let stmt = db
+        .prepare_cached(
+            "SELECT seq, kind, group_id, commit_seq, available, payload FROM inbox
+             WHERE user_name = $1 AND device_name = $2 AND seq > $3
+             ORDER BY seq
+             LIMIT $4",
+        )
+        .await?;
+    let rows = db
+        .query(
+            &stmt,
+            &[
+                &client.user(),
+                &client.device(),
+                &bound(after_seq),
+                &i64::from(limit),
+            ],
+        )
+        .await?;
+    rows.iter().map(inbox_entry_from_row).collect()
+}
+
+fn inbox_entry_from_row(row: &Row) -> StoreResult<InboxEntry> {
+    let kind: i16 = row.try_get(1)?;
+    let item = match kind {
+        WELCOME => {
+            let commit_seq: Option<i64> = row.try_get(3)?;
+            let payload: Option<Vec<u8>> = row.try_get(5)?;
+            let group: Option<Vec<u8>> = row.try_get(2)?;
+            match (group, commit_seq, payload) {
+                (Some(group), Some(commit_seq), Some(payload)) => InboxItem::Welcome {
+                    group_id: group_id(group)?,
+                    commit_seq: from_db(commit_seq)?,
+                    welcome: Bytes::from(payload),
+                },
+                _ => return Err(malformed_inbox_row()),
+            }
+        }
+        KEY_PACKAGES_LOW => {
+            let available: Option<i32> = row.try_get(4)?;
+            let available = available.ok_or_else(malformed_inbox_row)?;
+            InboxItem::KeyPackagesLow {
+                available: u32::try_from(available).map_err(|_| malformed_inbox_row())?,
+            }
+        }
+        _ => return Err(malformed_inbox_row()),
+    };
+    Ok(InboxEntry {
+        seq: from_db(row.try_get(0)?)?,
+        item,
+    })
+}
+
+fn malformed_inbox_row() -> StoreError {
+    StoreError::Backend("malformed inbox row".into())
+}
+
+/// Moves the client's group cursor forward (never back); `NotMember` if the
+/// client has no membership of the group.
+pub(super) async fn ack_group(
+    db: &impl GenericClient,
+    client: &ClientId,
+    group_id: &GroupId,
+    seq: u64,
+) -> StoreResult<()> {
+    let stmt = db
+        .prepare_cached(
+            "UPDATE memberships SET acked_seq = GREATEST(acked_seq, $4)
+             WHERE user_name = $1 AND device_name = $2 AND group_id = $3",
+        )
+        .await?;
+    let updated = db
+        .execute(
+            &stmt,
+            &[
+                &client.user(),
+                &client.device(),
+                &group_id.as_slice(),
+                &bound(seq),
+            ],
+        )
+        .await?;
+    if updated == 0 {
+        return Err(StoreError::NotMember);
+    }
+    Ok(())
+}
+
+/// Moves the client's inbox cursor forward (never back).
+pub(super) async fn ack_inbox(
+    db: &impl GenericClient,
+    client: &ClientId,
+    seq: u64,
+) -> StoreResult<()> {
+    let stmt = db
+        .prepare_cached(
+            "UPDATE clients SET inbox_acked_seq = GREATEST(inbox_acked_seq, $3)
+             WHERE user_name = $1 AND device_name = $2",
+        )
+        .await?;
+    let updated = db
+        .execute(&stmt, &[&client.user(), &client.device(), &bound(seq)])
+        .await?;
+    if updated == 0 {
+        return Err(StoreError::NotFound("client"));
+    }
+    Ok(())
+}
+
+/// The highest inbox seq the client acknowledged; 0 before its first ack.
+pub(super) async fn inbox_cursor(db: &impl GenericClient, client: &ClientId) -> StoreResult<u64> {
+    let stmt = db
+        .prepare_cached(
+            "SELECT inbox_acked_seq FROM clients WHERE user_name = $1 AND device_name = $2",
+        )
+        .await?;
+    let row = db
+        .query_opt(&stmt, &[&client.user(), &client.device()])
+        .await?;
+    match row {
+        Some(row) => from_db(row.try_get(0)?),
+        None => Ok(0),
+    }
+}

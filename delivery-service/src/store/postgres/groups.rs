@@ -1,0 +1,380 @@
+//! Groups, their logs and rosters. Everything that changes a group runs in
+//! one transaction that first locks the group's row with [`lock`], so the
+//! epoch check, the sequence number and the roster change are decided by one
+//! writer at a time and become visible together.
+
+use bytes::Bytes;
+use deadpool_postgres::{GenericClient, Pool};
+use tokio_postgres::Row;
+
+use super::{bound, delivery, from_db, to_db};
+use crate::domain::{ClientId, EntryKind, GroupEntry, GroupId, InboxItem};
+use crate::store::{
+    AppendOutcome, CommitAccepted, CommitOutcome, CommitRecord, DedupKey, NewGroup, NewMessage,
+    StoreError, StoreResult, StoredGroupState,
+};
+
+/// Registers the group with its creator as the only member.
+pub(super) async fn create(pool: &Pool, group: &NewGroup) -> StoreResult<()> {
+    let mut conn = pool.get().await?;
+    let tx = conn.transaction().await?;
+    if !insert_group(&tx, group).await? {
+        return Err(StoreError::AlreadyExists("group"));
+    }
+    add_member(&tx, &group.group_id, &group.creator).await?;
+    delivery::join(&tx, &group.creator, &group.group_id, 0).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// True if the group id was free.
+async fn insert_group(db: &impl GenericClient, group: &NewGroup) -> StoreResult<bool> {
+    let stmt = db
+        .prepare_cached(
+            "INSERT INTO groups (group_id, epoch, next_seq, state, group_info)
+             VALUES ($1, $2, 1, $3, $4)
+             ON CONFLICT (group_id) DO NOTHING",
+        )
+        .await?;
+    let inserted = db
+        .execute(
+            &stmt,
+            &[
+                &group.group_id.as_slice(),
+                &to_db(group.epoch, "epoch")?,
+                &group.state,
+                &&group.group_info[..],
+            ],
+        )
+        .await?;
+    Ok(inserted == 1)
+}
+
+pub(super) async fn state(
+    db: &impl GenericClient,
+    group_id: &GroupId,
+) -> StoreResult<Option<StoredGroupState>> {
+    let stmt = db
+        .prepare_cached("SELECT epoch, state FROM groups WHERE group_id = $1")
+        .await?;
+    let Some(row) = db.query_opt(&stmt, &[&group_id.as_slice()]).await? else {
+        return Ok(None);
+    };
+    Ok(Some(StoredGroupState {
+        epoch: from_db(row.try_get(0)?)?,
+        state: row.try_get(1)?,
+    }))
+}
+
+pub(super) async fn group_info(
+    db: &impl GenericClient,
+    group_id: &GroupId,
+) -> StoreResult<Option<(u64, Bytes)>> {
+    let stmt = db
+        .prepare_cached("SELECT epoch, group_info FROM groups WHERE group_id = $1")
+        .await?;
+    let Some(row) = db.query_opt(&stmt, &[&group_id.as_slice()]).await? else {
+        return Ok(None);
+    };
+    let info: Vec<u8> = row.try_get(1)?;
+    Ok(Some((from_db(row.try_get(0)?)?, Bytes::from(info))))
+}
+
+/// Where the group stands, read under its row lock.
+struct Locked {
+    epoch: u64,
+    next_seq: u64,
+}
+
+/// Locks the group's row until the transaction ends; `NotFound` if there is
+/// no such group.
+async fn lock(db: &impl GenericClient, group_id: &GroupId) -> StoreResult<Locked> {
+    let stmt = db
+        .prepare_cached("SELECT epoch, next_seq FROM groups WHERE group_id = $1 FOR UPDATE")
+        .await?;
+    let row = db
+        .query_opt(&stmt, &[&group_id.as_slice()])
+        .await?
+        .ok_or(StoreError::NotFound("group"))?;
+    Ok(Locked {
+        epoch: from_db(row.try_get(0)?)?,
+        next_seq: from_db(row.try_get(1)?)?,
+    })
+}
+
+/// Accepts a commit if the group is still at `from_epoch`, all in one
+/// transaction: log entry, new state and GroupInfo, roster, Welcomes.
+pub(super) async fn accept_commit(
+    pool: &Pool,
+    commit: &CommitRecord,
+) -> StoreResult<CommitOutcome> {
+    let mut conn = pool.get().await?;
+    let tx = conn.transaction().await?;
+    let group = lock(&tx, &commit.group_id).await?;
+    if let Some(original) = find_entry(&tx, &commit.group_id, &commit.dedup_key).await? {
+        return Ok(CommitOutcome::Duplicate(original));
+    }
+    if group.epoch != commit.from_epoch {
+        return Err(StoreError::WrongEpoch {
+            current: group.epoch,
+        });
+    }
+    let entry = GroupEntry {
+        group_id: commit.group_id.clone(),
+        seq: group.next_seq,
+        epoch: commit.from_epoch,
+        kind: EntryKind::Commit,
+        message: commit.commit.clone(),
+    };
+    insert_entry(&tx, &entry, &commit.dedup_key).await?;
+    advance_epoch(&tx, &commit.group_id, &commit.new_state, &commit.group_info).await?;
+
+    // Clients are locked (their inbox counters) in one global order, so two
+    // commits adding the same clients to different groups cannot deadlock.
+    let mut added = commit.added.clone();
+    added.sort();
+    added.dedup();
+    let mut welcomes = Vec::new();
+    for client in &added {
+        add_member(&tx, &commit.group_id, client).await?;
+        delivery::join(&tx, client, &commit.group_id, entry.seq).await?;
+        if let Some(welcome) = &commit.welcome {
+            let item = InboxItem::Welcome {
+                group_id: commit.group_id.clone(),
+                commit_seq: entry.seq,
+                welcome: welcome.clone(),
+            };
+            let inbox_entry = delivery::push_inbox(&tx, client, &item).await?;
+            welcomes.push((client.clone(), inbox_entry));
+        }
+    }
+    for client in &commit.removed {
+        remove_member(&tx, &commit.group_id, client).await?;
+        delivery::leave(&tx, client, &commit.group_id, entry.seq).await?;
+    }
+    tx.commit().await?;
+    Ok(CommitOutcome::Accepted(CommitAccepted { entry, welcomes }))
+}
+
+/// Appends a proposal or application message from a current member whose
+/// epoch is within the window.
+pub(super) async fn append(pool: &Pool, message: &NewMessage) -> StoreResult<AppendOutcome> {
+    let mut conn = pool.get().await?;
+    let tx = conn.transaction().await?;
+    let group = lock(&tx, &message.group_id).await?;
+    // A retry finds its entry whatever happened since (removal, new epochs).
+    if let Some(original) = find_entry(&tx, &message.group_id, &message.dedup_key).await? {
+        return Ok(AppendOutcome::Duplicate(original));
+    }
+    if !is_member(&tx, &message.group_id, &message.sender).await? {
+        return Err(StoreError::NotMember);
+    }
+    let in_window = message.epoch <= group.epoch
+        && group.epoch - message.epoch <= message.max_epoch_lag
+        && (message.new_state.is_none() || message.epoch == group.epoch);
+    if !in_window {
+        return Err(StoreError::WrongEpoch {
+            current: group.epoch,
+        });
+    }
+    let entry = GroupEntry {
+        group_id: message.group_id.clone(),
+        seq: group.next_seq,
+        epoch: message.epoch,
+        kind: message.kind,
+        message: message.message.clone(),
+    };
+    insert_entry(&tx, &entry, &message.dedup_key).await?;
+    match &message.new_state {
+        Some(state) => advance_seq_with_state(&tx, &message.group_id, state).await?,
+        None => advance_seq(&tx, &message.group_id).await?,
+    }
+    tx.commit().await?;
+    Ok(AppendOutcome::Appended(entry))
+}
+
+pub(super) async fn find_entry(
+    db: &impl GenericClient,
+    group_id: &GroupId,
+    dedup_key: &DedupKey,
+) -> StoreResult<Option<GroupEntry>> {
+    let stmt = db
+        .prepare_cached(
+            "SELECT seq, epoch, kind, message FROM group_log
+             WHERE group_id = $1 AND dedup_key = $2",
+        )
+        .await?;
+    let row = db
+        .query_opt(&stmt, &[&group_id.as_slice(), &dedup_key.as_slice()])
+        .await?;
+    row.map(|row| entry_from_row(group_id, &row)).transpose()
+}
+
+/// Up to `limit` entries with `after < seq <= until`, in order.
+pub(super) async fn read_log(
+    db: &impl GenericClient,
+    group_id: &GroupId,
+    after: u64,
+    until: Option<u64>,
+    limit: u32,
+) -> StoreResult<Vec<GroupEntry>> {
+    let stmt = db
+        .prepare_cached(
+            "SELECT seq, epoch, kind, message FROM group_log
+             WHERE group_id = $1 AND seq > $2 AND seq <= $3
+             ORDER BY seq
+             LIMIT $4",
+        )
+        .await?;
+    let until = until.map_or(i64::MAX, bound);
+    let rows = db
+        .query(
+            &stmt,
+            &[
+                &group_id.as_slice(),
+                &bound(after),
+                &until,
+                &i64::from(limit),
+            ],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| entry_from_row(group_id, row))
+        .collect()
+}
+
+fn entry_from_row(group_id: &GroupId, row: &Row) -> StoreResult<GroupEntry> {
+    let kind: i16 = row.try_get(2)?;
+    let message: Vec<u8> = row.try_get(3)?;
+    Ok(GroupEntry {
+        group_id: group_id.clone(),
+        seq: from_db(row.try_get(0)?)?,
+        epoch: from_db(row.try_get(1)?)?,
+        kind: EntryKind::from_i16(kind)
+            .ok_or_else(|| StoreError::Backend(format!("unknown entry kind {kind}").into()))?,
+        message: Bytes::from(message),
+    })
+}
+
+async fn insert_entry(
+    db: &impl GenericClient,
+    entry: &GroupEntry,
+    dedup_key: &DedupKey,
+) -> StoreResult<()> {
+    let stmt = db
+        .prepare_cached(
+            "INSERT INTO group_log (group_id, seq, epoch, kind, dedup_key, message)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .await?;
+    db.execute(
+        &stmt,
+        &[
+            &entry.group_id.as_slice(),
+            &to_db(entry.seq, "seq")?,
+            &to_db(entry.epoch, "epoch")?,
+            &entry.kind.as_i16(),
+            &dedup_key.as_slice(),
+            &&entry.message[..],
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn advance_epoch(
+    db: &impl GenericClient,
+    group_id: &GroupId,
+    state: &[u8],
+    group_info: &[u8],
+) -> StoreResult<()> {
+    let stmt = db
+        .prepare_cached(
+            "UPDATE groups
+             SET epoch = epoch + 1, next_seq = next_seq + 1, state = $2, group_info = $3
+             WHERE group_id = $1",
+        )
+        .await?;
+    db.execute(&stmt, &[&group_id.as_slice(), &state, &group_info])
+        .await?;
+    Ok(())
+}
+
+async fn advance_seq(db: &impl GenericClient, group_id: &GroupId) -> StoreResult<()> {
+    let stmt = db
+        .prepare_cached("UPDATE groups SET next_seq = next_seq + 1 WHERE group_id = $1")
+        .await?;
+    db.execute(&stmt, &[&group_id.as_slice()]).await?;
+    Ok(())
+}
+
+async fn advance_seq_with_state(
+    db: &impl GenericClient,
+    group_id: &GroupId,
+    state: &[u8],
+) -> StoreResult<()> {
+    let stmt = db
+        .prepare_cached("UPDATE groups SET next_seq = next_seq + 1, state = $2 WHERE group_id = $1")
+        .await?;
+    db.execute(&stmt, &[&group_id.as_slice(), &state]).await?;
+    Ok(())
+}
+
+async fn is_member(
+    db: &impl GenericClient,
+    group_id: &GroupId,
+    client: &ClientId,
+) -> StoreResult<bool> {
+    let stmt = db
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM group_members
+                            WHERE group_id = $1 AND user_name = $2 AND device_name = $3)",
+        )
+        .await?;
+    let row = db
+        .query_one(
+            &stmt,
+            &[&group_id.as_slice(), &client.user(), &client.device()],
+        )
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
+async fn add_member(
+    db: &impl GenericClient,
+    group_id: &GroupId,
+    client: &ClientId,
+) -> StoreResult<()> {
+    let stmt = db
+        .prepare_cached(
+            "INSERT INTO group_members (group_id, user_name, device_name)
+             VALUES ($1, $2, $3)
+             ON CONFLICT DO NOTHING",
+        )
+        .await?;
+    db.execute(
+        &stmt,
+        &[&group_id.as_slice(), &client.user(), &client.device()],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn remove_member(
+    db: &impl GenericClient,
+    group_id: &GroupId,
+    client: &ClientId,
+) -> StoreResult<()> {
+    let stmt = db
+        .prepare_cached(
+            "DELETE FROM group_members
+             WHERE group_id = $1 AND user_name = $2 AND device_name = $3",
+        )
+        .await?;
+    db.execute(
+        &stmt,
+        &[&group_id.as_slice(), &client.user(), &client.device()],
+    )
+    .await?;
+    Ok(())
+}

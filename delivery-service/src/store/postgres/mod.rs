@@ -1,0 +1,305 @@
+//! The PostgreSQL [`Store`]: deadpool-postgres connections, the schema from
+//! `migrations/`, and one module per concern with each query next to the
+//! function that runs it.
+//!
+//! Query functions take `&impl GenericClient`, so the same function runs on a
+//! pooled connection or inside a transaction. Every change to a group happens
+//! in one transaction that first takes the group's row lock
+//! (`SELECT ... FOR UPDATE` on `groups`), which is what makes sequence numbers
+//! gap-free and the order of visible rows equal to sequence order.
+
+mod clients;
+mod delivery;
+mod groups;
+mod key_packages;
+pub mod testing;
+
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+
+use super::{
+    AppendOutcome, ClaimedKeyPackage, ClientRecord, CommitOutcome, CommitRecord, DedupKey,
+    KeyPackageCount, KeyPackageRecord, Membership, NewGroup, NewMessage, Registration, Store,
+    StoreError, StoreResult, StoredGroupState,
+};
+use crate::domain::{ClientId, GroupEntry, GroupId, InboxEntry, InboxItem, StreamRef};
+
+mod embedded {
+    refinery::embed_migrations!("../migrations");
+}
+
+/// Key of the advisory lock that serialises migrations when several replicas
+/// start at once (an arbitrary constant: "confide" in ASCII).
+const MIGRATION_LOCK: i64 = 0x63_6f_6e_66_69_64_65;
+
+/// The deployment store: one PostgreSQL database shared by every DS replica.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password, so only the pool's shape is shown.
+        f.debug_struct("PostgresStore")
+            .field("pool", &self.pool.status())
+            .finish()
+    }
+}
+
+impl PostgresStore {
+    /// Builds a pool of at most `max_connections` connections to `url` (a
+    /// `postgres://` URL or a libpq key-value string) and checks that the
+    /// database answers, so a wrong URL fails at start-up rather than on the
+    /// first request.
+    pub async fn connect(url: &str, max_connections: usize) -> Result<Self, StoreError> {
+        let config: tokio_postgres::Config = url.parse()?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(max_connections.max(1))
+            .build()
+            .map_err(|err| StoreError::Backend(Box::new(err)))?;
+        drop(pool.get().await?);
+        Ok(Self { pool })
+    }
+
+    /// Applies the migrations in `migrations/` that this database lacks. Safe
+    /// to call from several replicas at once: an advisory lock makes them take
+    /// turns.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let mut conn = self.pool.get().await?;
+        conn.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        let report = embedded::migrations::runner()
+            .run_async(&mut **conn)
+            .await
+            .map_err(|err| StoreError::Backend(Box::new(err)));
+        conn.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        report.map(drop)
+    }
+
+    /// The connection pool, for callers that need PostgreSQL itself (LISTEN).
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn register_client(&self, client: &ClientRecord) -> StoreResult<Registration> {
+        clients::register(&self.pool.get().await?, client).await
+    }
+
+    async fn client(&self, id: &ClientId) -> StoreResult<Option<ClientRecord>> {
+        clients::signature_key(&self.pool.get().await?, id)
+            .await
+            .map(|key| {
+                key.map(|signature_key| ClientRecord {
+                    id: id.clone(),
+                    signature_key,
+                })
+            })
+    }
+
+    async fn devices(&self, user: &str) -> StoreResult<Vec<ClientId>> {
+        clients::devices(&self.pool.get().await?, user).await
+    }
+
+    async fn put_challenge(
+        &self,
+        client: &ClientId,
+        challenge: &[u8],
+        expires_at: SystemTime,
+    ) -> StoreResult<()> {
+        clients::put_challenge(&self.pool.get().await?, client, challenge, expires_at).await
+    }
+
+    async fn take_challenge(
+        &self,
+        client: &ClientId,
+        challenge: &[u8],
+        now: SystemTime,
+    ) -> StoreResult<bool> {
+        let expires_at =
+            clients::take_challenge(&self.pool.get().await?, client, challenge).await?;
+        Ok(expires_at.is_some_and(|expires_at| expires_at > now))
+    }
+
+    async fn put_session(
+        &self,
+        token_hash: &DedupKey,
+        client: &ClientId,
+        expires_at: SystemTime,
+    ) -> StoreResult<()> {
+        clients::put_session(&self.pool.get().await?, token_hash, client, expires_at).await
+    }
+
+    async fn session(
+        &self,
+        token_hash: &DedupKey,
+        now: SystemTime,
+    ) -> StoreResult<Option<ClientId>> {
+        clients::session(&self.pool.get().await?, token_hash, now).await
+    }
+
+    async fn publish_key_packages(
+        &self,
+        client: &ClientId,
+        key_packages: Vec<KeyPackageRecord>,
+        last_resort: Option<KeyPackageRecord>,
+    ) -> StoreResult<u32> {
+        key_packages::publish(&self.pool, client, &key_packages, last_resort.as_ref()).await
+    }
+
+    async fn claim_key_package(&self, client: &ClientId) -> StoreResult<Option<ClaimedKeyPackage>> {
+        key_packages::claim(&self.pool.get().await?, client).await
+    }
+
+    async fn count_key_packages(&self, client: &ClientId) -> StoreResult<KeyPackageCount> {
+        key_packages::count(&self.pool.get().await?, client).await
+    }
+
+    async fn create_group(&self, group: NewGroup) -> StoreResult<()> {
+        groups::create(&self.pool, &group).await
+    }
+
+    async fn group_state(&self, group_id: &GroupId) -> StoreResult<Option<StoredGroupState>> {
+        groups::state(&self.pool.get().await?, group_id).await
+    }
+
+    async fn group_info(&self, group_id: &GroupId) -> StoreResult<Option<(u64, Bytes)>> {
+        groups::group_info(&self.pool.get().await?, group_id).await
+    }
+
+    async fn find_entry(
+        &self,
+        group_id: &GroupId,
+        dedup_key: &DedupKey,
+    ) -> StoreResult<Option<GroupEntry>> {
+        groups::find_entry(&self.pool.get().await?, group_id, dedup_key).await
+    }
+
+    async fn accept_commit(&self, commit: CommitRecord) -> StoreResult<CommitOutcome> {
+        groups::accept_commit(&self.pool, &commit).await
+    }
+
+    async fn append(&self, message: NewMessage) -> StoreResult<AppendOutcome> {
+        groups::append(&self.pool, &message).await
+    }
+
+    async fn membership(
+        &self,
+        client: &ClientId,
+        group_id: &GroupId,
+    ) -> StoreResult<Option<Membership>> {
+        delivery::membership(&self.pool.get().await?, client, group_id).await
+    }
+
+    async fn memberships(&self, client: &ClientId) -> StoreResult<Vec<Membership>> {
+        delivery::memberships(&self.pool.get().await?, client).await
+    }
+
+    async fn read_group(
+        &self,
+        client: &ClientId,
+        group_id: &GroupId,
+        after_seq: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<GroupEntry>> {
+        delivery::read_group(&self.pool, client, group_id, after_seq, limit).await
+    }
+
+    async fn read_inbox(
+        &self,
+        client: &ClientId,
+        after_seq: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<InboxEntry>> {
+        delivery::read_inbox(&self.pool.get().await?, client, after_seq, limit).await
+    }
+
+    async fn push_inbox(&self, client: &ClientId, item: InboxItem) -> StoreResult<InboxEntry> {
+        let mut conn = self.pool.get().await?;
+        let tx = conn.transaction().await?;
+        let entry = delivery::push_inbox(&tx, client, &item).await?;
+        tx.commit().await?;
+        Ok(entry)
+    }
+
+    async fn ack(&self, client: &ClientId, stream: &StreamRef, seq: u64) -> StoreResult<()> {
+        let conn = self.pool.get().await?;
+        match stream {
+            StreamRef::Group(group_id) => delivery::ack_group(&conn, client, group_id, seq).await,
+            StreamRef::Inbox => delivery::ack_inbox(&conn, client, seq).await,
+        }
+    }
+
+    async fn inbox_cursor(&self, client: &ClientId) -> StoreResult<u64> {
+        delivery::inbox_cursor(&self.pool.get().await?, client).await
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(err: tokio_postgres::Error) -> Self {
+        StoreError::Backend(Box::new(err))
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(err: deadpool_postgres::PoolError) -> Self {
+        StoreError::Backend(Box::new(err))
+    }
+}
+
+/// Turns a foreign-key violation (a row naming a client that is not
+/// registered) into `NotFound("client")`; every other error is a backend one.
+fn unknown_client(err: tokio_postgres::Error) -> StoreError {
+    if err.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) {
+        StoreError::NotFound("client")
+    } else {
+        err.into()
+    }
+}
+
+/// A u64 to be stored in a bigint column; larger values cannot be stored.
+fn to_db(value: u64, what: &'static str) -> StoreResult<i64> {
+    i64::try_from(value)
+        .map_err(|_| StoreError::Backend(format!("{what} {value} is out of range").into()))
+}
+
+/// A u64 used only as a bound in a comparison: anything past the bigint range
+/// compares like the largest bigint, which no stored value reaches.
+fn bound(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// A bigint column holding a u64 (the schema's CHECKs keep them non-negative).
+fn from_db(value: i64) -> StoreResult<u64> {
+    u64::try_from(value)
+        .map_err(|_| StoreError::Backend(format!("negative value {value} in the database").into()))
+}
+
+fn client_id(user: String, device: String) -> StoreResult<ClientId> {
+    ClientId::new(user, device).map_err(|err| StoreError::Backend(Box::new(err)))
+}
+
+fn group_id(bytes: Vec<u8>) -> StoreResult<GroupId> {
+    GroupId::new(bytes).map_err(|err| StoreError::Backend(Box::new(err)))
+}
+
+#[cfg(test)]
+mod tests {
+    crate::store::conformance::conformance_tests!(super::testing::fresh_database().await.0);
+}

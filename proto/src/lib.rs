@@ -1,0 +1,38 @@
+//! The `confide.v1` gRPC API: generated prost types and tonic services, the
+//! file descriptor set for server reflection, and the one place where proto
+//! input is checked for missing fields ([`validation`]).
+//!
+//! Only this crate and the delivery service's thin gRPC adapters know about
+//! prost types; the domain works on its own types.
+
+pub mod validation;
+
+#[allow(clippy::all, missing_docs)]
+pub mod v1 {
+    tonic::include_proto!("confide.v1");
+}
+
+/// Encoded `FileDescriptorSet` of `confide.v1`, for tonic-reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("confide_v1_descriptor");
+
+/// gRPC metadata key carrying `Bearer <session token>`.
+pub const AUTHORIZATION_HEADER: &str = "authorization";
+
+/// `google.rpc.ErrorInfo` domain of every typed error detail Confide sends.
+pub const ERROR_DOMAIN: &str = "confide.v1";
+
+/// ErrorInfo reason: the message's epoch is not the one the DS accepts.
+/// Metadata `current_epoch` carries the group's epoch.
+pub const REASON_WRONG_EPOCH: &str = "WRONG_EPOCH";
+
+/// ErrorInfo metadata key with the group's current epoch.
+pub const META_CURRENT_EPOCH: &str = "current_epoch";
+
+/// The bytes a client signs to answer an authentication challenge.
+pub fn challenge_signing_payload(challenge: &[u8]) -> Vec<u8> {
+    const LABEL: &[u8] = b"confide.v1 auth challenge";
+    let mut payload = Vec::with_capacity(LABEL.len() + challenge.len());
+    payload.extend_from_slice(LABEL);
+    payload.extend_from_slice(challenge);
+    payload
+}
