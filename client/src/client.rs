@@ -189,6 +189,18 @@ impl Client {
         &self.id
     }
 
+    /// The authenticated connection, for calls the library does not wrap.
+    pub fn api(&self) -> &Api {
+        &self.api
+    }
+
+    /// Switches to another connection (a restarted or different DS replica)
+    /// and authenticates on it.
+    pub async fn reconnect(&mut self, api: Api) -> ClientResult<()> {
+        self.api = api;
+        self.authenticate().await
+    }
+
     /// Proves possession of the signature key and takes a fresh session token.
     pub async fn authenticate(&mut self) -> ClientResult<()> {
         let challenge = self
