@@ -509,3 +509,8 @@ impl Store for MemoryStore {
         Ok(self.lock().clients.get(client).map_or(0, |c| c.inbox_acked))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    crate::store::conformance::conformance_tests!(super::MemoryStore::new());
+}
