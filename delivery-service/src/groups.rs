@@ -67,12 +67,17 @@ impl Ds {
         slot: &'a mut Option<GroupHandle>,
         group_id: &GroupId,
     ) -> ApiResult<&'a mut GroupHandle> {
-        let stored = self
+        let epoch = self
             .store
-            .group_state(group_id)
+            .group_epoch(group_id)
             .await?
             .ok_or_else(not_a_member)?;
-        if slot.as_ref().is_none_or(|h| h.epoch() != stored.epoch) {
+        if slot.as_ref().is_none_or(|h| h.epoch() != epoch) {
+            let stored = self
+                .store
+                .group_state(group_id)
+                .await?
+                .ok_or_else(not_a_member)?;
             *slot = Some(GroupHandle::from_blob(group_id, &stored.state)?);
         }
         Ok(slot.as_mut().expect("filled above"))

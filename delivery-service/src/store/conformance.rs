@@ -325,6 +325,8 @@ pub async fn commit_is_accepted_once_per_epoch(store: Arc<dyn Store>) {
         ok(store.group_info(&group).await),
         Some((1, Bytes::from_static(b"group info after first")))
     );
+    assert_eq!(ok(store.group_epoch(&group).await), Some(1));
+    assert_eq!(ok(store.group_epoch(&group_id("missing")).await), None);
 
     assert_wrong_epoch(store.accept_commit(commit(&group, 0, "rival")).await, 1);
     assert_wrong_epoch(store.accept_commit(commit(&group, 2, "ahead")).await, 1);

@@ -290,6 +290,10 @@ impl Store for MemoryStore {
         }))
     }
 
+    async fn group_epoch(&self, group_id: &GroupId) -> StoreResult<Option<u64>> {
+        Ok(self.lock().groups.get(group_id).map(|g| g.epoch))
+    }
+
     async fn group_info(&self, group_id: &GroupId) -> StoreResult<Option<(u64, Bytes)>> {
         Ok(self
             .lock()

@@ -232,6 +232,8 @@ pub trait Store: Send + Sync + 'static {
     /// Registers a group; `AlreadyExists` if the id is taken.
     async fn create_group(&self, group: NewGroup) -> StoreResult<()>;
     async fn group_state(&self, group_id: &GroupId) -> StoreResult<Option<StoredGroupState>>;
+    /// The group's current epoch; cheaper than loading its state.
+    async fn group_epoch(&self, group_id: &GroupId) -> StoreResult<Option<u64>>;
     /// The latest GroupInfo and its epoch.
     async fn group_info(&self, group_id: &GroupId) -> StoreResult<Option<(u64, Bytes)>>;
     /// The entry a dedup key was accepted as, if any.

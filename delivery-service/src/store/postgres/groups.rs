@@ -66,6 +66,16 @@ pub(super) async fn state(
     }))
 }
 
+pub(super) async fn epoch(db: &impl GenericClient, group_id: &GroupId) -> StoreResult<Option<u64>> {
+    let stmt = db
+        .prepare_cached("SELECT epoch FROM groups WHERE group_id = $1")
+        .await?;
+    db.query_opt(&stmt, &[&group_id.as_slice()])
+        .await?
+        .map(|row| from_db(row.try_get(0)?))
+        .transpose()
+}
+
 pub(super) async fn group_info(
     db: &impl GenericClient,
     group_id: &GroupId,
