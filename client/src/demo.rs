@@ -13,52 +13,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{Api, Client, ClientId, Event, StateLocation};
 
-fn describe(client: &ClientId, event: &Event) -> String {
-    match event {
-        Event::Message {
-            seq, sender, body, ..
-        } => format!(
-            "{client:>14} decrypts #{seq} from {sender}: {:?}",
-            String::from_utf8_lossy(body)
-        ),
-        Event::Joined { members, epoch, .. } => {
-            format!(
-                "{client:>14} joined at epoch {epoch} with {}",
-                names(members)
-            )
-        }
-        Event::MembersAdded { by, members, .. } => {
-            format!("{client:>14} sees {by} add {}", names(members))
-        }
-        Event::MembersRemoved { by, members, .. } => {
-            format!("{client:>14} sees {by} remove {}", names(members))
-        }
-        Event::Removed { by, .. } => format!("{client:>14} was removed by {by}"),
-        Event::EpochChanged { epoch, by, .. } => {
-            format!("{client:>14} moves to epoch {epoch} (commit by {by})")
-        }
-        Event::KeyPackagesReplenished { uploaded } => {
-            format!("{client:>14} uploaded {uploaded} key packages")
-        }
-        Event::Undecryptable { seq, reason, .. } => {
-            format!("{client:>14} could not process #{seq}: {reason}")
-        }
-    }
-}
-
-fn names(members: &[ClientId]) -> String {
-    members
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 async fn sync_all(out: &mut impl Write, clients: &mut [&mut Client]) -> anyhow::Result<()> {
     for client in clients.iter_mut() {
         let id = client.id().clone();
         for event in client.sync().await? {
-            writeln!(out, "{}", describe(&id, &event))?;
+            let verb = if matches!(event, Event::Message { .. }) {
+                "decrypts "
+            } else {
+                ""
+            };
+            writeln!(out, "{id:>14}  {verb}{event}")?;
         }
     }
     Ok(())

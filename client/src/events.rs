@@ -1,5 +1,7 @@
 //! What a client observes in its groups, in the order the DS fixed.
 
+use std::fmt;
+
 use confide_ds::domain::ClientId;
 
 /// A group id as the client sees it.
@@ -48,4 +50,62 @@ pub enum Event {
         seq: u64,
         reason: String,
     },
+}
+
+fn names(members: &[ClientId]) -> String {
+    members
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One line for people: the CLI and the demo print events this way.
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::Message {
+                seq, sender, body, ..
+            } => write!(
+                f,
+                "#{seq} from {sender}: {:?}",
+                String::from_utf8_lossy(body)
+            ),
+            Event::Joined { members, epoch, .. } => {
+                write!(f, "joined at epoch {epoch} with {}", names(members))
+            }
+            Event::MembersAdded { by, members, .. } => {
+                write!(f, "{by} added {}", names(members))
+            }
+            Event::MembersRemoved { by, members, .. } => {
+                write!(f, "{by} removed {}", names(members))
+            }
+            Event::Removed { by, .. } => write!(f, "removed from the group by {by}"),
+            Event::EpochChanged { epoch, by, .. } => {
+                write!(f, "epoch {epoch} (commit by {by})")
+            }
+            Event::KeyPackagesReplenished { uploaded } => {
+                write!(f, "uploaded {uploaded} key packages")
+            }
+            Event::Undecryptable { seq, reason, .. } => {
+                write!(f, "could not process #{seq}: {reason}")
+            }
+        }
+    }
+}
+
+impl Event {
+    /// The group the event belongs to, if any.
+    pub fn group(&self) -> Option<&GroupId> {
+        match self {
+            Event::Message { group, .. }
+            | Event::Joined { group, .. }
+            | Event::MembersAdded { group, .. }
+            | Event::MembersRemoved { group, .. }
+            | Event::Removed { group, .. }
+            | Event::EpochChanged { group, .. }
+            | Event::Undecryptable { group, .. } => Some(group),
+            Event::KeyPackagesReplenished { .. } => None,
+        }
+    }
 }

@@ -76,7 +76,8 @@ impl ClientId {
 
 impl fmt::Display for ClientId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.user, self.device)
+        // `pad` honours width and alignment, for tables.
+        f.pad(&format!("{}/{}", self.user, self.device))
     }
 }
 
