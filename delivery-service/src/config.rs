@@ -129,6 +129,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn yaml_file_overrides_defaults() {
+        let path = std::env::temp_dir().join(format!("confide-ds-{}.yaml", std::process::id()));
+        std::fs::write(
+            &path,
+            "store: memory\nlisten: \"0.0.0.0:9000\"\ndatabase:\n  max_connections: 4\nregistration_token: tok\n",
+        )
+        .unwrap();
+        let settings = Settings::load(Some(&path)).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(settings.store, StoreKind::Memory);
+        assert_eq!(settings.listen, "0.0.0.0:9000");
+        assert_eq!(settings.database.max_connections, 4);
+        assert_eq!(settings.registration_token.as_deref(), Some("tok"));
+        // Untouched keys keep their defaults.
+        assert_eq!(settings.max_epoch_lag, 2);
+    }
+
+    #[test]
+    fn unknown_store_kind_is_a_clear_error() {
+        let path = std::env::temp_dir().join(format!("confide-ds-bad-{}.yaml", std::process::id()));
+        std::fs::write(&path, "store: cassandra\n").unwrap();
+        let error = Settings::load(Some(&path)).unwrap_err();
+        std::fs::remove_file(&path).unwrap();
+        assert!(error.to_string().contains("cassandra"), "{error}");
+    }
+
+    #[test]
     fn debug_output_never_contains_secrets() {
         let mut settings = Settings::for_tests();
         settings.registration_token = Some("org-secret-token".into());
