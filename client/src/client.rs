@@ -591,21 +591,29 @@ impl Client {
         Ok(())
     }
 
+    async fn fetch_page(
+        &self,
+        stream: v1::StreamSelector,
+        after_seq: u64,
+    ) -> ClientResult<Vec<v1::Envelope>> {
+        let request = self.api.request(v1::FetchRequest {
+            stream: Some(stream),
+            after_seq,
+            limit: FETCH_PAGE,
+        });
+        Ok(self
+            .api
+            .delivery()
+            .fetch(request)
+            .await?
+            .into_inner()
+            .entries)
+    }
+
     async fn catch_up_inbox(&mut self) -> ClientResult<()> {
         loop {
             let after = self.db.processed(&Stream::Inbox)?;
-            let request = self.api.request(v1::FetchRequest {
-                stream: Some(inbox_selector()),
-                after_seq: after,
-                limit: FETCH_PAGE,
-            });
-            let entries = self
-                .api
-                .delivery()
-                .fetch(request)
-                .await?
-                .into_inner()
-                .entries;
+            let entries = self.fetch_page(inbox_selector(), after).await?;
             if entries.is_empty() {
                 break;
             }
@@ -626,18 +634,7 @@ impl Client {
                 return Ok(());
             }
             let after = self.db.processed(&stream)?;
-            let request = self.api.request(v1::FetchRequest {
-                stream: Some(group_selector(group_id)),
-                after_seq: after,
-                limit: FETCH_PAGE,
-            });
-            let entries = self
-                .api
-                .delivery()
-                .fetch(request)
-                .await?
-                .into_inner()
-                .entries;
+            let entries = self.fetch_page(group_selector(group_id), after).await?;
             if entries.is_empty() {
                 break;
             }
