@@ -1,0 +1,152 @@
+//! [`TestApp`]: one delivery service on port 0 against its own database.
+
+use std::sync::Arc;
+
+use confide_client::{Api, Client, ClientId, GroupId, StateLocation};
+use confide_ds::config::StoreKind;
+use confide_ds::domain::GroupEntry;
+use confide_ds::store::Store;
+use confide_ds::store::postgres::testing::fresh_database;
+use confide_ds::{Settings, domain};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::member::Member;
+use crate::{WAIT, logs};
+
+/// Longest a group log read by the harness may be.
+const LOG_LIMIT: u32 = 1000;
+
+/// A running delivery service and the database behind it.
+pub struct TestApp {
+    /// `http://127.0.0.1:<port>`, for clients.
+    pub endpoint: String,
+    /// The test database, for tools such as `pg_dump` and for a restart.
+    pub database_url: String,
+    /// The DS's own store, to inspect what the server holds.
+    pub store: Arc<dyn Store>,
+    settings: Settings,
+    shutdown: CancellationToken,
+    server: JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+/// Creates a fresh, migrated database and serves a DS on it on port 0.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Like [`spawn_app`], with settings changed by `configure` first.
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    logs::capture();
+    let (store, database_url) = fresh_database().await;
+    let mut settings = Settings::for_tests();
+    configure(&mut settings);
+    settings.store = StoreKind::Postgres;
+    settings.database.url = database_url;
+    TestApp::serve(Arc::new(store), settings).await
+}
+
+impl TestApp {
+    async fn serve(store: Arc<dyn Store>, settings: Settings) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding port 0");
+        let endpoint = format!("http://{}", listener.local_addr().expect("a bound address"));
+        let shutdown = CancellationToken::new();
+        let state = confide_ds::state(store.clone(), settings.clone(), shutdown.clone());
+        let server = tokio::spawn(confide_ds::run(listener, state, shutdown.clone()));
+        Self {
+            endpoint,
+            database_url: settings.database.url.clone(),
+            store,
+            settings,
+            shutdown,
+            server,
+        }
+    }
+
+    /// Starts a DS with `settings` on their existing database the way the
+    /// `confide-ds` binary does (`open_store`, which also migrates).
+    async fn open(settings: Settings) -> Self {
+        let store = confide_ds::open_store(&settings)
+            .await
+            .expect("opening the store");
+        Self::serve(store, settings).await
+    }
+
+    /// A new, unauthenticated connection to this DS.
+    pub async fn api(&self) -> Api {
+        Api::connect(&self.endpoint)
+            .await
+            .unwrap_or_else(|e| panic!("connecting to the DS at {}: {e}", self.endpoint))
+    }
+
+    /// Registers `user/device` on its own connection, in memory: it
+    /// authenticates and uploads key packages and a last-resort one.
+    pub async fn client(&self, user: &str, device: &str) -> Member {
+        let id = ClientId::new(user, device).expect("a valid client name");
+        let client = Client::register(self.api().await, id, &StateLocation::Memory, "")
+            .await
+            .unwrap_or_else(|e| panic!("registering {user}/{device}: {e}"));
+        Member::new(client)
+    }
+
+    /// Registers one device per user; the first creates a group and adds the
+    /// others, and every member waits until it has joined.
+    pub async fn conversation<const N: usize>(&self, users: [&str; N]) -> (GroupId, [Member; N]) {
+        assert!(N > 0, "a conversation needs somebody");
+        let mut members = Vec::with_capacity(N);
+        for user in users {
+            members.push(self.client(user, "phone").await);
+        }
+        let group = members[0].create_group().await.expect("creating the group");
+        if N > 1 {
+            members[0]
+                .add_users(&group, &users[1..])
+                .await
+                .expect("adding the other members");
+        }
+        for member in &mut members[1..] {
+            member.expect_joined(&group).await;
+        }
+        let members = members
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("N members were registered"));
+        (group, members)
+    }
+
+    /// The group's log as the DS stored it, read as `reader` may see it.
+    pub async fn group_log(&self, reader: &ClientId, group: &[u8]) -> Vec<GroupEntry> {
+        let group_id = domain::GroupId::new(group.to_vec()).expect("a valid group id");
+        self.store
+            .read_group(reader, &group_id, 0, LOG_LIMIT)
+            .await
+            .expect("reading the group log from the store")
+    }
+
+    /// Starts another DS on the same database, beside this one, as a second
+    /// replica of a deployment: its own pool, caches and live subscribers.
+    pub async fn spawn_replica(&self) -> Self {
+        Self::open(self.settings.clone()).await
+    }
+
+    /// Shuts the DS down gracefully and waits for it to stop.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(WAIT, self.server)
+            .await
+            .expect("the DS did not stop in time")
+            .expect("the DS task panicked")
+            .expect("the DS failed while serving");
+    }
+
+    /// Stops this DS and starts a new one on the same database, the way a
+    /// restarted process does: a new connection pool, empty caches and no
+    /// live subscribers, on a new port.
+    pub async fn restart(self) -> Self {
+        let settings = self.settings.clone();
+        self.stop().await;
+        Self::open(settings).await
+    }
+}

@@ -1,0 +1,88 @@
+//! Helpers for raw gRPC calls: requests with hand-made credentials and
+//! assertions on the status a call was refused with.
+
+use confide_proto::v1;
+use tonic::metadata::MetadataValue;
+use tonic::{Code, Request, Response, Status};
+
+/// A request whose `authorization` header is `value`, or absent.
+pub fn with_authorization<T>(message: T, value: Option<&str>) -> Request<T> {
+    let mut request = Request::new(message);
+    if let Some(value) = value {
+        request.metadata_mut().insert(
+            confide_proto::AUTHORIZATION_HEADER,
+            MetadataValue::try_from(value).expect("an ASCII header value"),
+        );
+    }
+    request
+}
+
+/// Asserts that a call was refused with `code` and a non-empty reason;
+/// returns the status.
+#[track_caller]
+pub fn expect_refused<T: std::fmt::Debug>(
+    result: Result<Response<T>, Status>,
+    code: Code,
+    what: &str,
+) -> Status {
+    match result {
+        Ok(response) => panic!(
+            "{what}: expected {code:?}, the DS answered {:?}",
+            response.into_inner()
+        ),
+        Err(status) => {
+            assert_eq!(
+                status.code(),
+                code,
+                "{what}: wrong status ({})",
+                status.message()
+            );
+            assert!(
+                !status.message().trim().is_empty(),
+                "{what}: refused with {code:?} but without a reason"
+            );
+            status
+        }
+    }
+}
+
+/// Selects a group's log.
+pub fn group_stream(group: &[u8]) -> Option<v1::StreamSelector> {
+    Some(v1::StreamSelector {
+        stream: Some(v1::stream_selector::Stream::GroupId(group.to_vec().into())),
+    })
+}
+
+/// Selects the caller's inbox.
+pub fn inbox_stream() -> Option<v1::StreamSelector> {
+    Some(v1::StreamSelector {
+        stream: Some(v1::stream_selector::Stream::Inbox(v1::Inbox {})),
+    })
+}
+
+/// Opens the caller's live stream (`Subscribe`) on `api`.
+pub async fn subscribe(api: &confide_client::Api) -> tonic::Streaming<v1::Envelope> {
+    api.delivery()
+        .subscribe(api.request(v1::SubscribeRequest {}))
+        .await
+        .expect("subscribing")
+        .into_inner()
+}
+
+/// The next envelope of a live stream, failing the test after [`crate::WAIT`].
+pub async fn next_envelope(stream: &mut tonic::Streaming<v1::Envelope>) -> v1::Envelope {
+    tokio::time::timeout(crate::WAIT, stream.message())
+        .await
+        .expect("nothing arrived on the live stream in time")
+        .expect("the live stream failed")
+        .expect("the live stream ended")
+}
+
+/// The next group entry of a live stream, skipping inbox entries.
+pub async fn next_group_entry(stream: &mut tonic::Streaming<v1::Envelope>) -> v1::GroupEntry {
+    loop {
+        if let Some(v1::envelope::Entry::Group(entry)) = next_envelope(stream).await.entry {
+            return entry;
+        }
+    }
+}

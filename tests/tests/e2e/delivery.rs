@@ -1,0 +1,209 @@
+//! Delivery: at least once, in order, exactly once after dedup; a member that
+//! was away catches up; a retried send is delivered once.
+
+use confide_client::{Client, ClientId, Event, StateLocation};
+use confide_ds::domain::EntryKind;
+use confide_proto::v1;
+use confide_tests::rpc::{group_stream, next_group_entry, subscribe};
+use confide_tests::{Member, spawn_app};
+use tonic::Code;
+
+/// What a member observed of a group, reduced to messages and epoch changes.
+#[derive(Debug, PartialEq, Eq)]
+enum Seen {
+    Message(String),
+    Epoch(u64),
+}
+
+fn transcript(member: &Member, group: &[u8]) -> Vec<Seen> {
+    member
+        .events()
+        .iter()
+        .filter_map(|event| match event {
+            Event::Message { group: g, body, .. } if g == group => Some(Seen::Message(
+                String::from_utf8(body.clone()).expect("UTF-8 bodies"),
+            )),
+            Event::EpochChanged {
+                group: g, epoch, ..
+            } if g == group => Some(Seen::Epoch(*epoch)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_member_catches_up_on_reconnect_in_order_without_duplicates() -> anyhow::Result<()>
+{
+    let app = spawn_app().await;
+    let (group, [mut alice, mut bob, mut carol]) =
+        app.conversation(["alice", "bob", "carol"]).await;
+
+    // Bob is away while 50 messages and 2 commits go by.
+    let mut expected = Vec::new();
+    for i in 0..50 {
+        if i == 20 {
+            expected.push(Seen::Epoch(alice.self_update(&group).await?.epoch));
+        }
+        if i == 40 {
+            expected.push(Seen::Epoch(carol.self_update(&group).await?.epoch));
+        }
+        let body = format!("message {i}");
+        let sender = if i % 2 == 0 { &mut alice } else { &mut carol };
+        sender.send(&group, body.as_bytes()).await?;
+        expected.push(Seen::Message(body));
+    }
+
+    bob.reconnect(app.api().await).await?;
+    let received = bob.expect_messages(&group, 50).await;
+    assert!(
+        received.windows(2).all(|w| w[0].seq < w[1].seq),
+        "in log order"
+    );
+    assert_eq!(transcript(&bob, &group), expected);
+    assert!(
+        bob.catch_up().await.is_empty(),
+        "nothing is delivered twice"
+    );
+    alice.catch_up().await;
+    assert_eq!(bob.epoch(&group)?, alice.epoch(&group)?);
+    assert_eq!(
+        bob.epoch_authenticator(&group)?,
+        alice.epoch_authenticator(&group)?
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_send_gets_the_same_sequence_number_and_is_delivered_once() -> anyhow::Result<()> {
+    let app = spawn_app().await;
+    let (group, [mut alice, mut bob]) = app.conversation(["alice", "bob"]).await;
+
+    let first = alice.send_with_id(&group, b"message-1", b"once").await?;
+    let retried = alice.send_with_id(&group, b"message-1", b"once").await?;
+    assert_eq!(retried, first, "a retry returns the original seq");
+    let next = alice.send(&group, b"after").await?;
+    assert_eq!(next, first + 1, "the retry took no place in the log");
+
+    let received = bob.expect_messages(&group, 2).await;
+    assert_eq!(received[0].seq, first);
+    assert_eq!(received[0].body, b"once");
+    assert_eq!(received[1].body, b"after");
+    let stored = app
+        .group_log(alice.id(), &group)
+        .await
+        .into_iter()
+        .filter(|e| e.kind == EntryKind::Application)
+        .count();
+    assert_eq!(stored, 2);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unacknowledged_entries_are_delivered_again_acknowledged_ones_are_not() -> anyhow::Result<()>
+{
+    let app = spawn_app().await;
+    let (group, [mut alice, bob]) = app.conversation(["alice", "bob"]).await;
+    for i in 0..3 {
+        alice
+            .send(&group, format!("message {i}").as_bytes())
+            .await?;
+    }
+
+    // Bob's stream delivers the three; he drops it without acking.
+    let mut stream = subscribe(bob.api()).await;
+    let mut first = Vec::new();
+    for _ in 0..3 {
+        first.push(next_group_entry(&mut stream).await);
+    }
+    drop(stream);
+    let mut stream = subscribe(bob.api()).await;
+    for entry in &first {
+        assert_eq!(&next_group_entry(&mut stream).await, entry, "redelivered");
+    }
+    drop(stream);
+
+    // Once he acks the second, only the third comes again; an ack further
+    // back does not move the cursor back.
+    let ack = |seq| {
+        bob.api().request(v1::AckRequest {
+            stream: group_stream(&group),
+            seq,
+        })
+    };
+    bob.api().delivery().ack(ack(first[1].seq)).await?;
+    bob.api().delivery().ack(ack(first[0].seq)).await?;
+    let mut stream = subscribe(bob.api()).await;
+    assert_eq!(next_group_entry(&mut stream).await, first[2]);
+
+    // New entries follow live, in order.
+    let seq = alice.send(&group, b"live").await?;
+    let live = next_group_entry(&mut stream).await;
+    assert_eq!(live.seq, seq);
+    assert_eq!(seq, first[2].seq + 1);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_restarted_from_its_state_file_resumes_its_groups() -> anyhow::Result<()> {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir()?;
+    let state = StateLocation::File(dir.path().join("bob.db"));
+    let (group, [mut alice]) = app.conversation(["alice"]).await;
+    let bob = Client::register(app.api().await, ClientId::new("bob", "phone")?, &state, "").await?;
+    let mut bob = Member::new(bob);
+    alice.add_users(&group, &["bob"]).await?;
+    bob.expect_joined(&group).await;
+    alice.send(&group, b"before the restart").await?;
+    bob.expect_messages(&group, 1).await;
+    drop(bob);
+
+    alice.send(&group, b"while bob was down").await?;
+    alice.self_update(&group).await?;
+    alice.send(&group, b"in the new epoch").await?;
+    let mut bob = Member::new(Client::open(app.api().await, &state).await?);
+    let received = bob.expect_messages(&group, 2).await;
+    let bodies: Vec<&[u8]> = received.iter().map(|m| m.body.as_slice()).collect();
+    assert_eq!(bodies, [&b"while bob was down"[..], b"in the new epoch"]);
+    assert_eq!(
+        bob.epoch_authenticator(&group)?,
+        alice.epoch_authenticator(&group)?
+    );
+    bob.send(&group, b"back").await?;
+    assert_eq!(alice.expect_messages(&group, 1).await[0].body, b"back");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ack_beyond_the_end_of_a_stream_does_not_skip_later_entries() -> anyhow::Result<()> {
+    let app = spawn_app().await;
+    let (group, [mut alice, bob]) = app.conversation(["alice", "bob"]).await;
+    let last = alice.send(&group, b"hello").await?;
+
+    // A confused client acks entries that do not exist yet. The DS may
+    // refuse that or clamp it, but must not skip what is sent later.
+    let api = bob.api();
+    let answer = api
+        .delivery()
+        .ack(api.request(v1::AckRequest {
+            stream: group_stream(&group),
+            seq: last + 100,
+        }))
+        .await;
+    if let Err(status) = &answer {
+        assert!(
+            matches!(
+                status.code(),
+                Code::InvalidArgument | Code::FailedPrecondition
+            ),
+            "{status:?}"
+        );
+    }
+    let seq = alice.send(&group, b"later").await?;
+    let mut stream = subscribe(api).await;
+    assert_eq!(
+        next_group_entry(&mut stream).await.seq,
+        seq,
+        "the DS answered the ack with {answer:?}"
+    );
+    Ok(())
+}

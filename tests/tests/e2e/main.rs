@@ -1,0 +1,15 @@
+//! End-to-end tests: real delivery services on port 0 against a fresh
+//! PostgreSQL database per test, driven by real clients. One binary; the
+//! harness is the `confide_tests` library.
+
+mod authorization;
+mod conversation;
+mod delivery;
+mod epochs;
+mod handshakes;
+mod key_packages;
+mod malformed;
+mod membership;
+mod privacy;
+mod replicas;
+mod restart;

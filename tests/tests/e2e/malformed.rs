@@ -1,0 +1,407 @@
+//! Bad input gets a clear error, never a crash: malformed, truncated,
+//! oversized and wrong-wire-format MLS input is refused with a reason, reaches
+//! no member, and the DS goes on serving this group and every other.
+
+use bytes::Bytes;
+use confide_client::{Api, GroupId};
+use confide_ds::Settings;
+use confide_ds::domain::{EntryKind, GroupEntry};
+use confide_proto::v1;
+use confide_tests::rpc::{expect_refused, group_stream};
+use confide_tests::{Member, TestApp, spawn_app};
+use tonic::{Code, Response, Status};
+
+/// Two conversations: alice and bob (where the bad input goes), carol and
+/// dave (which must not notice), each with a commit and a message logged.
+struct Scene {
+    app: TestApp,
+    group: GroupId,
+    alice: Member,
+    bob: Member,
+    other: GroupId,
+    carol: Member,
+    dave: Member,
+}
+
+impl Scene {
+    async fn new() -> Self {
+        let app = spawn_app().await;
+        let (group, [mut alice, mut bob]) = app.conversation(["alice", "bob"]).await;
+        let (other, [mut carol, mut dave]) = app.conversation(["carol", "dave"]).await;
+        alice.send(&group, b"first").await.expect("sending");
+        bob.self_update(&group).await.expect("updating");
+        carol.send(&other, b"elsewhere").await.expect("sending");
+        bob.expect_messages(&group, 1).await;
+        dave.expect_messages(&other, 1).await;
+        Self {
+            app,
+            group,
+            alice,
+            bob,
+            other,
+            carol,
+            dave,
+        }
+    }
+
+    async fn log(&self) -> Vec<GroupEntry> {
+        self.app.group_log(self.alice.id(), &self.group).await
+    }
+
+    /// The last entry of `kind` in alice and bob's group.
+    async fn last(&self, kind: EntryKind) -> Bytes {
+        self.log()
+            .await
+            .into_iter()
+            .rfind(|e| e.kind == kind)
+            .expect("an entry of that kind")
+            .message
+    }
+
+    /// An entry of `kind` in carol and dave's group.
+    async fn other_group(&self, kind: EntryKind) -> Bytes {
+        self.app
+            .group_log(self.carol.id(), &self.other)
+            .await
+            .into_iter()
+            .find(|e| e.kind == kind)
+            .expect("an entry of that kind")
+            .message
+    }
+
+    /// Nothing bad was logged or delivered (a member fails the test on any
+    /// entry it cannot process), and both groups still work.
+    async fn still_serving(mut self, log_before: usize) {
+        assert_eq!(self.log().await.len(), log_before, "nothing was appended");
+        self.alice
+            .send(&self.group, b"still working")
+            .await
+            .expect("sending after the bad input");
+        let bodies: Vec<Vec<u8>> = self
+            .bob
+            .expect_messages(&self.group, 2)
+            .await
+            .into_iter()
+            .map(|m| m.body)
+            .collect();
+        assert_eq!(bodies, [b"first".to_vec(), b"still working".to_vec()]);
+        self.dave
+            .send(&self.other, b"unaffected")
+            .await
+            .expect("sending in the other group");
+        self.carol.expect_messages(&self.other, 1).await;
+    }
+}
+
+async fn submit_commit(
+    api: &Api,
+    group: &[u8],
+    commit: &[u8],
+    group_info: &[u8],
+) -> Result<Response<v1::SubmitCommitResponse>, Status> {
+    api.groups()
+        .submit_commit(api.request(v1::SubmitCommitRequest {
+            group_id: group.to_vec().into(),
+            commit: commit.to_vec().into(),
+            welcome: Default::default(),
+            group_info: group_info.to_vec().into(),
+        }))
+        .await
+}
+
+async fn send_message(
+    api: &Api,
+    group: &[u8],
+    message_id: &[u8],
+    message: &[u8],
+) -> Result<Response<v1::SendMessageResponse>, Status> {
+    api.groups()
+        .send_message(api.request(v1::SendMessageRequest {
+            group_id: group.to_vec().into(),
+            message_id: message_id.to_vec().into(),
+            message: message.to_vec().into(),
+        }))
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_commits_are_invalid_argument_and_reach_nobody() {
+    let scene = Scene::new().await;
+    let api = scene.alice.api().clone();
+    let group = scene.group.clone();
+    let commit = scene.last(EntryKind::Commit).await;
+    let message = scene.last(EntryKind::Application).await;
+    let other_commit = scene.other_group(EntryKind::Commit).await;
+    let group_info = api
+        .groups()
+        .get_group_info(api.request(v1::GetGroupInfoRequest {
+            group_id: group.clone().into(),
+        }))
+        .await
+        .expect("reading the GroupInfo")
+        .into_inner()
+        .group_info;
+    let log_before = scene.log().await.len();
+    let invalid = Code::InvalidArgument;
+
+    let cases: [(&str, &[u8], &[u8]); 7] = [
+        ("garbage bytes", b"this is not an MLS message", &group_info),
+        (
+            "a truncated commit",
+            &commit[..commit.len() / 2],
+            &group_info,
+        ),
+        (
+            "a commit cut off by one byte",
+            &commit[..commit.len() - 1],
+            &group_info,
+        ),
+        (
+            "a commit with trailing bytes",
+            &[commit.as_ref(), b"\x00\x01"].concat(),
+            &group_info,
+        ),
+        ("an application message as a commit", &message, &group_info),
+        ("a GroupInfo as a commit", &group_info, &group_info),
+        ("a commit of another group", &other_commit, &group_info),
+    ];
+    for (what, commit, group_info) in cases {
+        expect_refused(
+            submit_commit(&api, &group, commit, group_info).await,
+            invalid,
+            what,
+        );
+    }
+    expect_refused(
+        submit_commit(&api, &group, b"", &group_info).await,
+        invalid,
+        "an empty commit",
+    );
+    expect_refused(
+        submit_commit(&api, b"", &commit, &group_info).await,
+        invalid,
+        "a commit for an empty group id",
+    );
+    expect_refused(
+        submit_commit(&api, &[7; 300], &commit, &group_info).await,
+        invalid,
+        "a commit for a 300-byte group id",
+    );
+    expect_refused(
+        api.groups()
+            .submit_proposal(api.request(v1::SubmitProposalRequest {
+                group_id: group.clone().into(),
+                proposal: commit.clone(),
+            }))
+            .await,
+        invalid,
+        "a commit submitted as a proposal",
+    );
+    expect_refused(
+        api.groups()
+            .submit_proposal(api.request(v1::SubmitProposalRequest {
+                group_id: group.clone().into(),
+                proposal: b"garbage".to_vec().into(),
+            }))
+            .await,
+        invalid,
+        "a garbage proposal",
+    );
+    scene.still_serving(log_before).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_application_messages_are_invalid_argument_and_reach_nobody() {
+    let scene = Scene::new().await;
+    let api = scene.alice.api().clone();
+    let group = scene.group.clone();
+    let commit = scene.last(EntryKind::Commit).await;
+    let message = scene.last(EntryKind::Application).await;
+    let other_message = scene.other_group(EntryKind::Application).await;
+    let log_before = scene.log().await.len();
+    let invalid = Code::InvalidArgument;
+
+    let cases: [(&str, &[u8]); 6] = [
+        ("garbage bytes", b"this is not an MLS message"),
+        ("a truncated message", &message[..message.len() / 2]),
+        (
+            "a message cut off by one byte",
+            &message[..message.len() - 1],
+        ),
+        (
+            "a PublicMessage (a commit) as an application message",
+            &commit,
+        ),
+        ("a message of another group", &other_message),
+        ("an empty message", b""),
+    ];
+    for (i, (what, bytes)) in cases.into_iter().enumerate() {
+        let id = format!("bad-{i}");
+        expect_refused(
+            send_message(&api, &group, id.as_bytes(), bytes).await,
+            invalid,
+            what,
+        );
+    }
+    expect_refused(
+        send_message(&api, b"", b"id", &message).await,
+        invalid,
+        "a message for an empty group id",
+    );
+    expect_refused(
+        send_message(&api, &group, b"", &message).await,
+        invalid,
+        "a message without a message id",
+    );
+    expect_refused(
+        send_message(&api, &group, &[b'x'; 65], &message).await,
+        invalid,
+        "a 65-byte message id",
+    );
+    let oversized = vec![0u8; Settings::for_tests().max_message_bytes + 1];
+    let status = send_message(&api, &group, b"big", &oversized)
+        .await
+        .expect_err("an oversized message must be refused");
+    assert!(
+        matches!(
+            status.code(),
+            Code::InvalidArgument | Code::ResourceExhausted
+        ),
+        "an oversized message: {status:?}"
+    );
+    assert!(!status.message().is_empty());
+    scene.still_serving(log_before).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_groups_key_packages_and_selectors_are_invalid_argument() {
+    let scene = Scene::new().await;
+    let api = scene.alice.api().clone();
+    let log_before = scene.log().await.len();
+    let invalid = Code::InvalidArgument;
+    let groups = api.groups();
+    let key_packages = api.key_packages();
+    let delivery = api.delivery();
+
+    expect_refused(
+        groups
+            .clone()
+            .create_group(api.request(v1::CreateGroupRequest {
+                group_info: b"garbage".to_vec().into(),
+                ratchet_tree: b"garbage".to_vec().into(),
+            }))
+            .await,
+        invalid,
+        "creating a group from garbage",
+    );
+    let bobs = key_packages
+        .clone()
+        .claim_key_packages(api.request(v1::ClaimKeyPackagesRequest { user: "bob".into() }))
+        .await
+        .expect("claiming")
+        .into_inner()
+        .key_packages
+        .remove(0)
+        .key_package;
+    for (what, key_package) in [
+        ("a garbage key package", Bytes::from_static(b"garbage")),
+        ("a truncated key package", bobs.slice(..bobs.len() / 2)),
+        (
+            "a commit as a key package",
+            scene.last(EntryKind::Commit).await,
+        ),
+    ] {
+        expect_refused(
+            key_packages
+                .clone()
+                .publish_key_packages(api.request(v1::PublishKeyPackagesRequest {
+                    key_packages: vec![key_package],
+                    last_resort_key_package: Default::default(),
+                }))
+                .await,
+            invalid,
+            what,
+        );
+    }
+    expect_refused(
+        key_packages
+            .clone()
+            .claim_key_packages(api.request(v1::ClaimKeyPackagesRequest {
+                user: "no/such user".into(),
+            }))
+            .await,
+        invalid,
+        "claiming for an invalid user name",
+    );
+    expect_refused(
+        delivery
+            .clone()
+            .fetch(api.request(v1::FetchRequest {
+                stream: None,
+                after_seq: 0,
+                limit: 0,
+            }))
+            .await,
+        invalid,
+        "fetching without a stream",
+    );
+    expect_refused(
+        delivery
+            .clone()
+            .fetch(api.request(v1::FetchRequest {
+                stream: group_stream(b""),
+                after_seq: 0,
+                limit: 0,
+            }))
+            .await,
+        invalid,
+        "fetching an empty group id",
+    );
+    expect_refused(
+        delivery
+            .clone()
+            .ack(api.request(v1::AckRequest {
+                stream: group_stream(b""),
+                seq: 1,
+            }))
+            .await,
+        invalid,
+        "acking an empty group id",
+    );
+    scene.still_serving(log_before).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_application_message_is_not_delivered_again() {
+    let scene = Scene::new().await;
+    let api = scene.alice.api().clone();
+    let group = scene.group.clone();
+    let log = scene.log().await;
+    let original = log
+        .iter()
+        .rfind(|e| e.kind == EntryKind::Application)
+        .expect("alice's message")
+        .clone();
+
+    // The same ciphertext again, under a new message id: members cannot
+    // decrypt it a second time (its key was deleted for forward secrecy), so
+    // the DS must refuse it, or at most answer with the original entry.
+    match send_message(&api, &group, b"a new id", &original.message).await {
+        Ok(response) => assert_eq!(
+            response.into_inner().seq,
+            original.seq,
+            "a replay was accepted as a new message"
+        ),
+        Err(status) => {
+            assert!(
+                matches!(
+                    status.code(),
+                    Code::InvalidArgument | Code::FailedPrecondition | Code::ResourceExhausted
+                ),
+                "a replay: {status:?}"
+            );
+            assert!(!status.message().is_empty());
+        }
+    }
+    scene.still_serving(log.len()).await;
+}

@@ -1,0 +1,81 @@
+//! Several DS replicas on one database: what one accepts, the others
+//! deliver and build on.
+
+use confide_ds::domain::EntryKind;
+use confide_tests::{RawMember, spawn_app};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_on_another_replica_receives_messages_live() -> anyhow::Result<()> {
+    let app = spawn_app().await;
+    let replica = app.spawn_replica().await;
+    let (group, [mut alice, mut bob]) = app.conversation(["alice", "bob"]).await;
+    bob.reconnect(replica.api().await).await?;
+
+    let talk = async {
+        for i in 0..3 {
+            alice
+                .send(&group, format!("message {i}").as_bytes())
+                .await?;
+        }
+        anyhow::Ok(())
+    };
+    let (talked, received) = tokio::join!(talk, bob.expect_live_messages(&group, 3));
+    talked?;
+    let bodies: Vec<Vec<u8>> = received.into_iter().map(|m| m.body).collect();
+    assert_eq!(bodies, [b"message 0", b"message 1", b"message 2"]);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_through_two_replicas_keep_one_commit_per_epoch() -> anyhow::Result<()> {
+    let app = spawn_app().await;
+    let replica = app.spawn_replica().await;
+    let (group, [mut alice, mut bob]) = app.conversation(["alice", "bob"]).await;
+    bob.reconnect(replica.api().await).await?;
+
+    // Taking turns, each replica must see the epoch the other one moved to.
+    for _ in 0..3 {
+        alice.self_update(&group).await?;
+        bob.self_update(&group).await?;
+    }
+    // And racing.
+    let (a, b) = tokio::join!(alice.self_update(&group), bob.self_update(&group));
+    let epoch = a?.epoch.max(b?.epoch);
+
+    let commit_epochs: Vec<u64> = app
+        .group_log(alice.id(), &group)
+        .await
+        .iter()
+        .filter(|e| e.kind == EntryKind::Commit)
+        .map(|e| e.epoch)
+        .collect();
+    assert_eq!(commit_epochs, (0..epoch).collect::<Vec<_>>());
+    alice.expect_epoch(&group, epoch).await;
+    bob.expect_epoch(&group, epoch).await;
+    assert_eq!(
+        alice.epoch_authenticator(&group)?,
+        bob.epoch_authenticator(&group)?
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proposal_made_through_one_replica_can_be_committed_through_another() -> anyhow::Result<()>
+{
+    let app = spawn_app().await;
+    let replica = app.spawn_replica().await;
+    let (group, [mut alice, bob]) = app.conversation(["alice", "bob"]).await;
+    // Rita uses the replica; alice's commits go through the first DS.
+    let mut rita = RawMember::register(&replica, "rita", "laptop").await;
+    alice.add_users(&group, &["rita"]).await?;
+    rita.join().await;
+
+    let proposal = rita.propose_remove(bob.id());
+    rita.submit_proposal(&group, proposal).await?;
+    alice.self_update(&group).await?;
+    assert_eq!(
+        alice.members(&group)?,
+        [alice.id().clone(), rita.id.clone()]
+    );
+    Ok(())
+}
