@@ -74,6 +74,9 @@ CREATE TABLE groups (
     next_seq   bigint      NOT NULL DEFAULT 1 CHECK (next_seq >= 1),
     -- The serialised public group state at `epoch`.
     state      bytea       NOT NULL,
+    -- Bumped on every write of `state` (commits and proposals): a replica
+    -- writes only if the state it validated against is still current.
+    state_version bigint   NOT NULL DEFAULT 0 CHECK (state_version >= 0),
     group_info bytea       NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now()
 );
@@ -87,10 +90,14 @@ CREATE TABLE group_log (
     kind       smallint    NOT NULL CHECK (kind BETWEEN 1 AND 3),
     -- The client-chosen idempotency key; a retried send finds its entry.
     dedup_key  bytea       NOT NULL,
+    -- SHA-256 of the MLS message: the same bytes are never appended twice,
+    -- whatever idempotency key a replay carries.
+    content_key bytea      NOT NULL,
     message    bytea       NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (group_id, seq),
-    UNIQUE (group_id, dedup_key)
+    UNIQUE (group_id, dedup_key),
+    UNIQUE (group_id, content_key)
 );
 
 -- The DS roster: who may post to a group now. Kept per group (rather than

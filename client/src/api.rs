@@ -1,7 +1,7 @@
 //! The gRPC connection, carrying the session token on every call.
 
 use confide_proto::v1::{
-    auth_service_client::AuthServiceClient, delivery_service_client::DeliveryServiceClient,
+    self, auth_service_client::AuthServiceClient, delivery_service_client::DeliveryServiceClient,
     group_service_client::GroupServiceClient, key_package_service_client::KeyPackageServiceClient,
 };
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
@@ -69,5 +69,33 @@ impl Api {
 
     pub fn delivery(&self) -> DeliveryServiceClient<Channel> {
         DeliveryServiceClient::new(self.channel.clone()).max_decoding_message_size(MAX_DECODE)
+    }
+
+    /// Moves the caller's cursor on a stream forward to `seq`.
+    pub async fn ack(&self, stream: v1::StreamSelector, seq: u64) -> ClientResult<()> {
+        if seq == 0 {
+            return Ok(());
+        }
+        let request = self.request(v1::AckRequest {
+            stream: Some(stream),
+            seq,
+        });
+        self.delivery().ack(request).await?;
+        Ok(())
+    }
+
+    /// One page of a stream after `after_seq`.
+    pub async fn fetch(
+        &self,
+        stream: v1::StreamSelector,
+        after_seq: u64,
+        limit: u32,
+    ) -> ClientResult<Vec<v1::Envelope>> {
+        let request = self.request(v1::FetchRequest {
+            stream: Some(stream),
+            after_seq,
+            limit,
+        });
+        Ok(self.delivery().fetch(request).await?.into_inner().entries)
     }
 }

@@ -561,7 +561,7 @@ impl Client {
                     } else {
                         let seq = entry.seq;
                         self.apply_inbox_entry(entry).await?;
-                        self.ack_seq(inbox_selector(), seq).await?;
+                        self.api.ack(inbox_selector(), seq).await?;
                     }
                 }
                 None => {}
@@ -569,51 +569,25 @@ impl Client {
         }
     }
 
-    async fn ack(&self, stream: v1::StreamSelector) -> ClientResult<()> {
+    /// Acknowledges everything processed on a stream.
+    ///
+    /// Methods that await take `&mut self`: `Client` is `Send` but not `Sync`
+    /// (it owns SQLite connections), so its futures stay `Send` only if no
+    /// `&Client` is held across an await.
+    async fn ack(&mut self, stream: v1::StreamSelector) -> ClientResult<()> {
         let seq = match &stream.stream {
             Some(v1::stream_selector::Stream::GroupId(id)) => {
                 self.db.processed(&Stream::Group(id.to_vec()))?
             }
             _ => self.db.processed(&Stream::Inbox)?,
         };
-        self.ack_seq(stream, seq).await
-    }
-
-    async fn ack_seq(&self, stream: v1::StreamSelector, seq: u64) -> ClientResult<()> {
-        if seq == 0 {
-            return Ok(());
-        }
-        let request = self.api.request(v1::AckRequest {
-            stream: Some(stream),
-            seq,
-        });
-        self.api.delivery().ack(request).await?;
-        Ok(())
-    }
-
-    async fn fetch_page(
-        &self,
-        stream: v1::StreamSelector,
-        after_seq: u64,
-    ) -> ClientResult<Vec<v1::Envelope>> {
-        let request = self.api.request(v1::FetchRequest {
-            stream: Some(stream),
-            after_seq,
-            limit: FETCH_PAGE,
-        });
-        Ok(self
-            .api
-            .delivery()
-            .fetch(request)
-            .await?
-            .into_inner()
-            .entries)
+        self.api.ack(stream, seq).await
     }
 
     async fn catch_up_inbox(&mut self) -> ClientResult<()> {
         loop {
             let after = self.db.processed(&Stream::Inbox)?;
-            let entries = self.fetch_page(inbox_selector(), after).await?;
+            let entries = self.api.fetch(inbox_selector(), after, FETCH_PAGE).await?;
             if entries.is_empty() {
                 break;
             }
@@ -634,7 +608,10 @@ impl Client {
                 return Ok(());
             }
             let after = self.db.processed(&stream)?;
-            let entries = self.fetch_page(group_selector(group_id), after).await?;
+            let entries = self
+                .api
+                .fetch(group_selector(group_id), after, FETCH_PAGE)
+                .await?;
             if entries.is_empty() {
                 break;
             }
@@ -683,7 +660,10 @@ impl Client {
             }
         }
         if removed {
-            self.groups.remove(&group_id);
+            // Forget the group entirely, so a later Welcome can re-add us.
+            if let Some(mut group) = self.groups.remove(&group_id) {
+                group.delete(self.provider.storage()).map_err(mls)?;
+            }
             self.db.forget_stream(&stream)?;
             return Ok(false);
         }
@@ -775,6 +755,23 @@ impl Client {
             .as_slice()
             .to_vec())
     }
+}
+
+/// Fails to compile if a `Client` future could not be spawned on a
+/// multi-threaded runtime.
+#[cfg(test)]
+#[allow(dead_code)]
+fn client_futures_are_send(client: &mut Client, group: &[u8]) {
+    fn send<T: Send>(_: T) {}
+    send(client.sync());
+    send(client.next_event());
+    send(client.send(group, b""));
+    send(client.self_update(group));
+    send(client.add_users(group, &[]));
+    send(client.remove_users(group, &[]));
+    send(client.create_group());
+    send(client.authenticate());
+    send(client.publish_key_packages(1, false));
 }
 
 fn proto_client(id: &ClientId) -> v1::ClientId {

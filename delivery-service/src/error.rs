@@ -29,6 +29,9 @@ pub enum ApiError {
     /// up to `current` and retries.
     #[error("{reason}")]
     WrongEpoch { current: u64, reason: String },
+    /// A concurrent change won; the same request may succeed if retried.
+    #[error("{0}")]
+    Aborted(String),
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -47,6 +50,9 @@ impl From<StoreError> for ApiError {
                 reason: format!("wrong epoch: the group is at epoch {current}"),
             },
             StoreError::NotMember => not_a_member(),
+            StoreError::StateChanged => {
+                ApiError::Aborted("the group changed concurrently; retry".into())
+            }
             StoreError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
             StoreError::AlreadyExists(what) => {
                 ApiError::AlreadyExists(format!("{what} already exists"))
@@ -102,6 +108,7 @@ impl From<ApiError> for Status {
             ApiError::NotFound(m) => Status::not_found(m),
             ApiError::AlreadyExists(m) => Status::already_exists(m),
             ApiError::FailedPrecondition(m) => Status::failed_precondition(m),
+            ApiError::Aborted(m) => Status::aborted(m),
             ApiError::WrongEpoch { current, reason } => Status::with_error_details(
                 Code::FailedPrecondition,
                 reason,

@@ -24,7 +24,17 @@ use crate::mls::{self, GroupHandle};
 use crate::state::Ds;
 use crate::store::{AppendOutcome, CommitOutcome, CommitRecord, NewGroup, NewMessage, StoreError};
 
-type Slot = Arc<tokio::sync::Mutex<Option<GroupHandle>>>;
+/// How often a write is re-validated when another replica changed the
+/// group's state in the meantime.
+const STATE_RETRIES: usize = 3;
+
+/// A group's public state and the store version it corresponds to.
+struct Cached {
+    handle: GroupHandle,
+    version: u64,
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<Cached>>>;
 
 /// One async lock per group, holding the cached public state of that group.
 #[derive(Default)]
@@ -60,25 +70,28 @@ impl Ds {
         Ok(())
     }
 
-    /// The cached public state of the group, refreshed from the store when
-    /// missing or when another replica moved the group to a newer epoch.
+    /// The cached public state of the group, reloaded from the store when
+    /// missing or when another replica wrote a newer version.
     async fn current_state<'a>(
         &self,
-        slot: &'a mut Option<GroupHandle>,
+        slot: &'a mut Option<Cached>,
         group_id: &GroupId,
-    ) -> ApiResult<&'a mut GroupHandle> {
-        let epoch = self
+    ) -> ApiResult<&'a mut Cached> {
+        let version = self
             .store
-            .group_epoch(group_id)
+            .group_state_version(group_id)
             .await?
             .ok_or_else(not_a_member)?;
-        if slot.as_ref().is_none_or(|h| h.epoch() != epoch) {
+        if slot.as_ref().is_none_or(|c| c.version != version) {
             let stored = self
                 .store
                 .group_state(group_id)
                 .await?
                 .ok_or_else(not_a_member)?;
-            *slot = Some(GroupHandle::from_blob(group_id, &stored.state)?);
+            *slot = Some(Cached {
+                handle: GroupHandle::from_blob(group_id, &stored.state)?,
+                version: stored.version,
+            });
         }
         Ok(slot.as_mut().expect("filled above"))
     }
@@ -136,7 +149,7 @@ impl Ds {
                 creator: caller.clone(),
             })
             .await?;
-        *guard = Some(handle);
+        *guard = Some(Cached { handle, version: 0 });
         self.hub.join(&group_id, caller);
         Ok((group_id, epoch))
     }
@@ -158,69 +171,81 @@ impl Ds {
         let dedup_key = mls::dedup_key("commit", &[&commit]);
         let slot = self.groups.slot(group_id);
         let mut guard = slot.lock().await;
-        let handle = self.current_state(&mut guard, group_id).await?;
-
-        // A commit for an older epoch may be a retry of one we accepted.
-        if mls::handshake_epoch(&commit).is_some_and(|e| e != handle.epoch())
-            && let Some(entry) = self.store.find_entry(group_id, &dedup_key).await?
-        {
-            return Ok(CommitResult {
-                seq: entry.seq,
-                epoch: entry.epoch + 1,
-            });
-        }
-
-        let staged = handle.stage_commit(caller, &commit, welcome.as_deref(), &group_info)?;
-        self.check_registered(&staged.new_leaves).await?;
-        let (from_epoch, added, removed) = (
-            staged.from_epoch,
-            staged.added.clone(),
-            staged.removed.clone(),
-        );
-        handle.merge(staged)?;
-        let record = CommitRecord {
-            group_id: group_id.clone(),
-            from_epoch,
-            dedup_key,
-            commit,
-            new_state: handle.to_blob(),
-            group_info,
-            added: added.clone(),
-            welcome,
-            removed: removed.clone(),
-        };
-        let outcome = self.store.accept_commit(record).await;
-        let accepted = match outcome {
-            Ok(CommitOutcome::Accepted(accepted)) => accepted,
-            Ok(CommitOutcome::Duplicate(entry)) => {
-                *guard = None;
+        for _ in 0..STATE_RETRIES {
+            let cached = self.current_state(&mut guard, group_id).await?;
+            // A commit for an older epoch may be a retry of one we accepted.
+            if mls::handshake_epoch(&commit).is_some_and(|e| e != cached.handle.epoch())
+                && let Some(entry) = self.store.find_entry(group_id, &dedup_key).await?
+            {
                 return Ok(CommitResult {
                     seq: entry.seq,
                     epoch: entry.epoch + 1,
                 });
             }
-            Err(error) => {
-                // The cached state was merged ahead of the store; drop it.
-                *guard = None;
-                return Err(error.into());
+            let staged =
+                cached
+                    .handle
+                    .stage_commit(caller, &commit, welcome.as_deref(), &group_info)?;
+            self.check_registered(&staged.new_leaves).await?;
+            let (from_epoch, added, removed) = (
+                staged.from_epoch,
+                staged.added.clone(),
+                staged.removed.clone(),
+            );
+            cached.handle.merge(staged)?;
+            let record = CommitRecord {
+                group_id: group_id.clone(),
+                from_epoch,
+                state_version: cached.version,
+                dedup_key,
+                commit: commit.clone(),
+                new_state: cached.handle.to_blob(),
+                group_info: group_info.clone(),
+                added: added.clone(),
+                welcome: welcome.clone(),
+                removed: removed.clone(),
+            };
+            let accepted = match self.store.accept_commit(record).await {
+                Ok(CommitOutcome::Accepted(accepted)) => {
+                    cached.version += 1;
+                    accepted
+                }
+                Ok(CommitOutcome::Duplicate(entry)) => {
+                    *guard = None;
+                    return Ok(CommitResult {
+                        seq: entry.seq,
+                        epoch: entry.epoch + 1,
+                    });
+                }
+                Err(StoreError::StateChanged) => {
+                    // Another replica changed the state: re-validate against it.
+                    *guard = None;
+                    continue;
+                }
+                Err(error) => {
+                    // The cached state was merged ahead of the store; drop it.
+                    *guard = None;
+                    return Err(error.into());
+                }
+            };
+            self.hub.publish_group(&accepted.entry);
+            for client in &removed {
+                self.hub.leave(group_id, client);
             }
-        };
-        self.hub.publish_group(&accepted.entry);
-        for client in &removed {
-            self.hub.leave(group_id, client);
+            for client in &added {
+                self.hub.join(group_id, client);
+            }
+            for (client, entry) in &accepted.welcomes {
+                self.hub.publish_inbox(client, entry);
+            }
+            tracing::debug!(group = %group_id, seq = accepted.entry.seq, epoch = from_epoch + 1,
+                added = added.len(), removed = removed.len(), "commit accepted");
+            return Ok(CommitResult {
+                seq: accepted.entry.seq,
+                epoch: from_epoch + 1,
+            });
         }
-        for client in &added {
-            self.hub.join(group_id, client);
-        }
-        for (client, entry) in &accepted.welcomes {
-            self.hub.publish_inbox(client, entry);
-        }
-        tracing::debug!(group = %group_id, seq = accepted.entry.seq, epoch = from_epoch + 1,
-            added = added.len(), removed = removed.len(), "commit accepted");
-        Ok(CommitResult {
-            seq: accepted.entry.seq,
-            epoch: from_epoch + 1,
-        })
+        Err(StoreError::StateChanged.into())
     }
 
     pub async fn submit_proposal(
@@ -237,23 +262,34 @@ impl Ds {
         if let Some(entry) = self.store.find_entry(group_id, &dedup_key).await? {
             return Ok(entry.seq);
         }
-        let handle = self.current_state(&mut guard, group_id).await?;
-        let epoch = handle.apply_proposal(caller, &proposal)?;
-        let message = NewMessage {
-            group_id: group_id.clone(),
-            sender: caller.clone(),
-            dedup_key,
-            kind: EntryKind::Proposal,
-            epoch,
-            message: proposal,
-            max_epoch_lag: 0,
-            new_state: Some(handle.to_blob()),
-        };
-        let result = self.store.append(message).await;
-        if result.is_err() {
-            *guard = None;
+        for _ in 0..STATE_RETRIES {
+            let cached = self.current_state(&mut guard, group_id).await?;
+            let epoch = cached.handle.apply_proposal(caller, &proposal)?;
+            let message = NewMessage {
+                group_id: group_id.clone(),
+                sender: caller.clone(),
+                dedup_key,
+                content_key: dedup_key,
+                kind: EntryKind::Proposal,
+                epoch,
+                message: proposal.clone(),
+                max_epoch_lag: 0,
+                new_state: Some((cached.handle.to_blob(), cached.version)),
+            };
+            match self.store.append(message).await {
+                Ok(outcome) => {
+                    cached.version += 1;
+                    return Ok(self.publish_appended(outcome));
+                }
+                Err(error) => {
+                    *guard = None;
+                    if !matches!(error, StoreError::StateChanged) {
+                        return Err(error.into());
+                    }
+                }
+            }
         }
-        Ok(self.publish_appended(result?))
+        Err(StoreError::StateChanged.into())
     }
 
     pub async fn send_message(
@@ -274,6 +310,7 @@ impl Ds {
             group_id: group_id.clone(),
             sender: caller.clone(),
             dedup_key: mls::dedup_key("application", &[&caller.identity(), message_id]),
+            content_key: mls::dedup_key("content", &[&message]),
             kind: EntryKind::Application,
             epoch: parsed.epoch,
             message,
@@ -309,10 +346,10 @@ impl Ds {
             .group_info(group_id)
             .await?
             .ok_or_else(not_a_member)?;
-        let handle = self.current_state(&mut guard, group_id).await?;
+        let cached = self.current_state(&mut guard, group_id).await?;
         Ok(GroupInfoResult {
             group_info,
-            ratchet_tree: handle.ratchet_tree(),
+            ratchet_tree: cached.handle.ratchet_tree(),
             epoch,
         })
     }

@@ -45,6 +45,8 @@ macro_rules! conformance_tests {
             duplicate_commit_returns_original,
             append_assigns_gap_free_sequence,
             duplicate_message_returns_original_seq,
+            replayed_message_bytes_return_the_original_entry,
+            state_writes_from_an_old_version_are_refused,
             non_member_cannot_append,
             epoch_window_enforced,
             removed_member_sees_nothing_after_removal,
@@ -276,6 +278,7 @@ pub async fn create_group_rejects_taken_id(store: Arc<dyn Store>) {
         Some(StoredGroupState {
             epoch: 0,
             state: state_at(0),
+            version: 0,
         })
     );
     assert_eq!(
@@ -319,14 +322,18 @@ pub async fn commit_is_accepted_once_per_epoch(store: Arc<dyn Store>) {
         Some(StoredGroupState {
             epoch: 1,
             state: b"state after first".to_vec(),
+            version: 1,
         })
     );
     assert_eq!(
         ok(store.group_info(&group).await),
         Some((1, Bytes::from_static(b"group info after first")))
     );
-    assert_eq!(ok(store.group_epoch(&group).await), Some(1));
-    assert_eq!(ok(store.group_epoch(&group_id("missing")).await), None);
+    assert_eq!(ok(store.group_state_version(&group).await), Some(1));
+    assert_eq!(
+        ok(store.group_state_version(&group_id("missing")).await),
+        None
+    );
 
     assert_wrong_epoch(store.accept_commit(commit(&group, 0, "rival")).await, 1);
     assert_wrong_epoch(store.accept_commit(commit(&group, 2, "ahead")).await, 1);
@@ -528,7 +535,7 @@ pub async fn epoch_window_enforced(store: Arc<dyn Store>) {
 
     let proposal = |epoch: u64, label: &str| NewMessage {
         kind: EntryKind::Proposal,
-        new_state: Some(format!("state with {label}").into_bytes()),
+        new_state: Some((format!("state with {label}").into_bytes(), 3)),
         ..within(epoch, label)
     };
     assert_wrong_epoch(store.append(proposal(2, "stale proposal")).await, 3);
@@ -537,6 +544,7 @@ pub async fn epoch_window_enforced(store: Arc<dyn Store>) {
         Some(StoredGroupState {
             epoch: 3,
             state: b"state after to 3".to_vec(),
+            version: 3,
         })
     );
     let entry = appended(store.append(proposal(3, "proposal")).await);
@@ -546,6 +554,7 @@ pub async fn epoch_window_enforced(store: Arc<dyn Store>) {
         Some(StoredGroupState {
             epoch: 3,
             state: b"state with proposal".to_vec(),
+            version: 4,
         })
     );
     assert_eq!(
@@ -859,11 +868,69 @@ async fn create_group(store: &dyn Store, name: &str, creator: &ClientId) -> Grou
     group_id(name)
 }
 
+/// The same MLS bytes under another idempotency key (a replay) are not
+/// appended again: the original entry comes back.
+pub async fn replayed_message_bytes_return_the_original_entry(store: Arc<dyn Store>) {
+    let alice = register(&*store, "alice", "phone").await;
+    let group = create_group(&*store, "g", &alice).await;
+    let original = appended(store.append(application(&group, &alice, 0, "hello")).await);
+    let replay = NewMessage {
+        dedup_key: dedup_key("another idempotency key"),
+        ..application(&group, &alice, 0, "hello")
+    };
+    assert_eq!(
+        ok(store.append(replay).await),
+        AppendOutcome::Duplicate(original)
+    );
+    assert_eq!(seqs(&read_all(&*store, &alice, &group).await), vec![1]);
+}
+
+/// Every state write names the version it was derived from; a writer that
+/// missed another's write (another replica) is refused and changes nothing.
+pub async fn state_writes_from_an_old_version_are_refused(store: Arc<dyn Store>) {
+    let alice = register(&*store, "alice", "phone").await;
+    let group = create_group(&*store, "g", &alice).await;
+    let proposal = |version: u64, label: &str| NewMessage {
+        kind: EntryKind::Proposal,
+        new_state: Some((format!("state with {label}").into_bytes(), version)),
+        ..application(&group, &alice, 0, label)
+    };
+    appended(store.append(proposal(0, "first proposal")).await);
+    assert_eq!(ok(store.group_state_version(&group).await), Some(1));
+
+    let stale = store.append(proposal(0, "stale proposal")).await;
+    assert!(
+        matches!(stale, Err(StoreError::StateChanged)),
+        "expected StateChanged, got {stale:?}"
+    );
+    let stale_commit = store.accept_commit(commit(&group, 0, "stale")).await;
+    assert!(
+        matches!(stale_commit, Err(StoreError::StateChanged)),
+        "expected StateChanged, got {stale_commit:?}"
+    );
+    assert_eq!(
+        ok(store.group_state(&group).await).map(|s| (s.epoch, s.version, s.state)),
+        Some((0, 1, b"state with first proposal".to_vec()))
+    );
+    let current = accept(
+        &*store,
+        CommitRecord {
+            state_version: 1,
+            ..commit(&group, 0, "current")
+        },
+    )
+    .await;
+    assert_eq!(current.entry.seq, 2);
+    assert_eq!(ok(store.group_state_version(&group).await), Some(2));
+}
+
 /// A commit from `from_epoch` that changes nothing but the epoch.
 fn commit(group: &GroupId, from_epoch: u64, label: &str) -> CommitRecord {
     CommitRecord {
         group_id: group.clone(),
         from_epoch,
+        // These groups take no proposals, so each commit is one state write.
+        state_version: from_epoch,
         dedup_key: dedup_key(&format!("{group} commit {label}")),
         commit: Bytes::from(format!("commit {label}")),
         new_state: format!("state after {label}").into_bytes(),
@@ -922,6 +989,7 @@ fn application(group: &GroupId, sender: &ClientId, epoch: u64, label: &str) -> N
         group_id: group.clone(),
         sender: sender.clone(),
         dedup_key: dedup_key(&format!("{group} {sender} {label}")),
+        content_key: dedup_key(&format!("content {sender}: {label}")),
         kind: EntryKind::Application,
         epoch,
         message: Bytes::from(format!("{sender}: {label}")),

@@ -42,8 +42,11 @@ struct ClientState {
 struct GroupState {
     epoch: u64,
     state: Vec<u8>,
+    state_version: u64,
     group_info: Bytes,
     log: Vec<GroupEntry>,
+    /// Idempotency and content keys of the log entries, to their seq (the
+    /// keys are hashes with distinct domain labels, so they never collide).
     dedup: HashMap<DedupKey, u64>,
     members: std::collections::BTreeSet<ClientId>,
 }
@@ -274,6 +277,7 @@ impl Store for MemoryStore {
             GroupState {
                 epoch: group.epoch,
                 state: group.state,
+                state_version: 0,
                 group_info: group.group_info,
                 log: Vec::new(),
                 dedup: HashMap::new(),
@@ -287,11 +291,12 @@ impl Store for MemoryStore {
         Ok(self.lock().groups.get(group_id).map(|g| StoredGroupState {
             epoch: g.epoch,
             state: g.state.clone(),
+            version: g.state_version,
         }))
     }
 
-    async fn group_epoch(&self, group_id: &GroupId) -> StoreResult<Option<u64>> {
-        Ok(self.lock().groups.get(group_id).map(|g| g.epoch))
+    async fn group_state_version(&self, group_id: &GroupId) -> StoreResult<Option<u64>> {
+        Ok(self.lock().groups.get(group_id).map(|g| g.state_version))
     }
 
     async fn group_info(&self, group_id: &GroupId) -> StoreResult<Option<(u64, Bytes)>> {
@@ -329,6 +334,9 @@ impl Store for MemoryStore {
                 current: group.epoch,
             });
         }
+        if group.state_version != commit.state_version {
+            return Err(StoreError::StateChanged);
+        }
         // Check every client exists before mutating anything.
         for client in commit.added.iter().chain(&commit.removed) {
             if !state.clients.contains_key(client) {
@@ -344,6 +352,7 @@ impl Store for MemoryStore {
         );
         group.epoch = commit.from_epoch + 1;
         group.state = commit.new_state;
+        group.state_version += 1;
         group.group_info = commit.group_info;
         for client in &commit.removed {
             group.members.remove(client);
@@ -392,7 +401,11 @@ impl Store for MemoryStore {
             .groups
             .get_mut(&message.group_id)
             .ok_or(StoreError::NotFound("group"))?;
-        if let Some(entry) = group.duplicate(&message.dedup_key) {
+        // A retry, or a replay of the same bytes under another key.
+        if let Some(entry) = group
+            .duplicate(&message.dedup_key)
+            .or_else(|| group.duplicate(&message.content_key))
+        {
             return Ok(AppendOutcome::Duplicate(entry));
         }
         if !group.members.contains(&message.sender) {
@@ -404,9 +417,16 @@ impl Store for MemoryStore {
         if !in_window || (message.new_state.is_some() && message.epoch != current) {
             return Err(StoreError::WrongEpoch { current });
         }
-        if let Some(new_state) = message.new_state {
+        if let Some((new_state, version)) = message.new_state {
+            if version != group.state_version {
+                return Err(StoreError::StateChanged);
+            }
             group.state = new_state;
+            group.state_version += 1;
         }
+        group
+            .dedup
+            .insert(message.content_key, group.log.len() as u64 + 1);
         Ok(AppendOutcome::Appended(group.push(
             &message.group_id,
             message.epoch,

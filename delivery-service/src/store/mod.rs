@@ -78,6 +78,8 @@ pub struct NewGroup {
 pub struct StoredGroupState {
     pub epoch: u64,
     pub state: Vec<u8>,
+    /// Bumped on every write of the state; see [`CommitRecord::state_version`].
+    pub version: u64,
 }
 
 /// A commit validated against the state of `from_epoch`, to be accepted
@@ -86,6 +88,11 @@ pub struct StoredGroupState {
 pub struct CommitRecord {
     pub group_id: GroupId,
     pub from_epoch: u64,
+    /// The state version the commit was validated against. If another writer
+    /// (another replica) changed the state since, the store refuses with
+    /// `StateChanged` and the DS re-validates against the new state.
+    pub state_version: u64,
+    /// Identifies the commit (a hash of its bytes); also its content key.
     pub dedup_key: DedupKey,
     pub commit: Bytes,
     /// Public group state after merging the commit (epoch `from_epoch + 1`).
@@ -117,15 +124,20 @@ pub enum CommitOutcome {
 pub struct NewMessage {
     pub group_id: GroupId,
     pub sender: ClientId,
+    /// The idempotency key: a retry with it returns the original entry.
     pub dedup_key: DedupKey,
+    /// A hash of the MLS message: a replay of the same bytes under another
+    /// idempotency key also returns the original entry.
+    pub content_key: DedupKey,
     pub kind: crate::domain::EntryKind,
     pub epoch: u64,
     pub message: Bytes,
     /// Accept `epoch` if it is at most this many epochs behind the group's.
     pub max_epoch_lag: u64,
     /// New public group state to store with the entry (a proposal changes the
-    /// proposal queue); only valid when `epoch` is the group's current epoch.
-    pub new_state: Option<Vec<u8>>,
+    /// proposal queue), and the state version it was derived from; only valid
+    /// when `epoch` is the group's current epoch.
+    pub new_state: Option<(Vec<u8>, u64)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -175,6 +187,9 @@ pub enum StoreError {
     WrongEpoch { current: u64 },
     #[error("the client is not a member of the group")]
     NotMember,
+    /// The group state changed since the version a write was derived from.
+    #[error("the group state changed concurrently")]
+    StateChanged,
     #[error("storage backend failed: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -232,8 +247,8 @@ pub trait Store: Send + Sync + 'static {
     /// Registers a group; `AlreadyExists` if the id is taken.
     async fn create_group(&self, group: NewGroup) -> StoreResult<()>;
     async fn group_state(&self, group_id: &GroupId) -> StoreResult<Option<StoredGroupState>>;
-    /// The group's current epoch; cheaper than loading its state.
-    async fn group_epoch(&self, group_id: &GroupId) -> StoreResult<Option<u64>>;
+    /// The version of the group's state; cheaper than loading the state.
+    async fn group_state_version(&self, group_id: &GroupId) -> StoreResult<Option<u64>>;
     /// The latest GroupInfo and its epoch.
     async fn group_info(&self, group_id: &GroupId) -> StoreResult<Option<(u64, Bytes)>>;
     /// The entry a dedup key was accepted as, if any.
@@ -245,10 +260,13 @@ pub trait Store: Send + Sync + 'static {
     /// Accepts a commit in one transaction: checks the epoch under the group
     /// lock, stores the new state and GroupInfo, appends the commit, puts the
     /// Welcome into each joiner's inbox and updates the roster.
-    /// `WrongEpoch` if the group is no longer at `from_epoch`.
+    /// `WrongEpoch` if the group is no longer at `from_epoch`; `StateChanged`
+    /// if its state is no longer at `state_version`. On success the state
+    /// version is `state_version + 1`.
     async fn accept_commit(&self, commit: CommitRecord) -> StoreResult<CommitOutcome>;
     /// Appends a proposal or application message from a current member.
-    /// `NotMember`, `WrongEpoch` (outside the window) or `NotFound`.
+    /// `NotMember`, `WrongEpoch` (outside the window), `StateChanged` (when
+    /// storing a new state derived from an older version) or `NotFound`.
     async fn append(&self, message: NewMessage) -> StoreResult<AppendOutcome>;
 
     // --- membership and delivery ---

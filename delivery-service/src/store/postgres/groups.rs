@@ -55,7 +55,7 @@ pub(super) async fn state(
     group_id: &GroupId,
 ) -> StoreResult<Option<StoredGroupState>> {
     let stmt = db
-        .prepare_cached("SELECT epoch, state FROM groups WHERE group_id = $1")
+        .prepare_cached("SELECT epoch, state, state_version FROM groups WHERE group_id = $1")
         .await?;
     let Some(row) = db.query_opt(&stmt, &[&group_id.as_slice()]).await? else {
         return Ok(None);
@@ -63,12 +63,16 @@ pub(super) async fn state(
     Ok(Some(StoredGroupState {
         epoch: from_db(row.try_get(0)?)?,
         state: row.try_get(1)?,
+        version: from_db(row.try_get(2)?)?,
     }))
 }
 
-pub(super) async fn epoch(db: &impl GenericClient, group_id: &GroupId) -> StoreResult<Option<u64>> {
+pub(super) async fn state_version(
+    db: &impl GenericClient,
+    group_id: &GroupId,
+) -> StoreResult<Option<u64>> {
     let stmt = db
-        .prepare_cached("SELECT epoch FROM groups WHERE group_id = $1")
+        .prepare_cached("SELECT state_version FROM groups WHERE group_id = $1")
         .await?;
     db.query_opt(&stmt, &[&group_id.as_slice()])
         .await?
@@ -94,13 +98,16 @@ pub(super) async fn group_info(
 struct Locked {
     epoch: u64,
     next_seq: u64,
+    state_version: u64,
 }
 
 /// Locks the group's row until the transaction ends; `NotFound` if there is
 /// no such group.
 async fn lock(db: &impl GenericClient, group_id: &GroupId) -> StoreResult<Locked> {
     let stmt = db
-        .prepare_cached("SELECT epoch, next_seq FROM groups WHERE group_id = $1 FOR UPDATE")
+        .prepare_cached(
+            "SELECT epoch, next_seq, state_version FROM groups WHERE group_id = $1 FOR UPDATE",
+        )
         .await?;
     let row = db
         .query_opt(&stmt, &[&group_id.as_slice()])
@@ -109,6 +116,7 @@ async fn lock(db: &impl GenericClient, group_id: &GroupId) -> StoreResult<Locked
     Ok(Locked {
         epoch: from_db(row.try_get(0)?)?,
         next_seq: from_db(row.try_get(1)?)?,
+        state_version: from_db(row.try_get(2)?)?,
     })
 }
 
@@ -129,6 +137,9 @@ pub(super) async fn accept_commit(
             current: group.epoch,
         });
     }
+    if group.state_version != commit.state_version {
+        return Err(StoreError::StateChanged);
+    }
     let entry = GroupEntry {
         group_id: commit.group_id.clone(),
         seq: group.next_seq,
@@ -136,7 +147,7 @@ pub(super) async fn accept_commit(
         kind: EntryKind::Commit,
         message: commit.commit.clone(),
     };
-    insert_entry(&tx, &entry, &commit.dedup_key).await?;
+    insert_entry(&tx, &entry, &commit.dedup_key, &commit.dedup_key).await?;
     advance_epoch(&tx, &commit.group_id, &commit.new_state, &commit.group_info).await?;
 
     // Clients are locked (their inbox counters) in one global order, so two
@@ -176,6 +187,10 @@ pub(super) async fn append(pool: &Pool, message: &NewMessage) -> StoreResult<App
     if let Some(original) = find_entry(&tx, &message.group_id, &message.dedup_key).await? {
         return Ok(AppendOutcome::Duplicate(original));
     }
+    // A replay of the same bytes under another idempotency key.
+    if let Some(original) = find_by_content(&tx, &message.group_id, &message.content_key).await? {
+        return Ok(AppendOutcome::Duplicate(original));
+    }
     if !is_member(&tx, &message.group_id, &message.sender).await? {
         return Err(StoreError::NotMember);
     }
@@ -187,6 +202,11 @@ pub(super) async fn append(pool: &Pool, message: &NewMessage) -> StoreResult<App
             current: group.epoch,
         });
     }
+    if let Some((_, version)) = &message.new_state
+        && *version != group.state_version
+    {
+        return Err(StoreError::StateChanged);
+    }
     let entry = GroupEntry {
         group_id: message.group_id.clone(),
         seq: group.next_seq,
@@ -194,9 +214,9 @@ pub(super) async fn append(pool: &Pool, message: &NewMessage) -> StoreResult<App
         kind: message.kind,
         message: message.message.clone(),
     };
-    insert_entry(&tx, &entry, &message.dedup_key).await?;
+    insert_entry(&tx, &entry, &message.dedup_key, &message.content_key).await?;
     match &message.new_state {
-        Some(state) => advance_seq_with_state(&tx, &message.group_id, state).await?,
+        Some((state, _)) => advance_seq_with_state(&tx, &message.group_id, state).await?,
         None => advance_seq(&tx, &message.group_id).await?,
     }
     tx.commit().await?;
@@ -216,6 +236,23 @@ pub(super) async fn find_entry(
         .await?;
     let row = db
         .query_opt(&stmt, &[&group_id.as_slice(), &dedup_key.as_slice()])
+        .await?;
+    row.map(|row| entry_from_row(group_id, &row)).transpose()
+}
+
+async fn find_by_content(
+    db: &impl GenericClient,
+    group_id: &GroupId,
+    content_key: &DedupKey,
+) -> StoreResult<Option<GroupEntry>> {
+    let stmt = db
+        .prepare_cached(
+            "SELECT seq, epoch, kind, message FROM group_log
+             WHERE group_id = $1 AND content_key = $2",
+        )
+        .await?;
+    let row = db
+        .query_opt(&stmt, &[&group_id.as_slice(), &content_key.as_slice()])
         .await?;
     row.map(|row| entry_from_row(group_id, &row)).transpose()
 }
@@ -270,11 +307,12 @@ async fn insert_entry(
     db: &impl GenericClient,
     entry: &GroupEntry,
     dedup_key: &DedupKey,
+    content_key: &DedupKey,
 ) -> StoreResult<()> {
     let stmt = db
         .prepare_cached(
-            "INSERT INTO group_log (group_id, seq, epoch, kind, dedup_key, message)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO group_log (group_id, seq, epoch, kind, dedup_key, content_key, message)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .await?;
     db.execute(
@@ -285,6 +323,7 @@ async fn insert_entry(
             &to_db(entry.epoch, "epoch")?,
             &entry.kind.as_i16(),
             &dedup_key.as_slice(),
+            &content_key.as_slice(),
             &&entry.message[..],
         ],
     )
@@ -301,7 +340,8 @@ async fn advance_epoch(
     let stmt = db
         .prepare_cached(
             "UPDATE groups
-             SET epoch = epoch + 1, next_seq = next_seq + 1, state = $2, group_info = $3
+             SET epoch = epoch + 1, next_seq = next_seq + 1, state = $2, group_info = $3,
+                 state_version = state_version + 1
              WHERE group_id = $1",
         )
         .await?;
@@ -324,7 +364,11 @@ async fn advance_seq_with_state(
     state: &[u8],
 ) -> StoreResult<()> {
     let stmt = db
-        .prepare_cached("UPDATE groups SET next_seq = next_seq + 1, state = $2 WHERE group_id = $1")
+        .prepare_cached(
+            "UPDATE groups SET next_seq = next_seq + 1, state = $2,
+                 state_version = state_version + 1
+             WHERE group_id = $1",
+        )
         .await?;
     db.execute(&stmt, &[&group_id.as_slice(), &state]).await?;
     Ok(())
