@@ -179,8 +179,8 @@ impl Store for PostgresStore {
         groups::state(&self.pool.get().await?, group_id).await
     }
 
-    async fn group_epoch(&self, group_id: &GroupId) -> StoreResult<Option<u64>> {
-        groups::epoch(&self.pool.get().await?, group_id).await
+    async fn group_state_version(&self, group_id: &GroupId) -> StoreResult<Option<u64>> {
+        groups::state_version(&self.pool.get().await?, group_id).await
     }
 
     async fn group_info(&self, group_id: &GroupId) -> StoreResult<Option<(u64, Bytes)>> {
