@@ -50,6 +50,9 @@ impl From<StoreError> for ApiError {
                 reason: format!("wrong epoch: the group is at epoch {current}"),
             },
             StoreError::NotMember => not_a_member(),
+            StoreError::BeyondEnd { last } => ApiError::InvalidArgument(format!(
+                "cannot acknowledge past the end of the stream (its last entry is {last})"
+            )),
             StoreError::StateChanged => {
                 ApiError::Aborted("the group changed concurrently; retry".into())
             }

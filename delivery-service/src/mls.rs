@@ -353,6 +353,13 @@ impl GroupHandle {
         if self.sender_client(message.sender())? != *caller {
             return Err(MlsError::SenderMismatch);
         }
+        // The committer signs the new GroupInfo (with its new key, if the
+        // commit's update path rotated it).
+        let committer_key = match message.sender() {
+            Sender::Member(index) => self.group.leaf(*index).map(|l| l.signature_key().clone()),
+            _ => None,
+        }
+        .ok_or_else(|| invalid("sender", "no member at that leaf"))?;
         let crypto = RustCrypto::default();
         let processed = self
             .group
@@ -364,6 +371,9 @@ impl GroupHandle {
                 expected: "a PublicMessage with a Commit",
             });
         };
+        let committer_key = staged
+            .update_path_leaf_node()
+            .map_or(committer_key, |leaf| leaf.signature_key().clone());
 
         let current: HashMap<u32, ClientId> = self
             .group
@@ -466,6 +476,22 @@ impl GroupHandle {
             return Err(invalid(
                 "group info",
                 "it must describe this group's new epoch",
+            ));
+        }
+        let signer = OpenMlsSignaturePublicKey::from_signature_key(
+            committer_key,
+            CIPHERSUITE.signature_algorithm(),
+        );
+        let info: openmls::messages::group_info::GroupInfo = info
+            .verify(&crypto, &signer)
+            .map_err(|_| invalid("group info", "it is not signed by the committer"))?;
+        // The group context binds the tree hash and the transcript: equal
+        // contexts mean this GroupInfo describes exactly the epoch the commit
+        // creates, so joiners and re-syncing clients get the real group.
+        if info.group_context() != staged.group_context() {
+            return Err(invalid(
+                "group info",
+                "it does not describe the epoch this commit creates",
             ));
         }
 

@@ -55,6 +55,7 @@ macro_rules! conformance_tests {
             inbox_is_per_client_and_gap_free,
             memberships_cover_current_and_past_groups,
             acks_are_monotonic,
+            ack_beyond_the_end_is_refused,
             read_group_pages_in_order,
         );
     };
@@ -764,6 +765,30 @@ pub async fn acks_are_monotonic(store: Arc<dyn Store>) {
 
     let stranger = register(&*store, "mallory", "phone").await;
     assert_not_member(store.ack(&stranger, &stream, 1).await);
+}
+
+/// A cursor cannot be moved past the end of its stream, where it would hide
+/// entries that arrive later.
+pub async fn ack_beyond_the_end_is_refused(store: Arc<dyn Store>) {
+    let alice = register(&*store, "alice", "phone").await;
+    let group = create_group(&*store, "g", &alice).await;
+    send(&*store, &group, &alice, 0, "only message").await;
+    let stream = StreamRef::Group(group.clone());
+    let beyond = store.ack(&alice, &stream, 2).await;
+    assert!(
+        matches!(beyond, Err(StoreError::BeyondEnd { last: 1 })),
+        "expected BeyondEnd, got {beyond:?}"
+    );
+    let beyond = store.ack(&alice, &StreamRef::Inbox, 1).await;
+    assert!(
+        matches!(beyond, Err(StoreError::BeyondEnd { last: 0 })),
+        "expected BeyondEnd, got {beyond:?}"
+    );
+    assert_eq!(
+        ok(store.membership(&alice, &group).await).map(|m| m.acked_seq),
+        Some(0)
+    );
+    assert_eq!(ok(store.inbox_cursor(&alice).await), 0);
 }
 
 /// Reading a group in pages yields every entry once, in order.

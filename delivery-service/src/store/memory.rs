@@ -514,6 +514,15 @@ impl Store for MemoryStore {
 
     async fn ack(&self, client: &ClientId, stream: &StreamRef, seq: u64) -> StoreResult<()> {
         let mut state = self.lock();
+        let last = match stream {
+            StreamRef::Inbox => state.client_mut(client)?.inbox.len() as u64,
+            StreamRef::Group(group_id) => state
+                .groups
+                .get(group_id)
+                .ok_or(StoreError::NotMember)?
+                .log
+                .len() as u64,
+        };
         let client = state.client_mut(client)?;
         let cursor = match stream {
             StreamRef::Inbox => &mut client.inbox_acked,
@@ -525,6 +534,9 @@ impl Store for MemoryStore {
                     .acked_seq
             }
         };
+        if seq > last {
+            return Err(StoreError::BeyondEnd { last });
+        }
         *cursor = (*cursor).max(seq);
         Ok(())
     }

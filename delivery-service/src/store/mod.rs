@@ -187,6 +187,9 @@ pub enum StoreError {
     WrongEpoch { current: u64 },
     #[error("the client is not a member of the group")]
     NotMember,
+    /// An ack for a sequence number the stream has not reached.
+    #[error("the stream ends at {last}")]
+    BeyondEnd { last: u64 },
     /// The group state changed since the version a write was derived from.
     #[error("the group state changed concurrently")]
     StateChanged,
@@ -294,7 +297,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<InboxEntry>>;
     async fn push_inbox(&self, client: &ClientId, item: InboxItem) -> StoreResult<InboxEntry>;
     /// Moves the client's cursor on a stream to `seq` if that is further;
-    /// never backwards. `NotMember` for a group the client has no membership of.
+    /// never backwards. `NotMember` for a group the client has no membership
+    /// of; `BeyondEnd` for a seq the stream has not reached.
     async fn ack(&self, client: &ClientId, stream: &StreamRef, seq: u64) -> StoreResult<()>;
     async fn inbox_cursor(&self, client: &ClientId) -> StoreResult<u64>;
 }

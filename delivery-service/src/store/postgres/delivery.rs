@@ -292,14 +292,29 @@ pub(super) async fn ack_group(
     group_id: &GroupId,
     seq: u64,
 ) -> StoreResult<()> {
+    // One round trip: whether the client is a member, where the log ends,
+    // and the update if both allow it. Membership is checked first, so a
+    // non-member learns nothing about the group.
     let stmt = db
         .prepare_cached(
-            "UPDATE memberships SET acked_seq = GREATEST(acked_seq, $4)
-             WHERE user_name = $1 AND device_name = $2 AND group_id = $3",
+            "WITH member AS (
+                 SELECT 1 FROM memberships
+                 WHERE user_name = $1 AND device_name = $2 AND group_id = $3
+             ), log AS (
+                 SELECT next_seq - 1 AS last FROM groups WHERE group_id = $3
+             ), moved AS (
+                 UPDATE memberships SET acked_seq = GREATEST(acked_seq, $4)
+                 WHERE user_name = $1 AND device_name = $2 AND group_id = $3
+                   AND $4 <= (SELECT last FROM log)
+                 RETURNING 1
+             )
+             SELECT EXISTS (SELECT 1 FROM member),
+                    COALESCE((SELECT last FROM log), 0),
+                    EXISTS (SELECT 1 FROM moved)",
         )
         .await?;
-    let updated = db
-        .execute(
+    let row = db
+        .query_one(
             &stmt,
             &[
                 &client.user(),
@@ -309,10 +324,15 @@ pub(super) async fn ack_group(
             ],
         )
         .await?;
-    if updated == 0 {
-        return Err(StoreError::NotMember);
+    let (member, last, moved): (bool, i64, bool) =
+        (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+    match (member, moved) {
+        (false, _) => Err(StoreError::NotMember),
+        (true, true) => Ok(()),
+        (true, false) => Err(StoreError::BeyondEnd {
+            last: from_db(last)?,
+        }),
     }
-    Ok(())
 }
 
 /// Moves the client's inbox cursor forward (never back).
@@ -321,18 +341,30 @@ pub(super) async fn ack_inbox(
     client: &ClientId,
     seq: u64,
 ) -> StoreResult<()> {
+    // Inbox entries only ever grow, so a seq checked here stays valid.
+    let last_stmt = db
+        .prepare_cached(
+            "SELECT inbox_next_seq - 1 FROM clients WHERE user_name = $1 AND device_name = $2",
+        )
+        .await?;
+    let last = match db
+        .query_opt(&last_stmt, &[&client.user(), &client.device()])
+        .await?
+    {
+        Some(row) => from_db(row.try_get(0)?)?,
+        None => return Err(StoreError::NotFound("client")),
+    };
+    if seq > last {
+        return Err(StoreError::BeyondEnd { last });
+    }
     let stmt = db
         .prepare_cached(
             "UPDATE clients SET inbox_acked_seq = GREATEST(inbox_acked_seq, $3)
              WHERE user_name = $1 AND device_name = $2",
         )
         .await?;
-    let updated = db
-        .execute(&stmt, &[&client.user(), &client.device(), &bound(seq)])
+    db.execute(&stmt, &[&client.user(), &client.device(), &bound(seq)])
         .await?;
-    if updated == 0 {
-        return Err(StoreError::NotFound("client"));
-    }
     Ok(())
 }
 
