@@ -187,10 +187,6 @@ pub(super) async fn append(pool: &Pool, message: &NewMessage) -> StoreResult<App
     if let Some(original) = find_entry(&tx, &message.group_id, &message.dedup_key).await? {
         return Ok(AppendOutcome::Duplicate(original));
     }
-    // A replay of the same bytes under another idempotency key.
-    if let Some(original) = find_by_content(&tx, &message.group_id, &message.content_key).await? {
-        return Ok(AppendOutcome::Duplicate(original));
-    }
     if !is_member(&tx, &message.group_id, &message.sender).await? {
         return Err(StoreError::NotMember);
     }
@@ -201,6 +197,11 @@ pub(super) async fn append(pool: &Pool, message: &NewMessage) -> StoreResult<App
         return Err(StoreError::WrongEpoch {
             current: group.epoch,
         });
+    }
+    // A replay of the same bytes under another idempotency key, from a
+    // member, within the window: not appended again.
+    if let Some(original) = find_by_content(&tx, &message.group_id, &message.content_key).await? {
+        return Ok(AppendOutcome::Duplicate(original));
     }
     if let Some((_, version)) = &message.new_state
         && *version != group.state_version
