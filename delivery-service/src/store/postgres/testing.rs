@@ -11,10 +11,18 @@ pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postg
 /// Connections each test store may open.
 const TEST_POOL_SIZE: usize = 8;
 
-/// Creates an empty database `confide_test_<uuid>` on the server named by
-/// `DATABASE_URL` (default [`DEFAULT_DATABASE_URL`]), applies the migrations
-/// and returns a store connected to it with the new database's URL. Test
-/// databases are left behind; they are cheap and help a post-mortem.
+/// Test databases older than this are dropped by the next test that starts,
+/// so a long-lived machine does not accumulate them; younger ones stay for a
+/// post-mortem (and may belong to tests running right now).
+const KEEP_TEST_DATABASES_SECS: u64 = 3600;
+
+const TEST_DATABASE_PREFIX: &str = "confide_test_";
+
+/// Creates an empty database `confide_test_<unix seconds>_<uuid>` on the
+/// server named by `DATABASE_URL` (default [`DEFAULT_DATABASE_URL`]), applies
+/// the migrations and returns a store connected to it with the new database's
+/// URL. Test databases are left behind for a post-mortem and dropped after
+/// an hour by a later test.
 ///
 /// # Panics
 ///
@@ -32,7 +40,14 @@ pub async fn fresh_database() -> (PostgresStore, String) {
     };
     let connection = tokio::spawn(connection);
 
-    let name = format!("confide_test_{}", uuid::Uuid::new_v4().simple());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    drop_stale_databases(&admin, now).await;
+    let name = format!(
+        "{TEST_DATABASE_PREFIX}{now}_{}",
+        uuid::Uuid::new_v4().simple()
+    );
     admin
         .batch_execute(&format!("CREATE DATABASE {name}"))
         .await
@@ -49,6 +64,37 @@ pub async fn fresh_database() -> (PostgresStore, String) {
         .await
         .unwrap_or_else(|err| panic!("cannot migrate test database {name}: {err}"));
     (store, url)
+}
+
+/// Drops test databases created more than [`KEEP_TEST_DATABASES_SECS`] ago
+/// (and ones from before names carried a time). Best effort: a database
+/// another run is dropping at the same moment is simply skipped.
+async fn drop_stale_databases(admin: &tokio_postgres::Client, now: u64) {
+    let Ok(rows) = admin
+        .query(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, $1)",
+            &[&TEST_DATABASE_PREFIX],
+        )
+        .await
+    else {
+        return;
+    };
+    for row in rows {
+        let name: String = row.get(0);
+        if is_stale(&name, now) {
+            let _ = admin
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await;
+        }
+    }
+}
+
+fn is_stale(name: &str, now: u64) -> bool {
+    let created = name
+        .strip_prefix(TEST_DATABASE_PREFIX)
+        .and_then(|rest| rest.split_once('_'))
+        .and_then(|(secs, _)| secs.parse::<u64>().ok());
+    created.is_none_or(|created| now.saturating_sub(created) > KEEP_TEST_DATABASES_SECS)
 }
 
 /// `url` with its database replaced by `database`, for both URL
@@ -71,7 +117,19 @@ fn with_database(url: &str, database: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::with_database;
+    use super::{is_stale, with_database};
+
+    #[test]
+    fn only_test_databases_older_than_an_hour_are_stale() {
+        let now = 1_800_000_000;
+        assert!(!is_stale("confide_test_1799999000_abc", now));
+        assert!(is_stale("confide_test_1790000000_abc", now));
+        // Names from before they carried a time.
+        assert!(is_stale(
+            "confide_test_0123456789abcdef0123456789abcdef",
+            now
+        ));
+    }
 
     #[test]
     fn replaces_the_database_of_a_url() {
