@@ -42,6 +42,9 @@ CREATE TABLE sessions (
     device_name text        NOT NULL,
     expires_at  timestamptz NOT NULL
 );
+-- For purging expired sessions and challenges.
+CREATE INDEX sessions_expires_at ON sessions (expires_at);
+CREATE INDEX challenges_expires_at ON challenges (expires_at);
 
 -- Each client's pool of one-time key packages.
 CREATE TABLE key_packages (

@@ -4,15 +4,20 @@
 //! the backlog, then dedupes by sequence number, so nothing falls between the
 //! two. Every entry it sends has the next sequence number of its stream; on a
 //! gap (a dropped live event) it re-reads from the store. The store enforces
-//! the membership window on every read.
+//! the membership window on every read; live entries are checked against the
+//! subscriber's copy of the membership, which it re-reads after every commit it
+//! delivers, before it looks at the next entry of that group. That matters
+//! with several replicas: a commit accepted by another one changes who gets
+//! what without this replica's hub knowing, so the subscriber itself follows a
+//! group when it delivers the Welcome and unfollows it once removed.
 
 use std::collections::HashMap;
 
 use tokio::sync::mpsc;
 
-use crate::domain::{ClientId, GroupEntry, GroupId, InboxEntry, InboxItem, StreamRef};
+use crate::domain::{ClientId, EntryKind, GroupEntry, GroupId, InboxEntry, InboxItem, StreamRef};
 use crate::error::{ApiError, ApiResult};
-use crate::hub::{LiveEvent, Subscription};
+use crate::hub::{LiveEvent, SubscriberId, Subscription};
 use crate::state::{AppState, Ds};
 use crate::store::Membership;
 
@@ -37,6 +42,8 @@ struct GroupCursor {
 struct Subscriber {
     ds: AppState,
     client: ClientId,
+    /// This subscription in the hub, which follows the groups it delivers.
+    id: SubscriberId,
     groups: HashMap<GroupId, GroupCursor>,
     inbox_sent: u64,
     out: mpsc::Sender<ApiResult<Delivery>>,
@@ -66,13 +73,21 @@ impl Subscriber {
                 Err(error) => return self.fail(error.into()).await,
             };
             let full = entries.len() == PAGE as usize;
+            let mut commits = false;
             for entry in entries {
                 if let Some(cursor) = self.groups.get_mut(group_id) {
                     cursor.last_sent = cursor.last_sent.max(entry.seq);
                 }
+                commits |= entry.kind == EntryKind::Commit;
                 self.send(Delivery::Group(entry)).await?;
             }
-            if !full {
+            // The page was read with the membership of its snapshot; a commit
+            // in it may have changed that, and so whether live entries are
+            // routed here. Read once more after the refresh: what the
+            // subscriber stopped following up to its removal is in the store.
+            if commits {
+                self.refresh_membership(group_id).await?;
+            } else if !full {
                 return Ok(());
             }
         }
@@ -108,17 +123,27 @@ impl Subscriber {
         };
         self.send(Delivery::Inbox(entry)).await?;
         if let Some(group_id) = joined {
+            // Follows the group (if still a member) before reading its
+            // backlog, so nothing falls between the two.
             self.refresh_membership(&group_id).await?;
             self.catch_up_group(&group_id).await?;
         }
         Ok(())
     }
 
+    /// Re-reads the client's membership of the group, and follows the group
+    /// in the hub exactly while it is current: the commit that changed it may
+    /// have been accepted by another replica, past this replica's hub.
     async fn refresh_membership(&mut self, group_id: &GroupId) -> Result<(), Closed> {
         let membership = match self.ds.store.membership(&self.client, group_id).await {
             Ok(membership) => membership,
             Err(error) => return self.fail(error.into()).await,
         };
+        if membership.as_ref().is_some_and(Membership::is_current) {
+            self.ds.hub.follow(self.id, group_id);
+        } else {
+            self.ds.hub.unfollow(self.id, group_id);
+        }
         match membership {
             Some(membership) => {
                 let last_sent = self
@@ -152,11 +177,34 @@ impl Subscriber {
         if entry.seq <= cursor.last_sent {
             return Ok(());
         }
+        if cursor
+            .membership
+            .left_seq
+            .is_some_and(|left| entry.seq > left)
+        {
+            // Queued before the removal was known here; never sent.
+            return Ok(());
+        }
         if entry.seq == cursor.last_sent + 1 && cursor.membership.sees(entry.seq) {
             let group_id = entry.group_id.clone();
+            let commit = entry.kind == EntryKind::Commit;
             self.send(Delivery::Group(entry)).await?;
             if let Some(cursor) = self.groups.get_mut(&group_id) {
                 cursor.last_sent += 1;
+            }
+            if commit {
+                // Before the next entry of the group: the commit may have
+                // removed this client, through whichever replica.
+                self.refresh_membership(&group_id).await?;
+                if self
+                    .groups
+                    .get(&group_id)
+                    .is_some_and(|c| !c.membership.is_current())
+                {
+                    // Entries up to the removal that were not yet routed
+                    // here are in the store.
+                    self.catch_up_group(&group_id).await?;
+                }
             }
             return Ok(());
         }
@@ -248,6 +296,7 @@ impl Ds {
         let subscriber = Subscriber {
             ds: self.clone(),
             client,
+            id: subscription.id(),
             groups,
             inbox_sent,
             out,

@@ -10,6 +10,14 @@
 //! `crate::groups::GroupLocks`), and membership changes are applied under the
 //! same lock right after the commit that makes them is published, so a removed
 //! member is never pushed an entry after its removal.
+//!
+//! Entries appended through another replica arrive from PostgreSQL
+//! (`crate::store::postgres::listen`), still in sequence order per group, but
+//! the membership changes they make never pass through this hub. So each
+//! subscriber keeps its own routing up to date: it [`Hub::follow`]s a group
+//! when it delivers the Welcome to it, and re-reads its membership after each
+//! commit it delivers, [`Hub::unfollow`]ing a group it was removed from (and
+//! filtering what is already queued by that membership).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -28,7 +36,8 @@ pub enum LiveEvent {
     Inbox(InboxEntry),
 }
 
-type SubscriberId = u64;
+/// One live subscription, as the hub knows it.
+pub type SubscriberId = u64;
 
 struct SubscriberHandle {
     client: ClientId,
@@ -81,6 +90,12 @@ pub struct Subscription {
     hub: Arc<Hub>,
     pub events: mpsc::Receiver<LiveEvent>,
     pub signal: Arc<LagSignal>,
+}
+
+impl Subscription {
+    pub fn id(&self) -> SubscriberId {
+        self.id
+    }
 }
 
 impl Drop for Subscription {
@@ -181,6 +196,50 @@ impl Hub {
         }
     }
 
+    /// Starts pushing the group's entries to one subscription (a subscriber
+    /// that delivered a Welcome, whichever replica accepted the commit).
+    pub fn follow(&self, id: SubscriberId, group: &GroupId) {
+        let mut registry = self.write();
+        if registry.subscribers.contains_key(&id) {
+            registry
+                .by_group
+                .entry(group.clone())
+                .or_default()
+                .insert(id);
+        }
+    }
+
+    /// Stops pushing the group's entries to one subscription.
+    pub fn unfollow(&self, id: SubscriberId, group: &GroupId) {
+        let mut registry = self.write();
+        if let Some(ids) = registry.by_group.get_mut(group) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                registry.by_group.remove(group);
+            }
+        }
+    }
+
+    /// Whether some subscriber here follows the group; entries of other
+    /// groups need not even be read.
+    pub fn follows_group(&self, group: &GroupId) -> bool {
+        self.read().by_group.contains_key(group)
+    }
+
+    /// Whether the client has a live subscription here.
+    pub fn follows_inbox(&self, client: &ClientId) -> bool {
+        self.read().by_client.contains_key(client)
+    }
+
+    /// Marks every subscriber lagged, so each re-reads its streams from the
+    /// store: for when entries may have been missed (notifications from other
+    /// replicas lost while their connection was down).
+    pub fn mark_all_lagged(&self) {
+        for subscriber in self.read().subscribers.values() {
+            subscriber.signal.raise();
+        }
+    }
+
     pub fn publish_group(&self, entry: &GroupEntry) {
         let registry = self.read();
         if let Some(ids) = registry.by_group.get(&entry.group_id) {
@@ -273,6 +332,37 @@ mod tests {
         }
         assert_eq!(hub.dropped_events(), 5);
         sub.signal.lagged().await;
+    }
+
+    #[tokio::test]
+    async fn a_subscription_follows_and_unfollows_a_group_on_its_own() {
+        let hub = Hub::new();
+        let erin = ClientId::new("erin", "phone").unwrap();
+        let group = GroupId::new(*b"g").unwrap();
+        let mut phone = hub.subscribe(&erin, []);
+        let mut other = hub.subscribe(&erin, []);
+        assert!(!hub.follows_group(&group));
+        hub.follow(phone.id(), &group);
+        assert!(hub.follows_group(&group));
+        hub.publish_group(&entry(&group, 1));
+        hub.unfollow(phone.id(), &group);
+        assert!(!hub.follows_group(&group));
+        hub.publish_group(&entry(&group, 2));
+        assert!(matches!(phone.events.recv().await, Some(LiveEvent::Group(e)) if e.seq == 1));
+        assert!(phone.events.try_recv().is_err());
+        assert!(other.events.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn mark_all_lagged_signals_every_subscriber() {
+        let hub = Hub::new();
+        let frank = ClientId::new("frank", "desk").unwrap();
+        let grace = ClientId::new("grace", "desk").unwrap();
+        let (a, b) = (hub.subscribe(&frank, []), hub.subscribe(&grace, []));
+        assert!(hub.follows_inbox(&frank) && hub.follows_inbox(&grace));
+        hub.mark_all_lagged();
+        a.signal.lagged().await;
+        b.signal.lagged().await;
     }
 
     #[tokio::test]

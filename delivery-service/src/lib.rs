@@ -25,3 +25,4 @@ pub mod store;
 
 pub use config::Settings;
 pub use server::{open_store, run, state};
+pub use state::Storage;

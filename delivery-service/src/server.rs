@@ -1,8 +1,6 @@
 //! Serving: the caller binds the listener and owns the shutdown token
 //! (`run(listener, state, shutdown)`), so tests serve on port 0.
 
-use std::sync::Arc;
-
 use confide_proto::v1::{
     auth_service_server::AuthServiceServer, delivery_service_server::DeliveryServiceServer,
     group_service_server::GroupServiceServer, key_package_service_server::KeyPackageServiceServer,
@@ -14,38 +12,77 @@ use tonic::transport::Server;
 
 use crate::config::{Settings, StoreKind};
 use crate::grpc::{AuthApi, DeliveryApi, GroupApi, KeyPackageApi};
-use crate::state::{AppState, Ds};
+use crate::state::{AppState, Ds, Storage};
+use crate::store::StoreError;
 use crate::store::memory::MemoryStore;
-use crate::store::postgres::PostgresStore;
-use crate::store::{Store, StoreError};
+use crate::store::postgres::{PostgresStore, listen};
 
 /// Opens the configured store; PostgreSQL is migrated before use.
-pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, StoreError> {
+pub async fn open_store(settings: &Settings) -> Result<Storage, StoreError> {
     Ok(match settings.store {
-        StoreKind::Memory => Arc::new(MemoryStore::new()),
+        StoreKind::Memory => MemoryStore::new().into(),
         StoreKind::Postgres => {
             let store =
                 PostgresStore::connect(&settings.database.url, settings.database.max_connections)
                     .await?;
             store.migrate().await?;
-            Arc::new(store)
+            store.into()
         }
     })
 }
 
 /// Builds the state for a store; `shutdown` ends live streams too.
-pub fn state(store: Arc<dyn Store>, settings: Settings, shutdown: CancellationToken) -> AppState {
-    Ds::new(store, settings, shutdown)
+pub fn state(
+    storage: impl Into<Storage>,
+    settings: Settings,
+    shutdown: CancellationToken,
+) -> AppState {
+    Ds::new(storage.into(), settings, shutdown)
+}
+
+/// How often expired challenges and sessions are deleted.
+const PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Deletes expired challenges and sessions every [`PURGE_INTERVAL`] until
+/// shutdown. Several replicas doing it at once is harmless.
+async fn purge_expired(state: AppState) {
+    let mut ticks = tokio::time::interval(PURGE_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        match state
+            .store
+            .purge_expired(std::time::SystemTime::now())
+            .await
+        {
+            Ok(0) => {}
+            Ok(purged) => tracing::debug!(purged, "expired challenges and sessions deleted"),
+            Err(error) => tracing::warn!(%error, "purging expired sessions failed"),
+        }
+    }
 }
 
 /// Serves every `confide.v1` service, gRPC health and reflection on
 /// `listener` until `shutdown` is cancelled. On shutdown health turns
-/// NOT_SERVING, live streams end and in-flight calls finish.
+/// NOT_SERVING, live streams end and in-flight calls finish. With PostgreSQL,
+/// a background task relays the entries other replicas append to this
+/// replica's live subscribers, until shutdown.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
+    if let Some(store) = &state.postgres {
+        tokio::spawn(listen::run(
+            store.clone(),
+            state.hub.clone(),
+            state.shutdown.clone(),
+        ));
+    }
+    tokio::spawn(purge_expired(state.clone()));
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<GroupServiceServer<GroupApi>>()
@@ -81,7 +118,7 @@ pub async fn run(
         }
     };
     tracing::info!(addr = ?listener.local_addr().ok(), "confide-ds serving");
-    Server::builder()
+    let served = Server::builder()
         .add_service(health_service)
         .add_service(reflection)
         .add_service(
@@ -99,5 +136,8 @@ pub async fn run(
                 .max_decoding_message_size(max_frame),
         )
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), on_shutdown)
-        .await
+        .await;
+    // Background tasks end with the server, even when serving failed.
+    state.shutdown.cancel();
+    served
 }

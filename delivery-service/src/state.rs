@@ -8,6 +8,47 @@ use crate::config::Settings;
 use crate::groups::GroupLocks;
 use crate::hub::Hub;
 use crate::store::Store;
+use crate::store::memory::MemoryStore;
+use crate::store::postgres::PostgresStore;
+
+/// A store, and when it is PostgreSQL the handle that live delivery across
+/// replicas needs (`crate::store::postgres::listen`). Built from the concrete
+/// store, so a PostgreSQL store cannot lose that handle on the way.
+#[derive(Clone)]
+pub struct Storage {
+    store: Arc<dyn Store>,
+    postgres: Option<PostgresStore>,
+}
+
+impl Storage {
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+}
+
+impl From<PostgresStore> for Storage {
+    fn from(store: PostgresStore) -> Self {
+        Self {
+            store: Arc::new(store.clone()),
+            postgres: Some(store),
+        }
+    }
+}
+
+impl From<Arc<MemoryStore>> for Storage {
+    fn from(store: Arc<MemoryStore>) -> Self {
+        Self {
+            store,
+            postgres: None,
+        }
+    }
+}
+
+impl From<MemoryStore> for Storage {
+    fn from(store: MemoryStore) -> Self {
+        Arc::new(store).into()
+    }
+}
 
 pub struct Ds {
     pub store: Arc<dyn Store>,
@@ -16,18 +57,22 @@ pub struct Ds {
     pub groups: GroupLocks,
     /// Cancelled on shutdown; live streams end when it is.
     pub shutdown: CancellationToken,
+    /// PostgreSQL only: where `crate::server::run` listens for the entries
+    /// other replicas append.
+    pub(crate) postgres: Option<PostgresStore>,
 }
 
 pub type AppState = Arc<Ds>;
 
 impl Ds {
-    pub fn new(store: Arc<dyn Store>, settings: Settings, shutdown: CancellationToken) -> AppState {
+    pub fn new(storage: Storage, settings: Settings, shutdown: CancellationToken) -> AppState {
         Arc::new(Self {
-            store,
+            store: storage.store,
             settings,
             hub: Hub::new(),
             groups: GroupLocks::default(),
             shutdown,
+            postgres: storage.postgres,
         })
     }
 }

@@ -44,17 +44,18 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     configure(&mut settings);
     settings.store = StoreKind::Postgres;
     settings.database.url = database_url;
-    TestApp::serve(Arc::new(store), settings).await
+    TestApp::serve(store.into(), settings).await
 }
 
 impl TestApp {
-    async fn serve(store: Arc<dyn Store>, settings: Settings) -> Self {
+    async fn serve(storage: confide_ds::Storage, settings: Settings) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("binding port 0");
         let endpoint = format!("http://{}", listener.local_addr().expect("a bound address"));
         let shutdown = CancellationToken::new();
-        let state = confide_ds::state(store.clone(), settings.clone(), shutdown.clone());
+        let store = storage.store();
+        let state = confide_ds::state(storage, settings.clone(), shutdown.clone());
         let server = tokio::spawn(confide_ds::run(listener, state, shutdown.clone()));
         Self {
             endpoint,

@@ -141,13 +141,26 @@ pub async fn sessions_expire(store: Arc<dyn Store>) {
     let token = dedup_key("alice's token");
 
     ok(store.put_session(&token, &alice, expires_at).await);
-    assert_eq!(ok(store.session(&token, t0).await), Some(alice));
+    assert_eq!(ok(store.session(&token, t0).await), Some(alice.clone()));
     let after_expiry = expires_at + Duration::from_secs(1);
     assert_eq!(ok(store.session(&token, after_expiry).await), None);
     assert_eq!(
         ok(store.session(&dedup_key("unknown token"), t0).await),
         None
     );
+
+    // Purging removes what expired and keeps what is still valid.
+    let fresh = dedup_key("alice's later token");
+    ok(store
+        .put_session(&fresh, &alice, after_expiry + Duration::from_secs(60))
+        .await);
+    ok(store
+        .put_challenge(&alice, b"old challenge", expires_at)
+        .await);
+    assert_eq!(ok(store.purge_expired(after_expiry).await), 2);
+    assert_eq!(ok(store.session(&token, t0).await), None);
+    assert_eq!(ok(store.session(&fresh, after_expiry).await), Some(alice));
+    assert_eq!(ok(store.purge_expired(after_expiry).await), 0);
 }
 
 // --- key packages ---

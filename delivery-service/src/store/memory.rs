@@ -209,6 +209,14 @@ impl Store for MemoryStore {
             .map(|(client, _)| client.clone()))
     }
 
+    async fn purge_expired(&self, now: SystemTime) -> StoreResult<u64> {
+        let mut state = self.lock();
+        let before = state.challenges.len() + state.sessions.len();
+        state.challenges.retain(|_, expires| *expires > now);
+        state.sessions.retain(|_, (_, expires)| *expires > now);
+        Ok((before - state.challenges.len() - state.sessions.len()) as u64)
+    }
+
     async fn publish_key_packages(
         &self,
         client: &ClientId,

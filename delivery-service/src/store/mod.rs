@@ -225,6 +225,8 @@ pub trait Store: Send + Sync + 'static {
         client: &ClientId,
         expires_at: SystemTime,
     ) -> StoreResult<()>;
+    /// Deletes challenges and sessions that expired by `now`; returns how many.
+    async fn purge_expired(&self, now: SystemTime) -> StoreResult<u64>;
     /// The client a session belongs to, if the session exists and has not expired.
     async fn session(
         &self,

@@ -2,6 +2,8 @@
 //! deliver and build on.
 
 use confide_ds::domain::EntryKind;
+use confide_proto::v1;
+use confide_tests::rpc::{next_envelope, next_group_entry, subscribe};
 use confide_tests::{RawMember, spawn_app};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -23,6 +25,83 @@ async fn a_member_on_another_replica_receives_messages_live() -> anyhow::Result<
     talked?;
     let bodies: Vec<Vec<u8>> = received.into_iter().map(|m| m.body).collect();
     assert_eq!(bodies, [b"message 0", b"message 1", b"message 2"]);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_added_through_one_replica_gets_the_group_live_on_another() -> anyhow::Result<()> {
+    let app = spawn_app().await;
+    let replica = app.spawn_replica().await;
+    let (group, [mut alice]) = app.conversation(["alice"]).await;
+    alice.send(&group, b"before dave").await?;
+    let mut dave = app.client("dave", "phone").await;
+    dave.reconnect(replica.api().await).await?;
+    let mut stream = subscribe(dave.api()).await;
+    alice.add_users(&group, &["dave"]).await?;
+    let seq = alice.send(&group, b"welcome dave").await?;
+
+    let welcome = loop {
+        if let Some(v1::envelope::Entry::Inbox(v1::InboxEntry {
+            item: Some(v1::inbox_entry::Item::Welcome(w)),
+            ..
+        })) = next_envelope(&mut stream).await.entry
+        {
+            break w;
+        }
+    };
+    assert_eq!(welcome.group_id.as_ref(), group.as_slice());
+    let entry = next_group_entry(&mut stream).await;
+    assert_eq!(
+        entry.seq, seq,
+        "the first group entry is the first after the add"
+    );
+    drop(stream);
+
+    // What follows arrives live too, through the library's own stream.
+    let (sent, received) = tokio::join!(
+        alice.send(&group, b"still there?"),
+        dave.expect_live_messages(&group, 2)
+    );
+    sent?;
+    let bodies: Vec<&[u8]> = received.iter().map(|m| m.body.as_slice()).collect();
+    assert_eq!(bodies, [&b"welcome dave"[..], b"still there?"]);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_removed_through_one_replica_stops_receiving_on_another() -> anyhow::Result<()> {
+    let app = spawn_app().await;
+    let replica = app.spawn_replica().await;
+    let (group, [mut alice, mut bob, mut carol]) =
+        app.conversation(["alice", "bob", "carol"]).await;
+    carol.reconnect(replica.api().await).await?;
+    let mut stream = subscribe(carol.api()).await;
+    alice.send(&group, b"before").await?;
+    let removal = alice.remove_users(&group, &["carol"]).await?;
+    alice.send(&group, b"after").await?;
+
+    // Bob invites carol elsewhere: once that Welcome is on her stream, the
+    // replica has routed alice's entries before it too.
+    let other = bob.create_group().await?;
+    bob.add_users(&other, &["carol"]).await?;
+    let mut seen = Vec::new();
+    loop {
+        match next_envelope(&mut stream).await.entry {
+            Some(v1::envelope::Entry::Group(entry)) if entry.group_id.as_ref() == group => {
+                seen.push(entry.seq)
+            }
+            Some(v1::envelope::Entry::Inbox(v1::InboxEntry {
+                item: Some(v1::inbox_entry::Item::Welcome(w)),
+                ..
+            })) if w.group_id.as_ref() == other => break,
+            _ => {}
+        }
+    }
+    assert_eq!(
+        seen,
+        [removal.seq - 1, removal.seq],
+        "carol's stream on the other replica carries the group up to the commit removing her"
+    );
     Ok(())
 }
 

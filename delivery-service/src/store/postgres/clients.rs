@@ -163,3 +163,14 @@ pub(super) async fn session(
     };
     client_id(row.try_get(0)?, row.try_get(1)?).map(Some)
 }
+
+/// Deletes expired challenges and sessions; returns how many.
+pub(super) async fn purge_expired(db: &impl GenericClient, now: SystemTime) -> StoreResult<u64> {
+    let challenges = db
+        .prepare_cached("DELETE FROM challenges WHERE expires_at <= $1")
+        .await?;
+    let sessions = db
+        .prepare_cached("DELETE FROM sessions WHERE expires_at <= $1")
+        .await?;
+    Ok(db.execute(&challenges, &[&now]).await? + db.execute(&sessions, &[&now]).await?)
+}

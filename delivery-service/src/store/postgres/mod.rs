@@ -12,6 +12,7 @@ mod clients;
 mod delivery;
 mod groups;
 mod key_packages;
+pub mod listen;
 pub mod testing;
 
 use std::time::SystemTime;
@@ -41,6 +42,8 @@ const MIGRATION_LOCK: i64 = 0x63_6f_6e_66_69_64_65;
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
+    /// Tags this pool's writes, so this replica skips their announcements.
+    replica: listen::Replica,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -58,7 +61,8 @@ impl PostgresStore {
     /// database answers, so a wrong URL fails at start-up rather than on the
     /// first request.
     pub async fn connect(url: &str, max_connections: usize) -> Result<Self, StoreError> {
-        let config: tokio_postgres::Config = url.parse()?;
+        let mut config: tokio_postgres::Config = url.parse()?;
+        let replica = listen::Replica::tag(&mut config);
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -71,7 +75,7 @@ impl PostgresStore {
             .build()
             .map_err(|err| StoreError::Backend(Box::new(err)))?;
         drop(pool.get().await?);
-        Ok(Self { pool })
+        Ok(Self { pool, replica })
     }
 
     /// Applies the migrations in `migrations/` that this database lacks. Safe
@@ -152,6 +156,10 @@ impl Store for PostgresStore {
         now: SystemTime,
     ) -> StoreResult<Option<ClientId>> {
         clients::session(&self.pool.get().await?, token_hash, now).await
+    }
+
+    async fn purge_expired(&self, now: SystemTime) -> StoreResult<u64> {
+        clients::purge_expired(&self.pool.get().await?, now).await
     }
 
     async fn publish_key_packages(
