@@ -86,3 +86,39 @@ pub async fn next_group_entry(stream: &mut tonic::Streaming<v1::Envelope>) -> v1
         }
     }
 }
+
+/// The seqs of `group`'s entries on a live stream, up to the Welcome into
+/// `other`: once that Welcome is on the stream, everything of `group`
+/// appended before it has been routed too.
+pub async fn group_seqs_until_welcome(
+    stream: &mut tonic::Streaming<v1::Envelope>,
+    group: &[u8],
+    other: &[u8],
+) -> Vec<u64> {
+    let mut seen = Vec::new();
+    loop {
+        match next_envelope(stream).await.entry {
+            Some(v1::envelope::Entry::Group(entry)) if entry.group_id.as_ref() == group => {
+                seen.push(entry.seq)
+            }
+            Some(v1::envelope::Entry::Inbox(v1::InboxEntry {
+                item: Some(v1::inbox_entry::Item::Welcome(welcome)),
+                ..
+            })) if welcome.group_id.as_ref() == other => return seen,
+            _ => {}
+        }
+    }
+}
+
+/// A fresh authentication challenge for `client`.
+pub async fn challenge_for(
+    auth: &v1::auth_service_client::AuthServiceClient<tonic::transport::Channel>,
+    client: Option<v1::ClientId>,
+) -> bytes::Bytes {
+    auth.clone()
+        .create_challenge(v1::CreateChallengeRequest { client })
+        .await
+        .expect("asking for a challenge")
+        .into_inner()
+        .challenge
+}

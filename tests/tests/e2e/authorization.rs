@@ -7,7 +7,8 @@ use confide_ds::domain::EntryKind;
 use confide_ds::mls::CIPHERSUITE;
 use confide_proto::v1;
 use confide_tests::rpc::{
-    expect_refused, group_stream, inbox_stream, next_envelope, subscribe, with_authorization,
+    challenge_for, expect_refused, group_stream, inbox_stream, next_envelope, subscribe,
+    with_authorization,
 };
 use confide_tests::{RawMember, spawn_app, spawn_app_with};
 use openmls_basic_credential::SignatureKeyPair;
@@ -227,15 +228,7 @@ async fn a_session_needs_a_fresh_challenge_signed_with_the_registered_key() {
         "registering alice's client again with another key",
     );
     // ... nor signs in as alice with it.
-    let challenge = auth
-        .clone()
-        .create_challenge(v1::CreateChallengeRequest {
-            client: alice_id.clone(),
-        })
-        .await
-        .expect("a challenge")
-        .into_inner()
-        .challenge;
+    let challenge = challenge_for(&auth, alice_id.clone()).await;
     expect_refused(
         auth.clone()
             .authenticate(v1::AuthenticateRequest {
@@ -261,15 +254,7 @@ async fn a_session_needs_a_fresh_challenge_signed_with_the_registered_key() {
         })
         .await
         .expect("registering mallory");
-    let challenge = auth
-        .clone()
-        .create_challenge(v1::CreateChallengeRequest {
-            client: mallory.clone(),
-        })
-        .await
-        .expect("a challenge")
-        .into_inner()
-        .challenge;
+    let challenge = challenge_for(&auth, mallory.clone()).await;
     let answer = v1::AuthenticateRequest {
         client: mallory.clone(),
         signature: signed(&challenge),
@@ -288,13 +273,7 @@ async fn a_session_needs_a_fresh_challenge_signed_with_the_registered_key() {
         "the same signed challenge a second time",
     );
     // Nor does alice's challenge answer for mallory.
-    let alices = auth
-        .clone()
-        .create_challenge(v1::CreateChallengeRequest { client: alice_id })
-        .await
-        .expect("a challenge")
-        .into_inner()
-        .challenge;
+    let alices = challenge_for(&auth, alice_id).await;
     expect_refused(
         auth.clone()
             .authenticate(v1::AuthenticateRequest {

@@ -4,7 +4,8 @@ use confide_client::{ClientError, Event};
 use confide_ds::domain::EntryKind;
 use confide_proto::v1;
 use confide_tests::rpc::{
-    expect_refused, group_stream, next_envelope, next_group_entry, subscribe,
+    expect_refused, group_seqs_until_welcome, group_stream, next_envelope, next_group_entry,
+    subscribe,
 };
 use confide_tests::{Member, spawn_app};
 use tonic::Code;
@@ -159,19 +160,7 @@ async fn a_removed_member_s_live_stream_stops_at_its_removal() -> anyhow::Result
     let mut bob = bob;
     let other = bob.create_group().await?;
     bob.add_users(&other, &["carol"]).await?;
-    let mut seen = Vec::new();
-    loop {
-        match next_envelope(&mut stream).await.entry {
-            Some(v1::envelope::Entry::Group(entry)) if entry.group_id.as_ref() == group => {
-                seen.push(entry.seq)
-            }
-            Some(v1::envelope::Entry::Inbox(v1::InboxEntry {
-                item: Some(v1::inbox_entry::Item::Welcome(w)),
-                ..
-            })) if w.group_id.as_ref() == other => break,
-            _ => {}
-        }
-    }
+    let seen = group_seqs_until_welcome(&mut stream, &group, &other).await;
     assert_eq!(
         seen,
         [removal.seq - 1, removal.seq],

@@ -3,7 +3,7 @@
 
 use confide_ds::domain::EntryKind;
 use confide_proto::v1;
-use confide_tests::rpc::{next_envelope, next_group_entry, subscribe};
+use confide_tests::rpc::{group_seqs_until_welcome, next_envelope, next_group_entry, subscribe};
 use confide_tests::{RawMember, spawn_app};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,19 +84,7 @@ async fn a_member_removed_through_one_replica_stops_receiving_on_another() -> an
     // replica has routed alice's entries before it too.
     let other = bob.create_group().await?;
     bob.add_users(&other, &["carol"]).await?;
-    let mut seen = Vec::new();
-    loop {
-        match next_envelope(&mut stream).await.entry {
-            Some(v1::envelope::Entry::Group(entry)) if entry.group_id.as_ref() == group => {
-                seen.push(entry.seq)
-            }
-            Some(v1::envelope::Entry::Inbox(v1::InboxEntry {
-                item: Some(v1::inbox_entry::Item::Welcome(w)),
-                ..
-            })) if w.group_id.as_ref() == other => break,
-            _ => {}
-        }
-    }
+    let seen = group_seqs_until_welcome(&mut stream, &group, &other).await;
     assert_eq!(
         seen,
         [removal.seq - 1, removal.seq],
