@@ -37,6 +37,15 @@ impl Api {
         }
     }
 
+    /// The same session over another connection (e.g. one with other
+    /// HTTP/2 settings).
+    pub fn on_channel(&self, channel: Channel) -> Self {
+        Self {
+            channel,
+            token: self.token.clone(),
+        }
+    }
+
     pub fn set_token(&mut self, token: &str) -> ClientResult<()> {
         let value: AsciiMetadataValue = MetadataValue::try_from(format!("Bearer {token}"))
             .map_err(|_| ClientError::Invalid("session token is not ASCII".into()))?;

@@ -47,6 +47,11 @@ pub struct Settings {
     pub max_message_bytes: usize,
     /// Most key packages in one publish.
     pub max_key_packages_per_publish: usize,
+    /// Live entries queued per subscription in the hub; beyond that a slow
+    /// subscriber is marked lagged and re-reads from the store.
+    pub live_queue_depth: usize,
+    /// Envelopes buffered per Subscribe stream before its subscriber waits.
+    pub stream_buffer: usize,
 }
 
 impl Settings {
@@ -63,18 +68,39 @@ impl Settings {
             .set_default("max_epoch_lag", 2)?
             .set_default("key_package_low_watermark", 10)?
             .set_default("max_message_bytes", 1024 * 1024)?
-            .set_default("max_key_packages_per_publish", 500)?;
+            .set_default("max_key_packages_per_publish", 500)?
+            .set_default("live_queue_depth", 1024)?
+            .set_default("stream_buffer", 256)?;
         if let Some(file) = file {
             builder = builder.add_source(config::File::from(file).format(config::FileFormat::Yaml));
         }
-        builder
+        let settings: Self = builder
             .add_source(
                 config::Environment::with_prefix("CONFIDE")
                     .prefix_separator("__")
                     .separator("__"),
             )
             .build()?
-            .try_deserialize()
+            .try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), config::ConfigError> {
+        let at_least_one = [
+            ("live_queue_depth", self.live_queue_depth),
+            ("stream_buffer", self.stream_buffer),
+            ("database.max_connections", self.database.max_connections),
+            ("max_message_bytes", self.max_message_bytes),
+        ];
+        for (key, value) in at_least_one {
+            if value == 0 {
+                return Err(config::ConfigError::Message(format!(
+                    "{key} must be at least 1"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Settings for tests and the in-process demo: memory store, port 0.
@@ -153,6 +179,21 @@ mod tests {
         let error = Settings::load(Some(&path)).unwrap_err();
         std::fs::remove_file(&path).unwrap();
         assert!(error.to_string().contains("cassandra"), "{error}");
+    }
+
+    #[test]
+    fn zero_sized_buffers_are_refused() {
+        let path =
+            std::env::temp_dir().join(format!("confide-ds-zero-{}.yaml", std::process::id()));
+        std::fs::write(&path, "stream_buffer: 0\n").unwrap();
+        let error = Settings::load(Some(&path)).unwrap_err();
+        std::fs::remove_file(&path).unwrap();
+        assert!(
+            error
+                .to_string()
+                .contains("stream_buffer must be at least 1"),
+            "{error}"
+        );
     }
 
     #[test]

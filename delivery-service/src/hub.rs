@@ -27,8 +27,8 @@ use tokio::sync::{Notify, mpsc};
 
 use crate::domain::{ClientId, GroupEntry, GroupId, InboxEntry};
 
-/// Events queued per subscriber before it counts as lagged.
-const QUEUE_DEPTH: usize = 1024;
+/// Events queued per subscriber before it counts as lagged, unless configured.
+pub const DEFAULT_QUEUE_DEPTH: usize = 1024;
 
 #[derive(Clone, Debug)]
 pub enum LiveEvent {
@@ -82,6 +82,7 @@ pub struct Hub {
     registry: RwLock<Registry>,
     next_id: AtomicU64,
     dropped: AtomicU64,
+    queue_depth: usize,
 }
 
 /// A live subscription; unregisters itself when dropped.
@@ -106,7 +107,15 @@ impl Drop for Subscription {
 
 impl Hub {
     pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
+        Self::with_queue_depth(DEFAULT_QUEUE_DEPTH)
+    }
+
+    /// A hub that queues at most `queue_depth` (at least 1) events per subscriber.
+    pub fn with_queue_depth(queue_depth: usize) -> Arc<Self> {
+        Arc::new(Self {
+            queue_depth: queue_depth.max(1),
+            ..Self::default()
+        })
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
@@ -125,7 +134,7 @@ impl Hub {
         groups: impl IntoIterator<Item = GroupId>,
     ) -> Subscription {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, events) = mpsc::channel(QUEUE_DEPTH);
+        let (tx, events) = mpsc::channel(self.queue_depth);
         let signal = Arc::new(LagSignal::default());
         let mut registry = self.write();
         registry.subscribers.insert(
@@ -327,7 +336,7 @@ mod tests {
         let carol = ClientId::new("carol", "desk").unwrap();
         let group = GroupId::new(*b"g").unwrap();
         let sub = hub.subscribe(&carol, [group.clone()]);
-        for seq in 1..=(QUEUE_DEPTH as u64 + 5) {
+        for seq in 1..=(DEFAULT_QUEUE_DEPTH as u64 + 5) {
             hub.publish_group(&entry(&group, seq));
         }
         assert_eq!(hub.dropped_events(), 5);

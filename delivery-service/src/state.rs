@@ -68,8 +68,8 @@ impl Ds {
     pub fn new(storage: Storage, settings: Settings, shutdown: CancellationToken) -> AppState {
         Arc::new(Self {
             store: storage.store,
+            hub: Hub::with_queue_depth(settings.live_queue_depth),
             settings,
-            hub: Hub::new(),
             groups: GroupLocks::default(),
             shutdown,
             postgres: storage.postgres,

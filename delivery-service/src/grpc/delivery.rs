@@ -8,9 +8,6 @@ use tonic::{Request, Response, Status};
 use super::convert::stream_field;
 use crate::state::AppState;
 
-/// Envelopes buffered per stream before the subscriber waits for the client.
-const STREAM_BUFFER: usize = 256;
-
 pub struct DeliveryApi(pub AppState);
 
 type EnvelopeStream = Pin<Box<dyn Stream<Item = Result<v1::Envelope, Status>> + Send>>;
@@ -24,7 +21,10 @@ impl DeliveryService for DeliveryApi {
         request: Request<v1::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let client = self.0.authenticated_client(&request).await?;
-        let deliveries = self.0.subscribe(client, STREAM_BUFFER).await?;
+        let deliveries = self
+            .0
+            .subscribe(client, self.0.settings.stream_buffer)
+            .await?;
         let stream = ReceiverStream::new(deliveries)
             .map(|item| item.map(v1::Envelope::from).map_err(Status::from));
         Ok(Response::new(Box::pin(stream)))

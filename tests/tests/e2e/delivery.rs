@@ -5,7 +5,7 @@ use confide_client::{Client, ClientId, Event, StateLocation};
 use confide_ds::domain::EntryKind;
 use confide_proto::v1;
 use confide_tests::rpc::{group_stream, next_group_entry, subscribe};
-use confide_tests::{Member, spawn_app};
+use confide_tests::{Member, spawn_app, spawn_app_with};
 use tonic::Code;
 
 /// What a member observed of a group, reduced to messages and epoch changes.
@@ -207,5 +207,59 @@ async fn an_ack_beyond_the_end_of_a_stream_does_not_skip_later_entries() -> anyh
         seq,
         "the DS answered the ack with {answer:?}"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_stops_reading_holds_up_nobody_and_misses_nothing() -> anyhow::Result<()>
+{
+    // Small buffers, a 16 KiB HTTP/2 receive window and 2 KiB messages: a
+    // few hundred messages overflow the stalled stream's window, its gRPC
+    // buffer and its live queue in the hub, so the DS drops its live events
+    // and it must re-read from the store.
+    const SENT: usize = 300;
+    let app = spawn_app_with(|settings| {
+        settings.live_queue_depth = 8;
+        settings.stream_buffer = 8;
+    })
+    .await;
+    let (group, [mut alice, mut bob, carol]) = app.conversation(["alice", "bob", "carol"]).await;
+    let small_window = tonic::transport::Endpoint::from_shared(app.endpoint.clone())?
+        .initial_stream_window_size(16 * 1024)
+        .initial_connection_window_size(16 * 1024)
+        .connect()
+        .await?;
+    let mut stalled = subscribe(&carol.api().on_channel(small_window)).await;
+
+    let padding = "x".repeat(2048);
+    let send_all = async {
+        let mut seqs = Vec::with_capacity(SENT);
+        for i in 0..SENT {
+            let body = format!("message {i} {padding}");
+            seqs.push(alice.send(&group, body.as_bytes()).await?);
+        }
+        anyhow::Ok(seqs)
+    };
+    let (sent, live) = tokio::join!(send_all, bob.expect_live_messages(&group, SENT));
+    let sent = sent?;
+    assert_eq!(
+        live.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        sent,
+        "bob, reading live, got every message in order while carol read nothing"
+    );
+
+    // Carol finally reads: every entry after her cursor, in order, no gap,
+    // no duplicate, through to the last message.
+    let last = *sent.last().expect("messages were sent");
+    let mut seqs = Vec::new();
+    while seqs.last() != Some(&last) {
+        let entry = next_group_entry(&mut stalled).await;
+        if entry.group_id.as_ref() == group.as_slice() {
+            seqs.push(entry.seq);
+        }
+    }
+    let first = seqs[0];
+    assert_eq!(seqs, (first..=last).collect::<Vec<_>>());
+    assert!(first <= sent[0], "carol's stream skipped messages");
     Ok(())
 }
