@@ -122,3 +122,16 @@ pub async fn challenge_for(
         .into_inner()
         .challenge
 }
+
+/// The next Welcome on a live stream, skipping everything before it.
+pub async fn next_welcome(stream: &mut tonic::Streaming<v1::Envelope>) -> v1::WelcomeItem {
+    loop {
+        if let Some(v1::envelope::Entry::Inbox(v1::InboxEntry {
+            item: Some(v1::inbox_entry::Item::Welcome(welcome)),
+            ..
+        })) = next_envelope(stream).await.entry
+        {
+            return welcome;
+        }
+    }
+}

@@ -4,7 +4,7 @@ use confide_client::{ClientError, Event};
 use confide_ds::domain::EntryKind;
 use confide_proto::v1;
 use confide_tests::rpc::{
-    expect_refused, group_seqs_until_welcome, group_stream, next_envelope, next_group_entry,
+    expect_refused, group_seqs_until_welcome, group_stream, next_group_entry, next_welcome,
     subscribe,
 };
 use confide_tests::{Member, spawn_app};
@@ -180,15 +180,7 @@ async fn a_member_added_while_listening_gets_its_welcome_then_only_what_follows(
     alice.add_users(&group, &["dave"]).await?;
     let seq = alice.send(&group, b"welcome dave").await?;
 
-    let welcome = loop {
-        if let Some(v1::envelope::Entry::Inbox(v1::InboxEntry {
-            item: Some(v1::inbox_entry::Item::Welcome(w)),
-            ..
-        })) = next_envelope(&mut stream).await.entry
-        {
-            break w;
-        }
-    };
+    let welcome = next_welcome(&mut stream).await;
     assert_eq!(welcome.group_id.as_ref(), group.as_slice());
     let entry = next_group_entry(&mut stream).await;
     assert_eq!(

@@ -2,8 +2,7 @@
 //! deliver and build on.
 
 use confide_ds::domain::EntryKind;
-use confide_proto::v1;
-use confide_tests::rpc::{group_seqs_until_welcome, next_envelope, next_group_entry, subscribe};
+use confide_tests::rpc::{group_seqs_until_welcome, next_group_entry, next_welcome, subscribe};
 use confide_tests::{RawMember, spawn_app};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -40,15 +39,7 @@ async fn a_member_added_through_one_replica_gets_the_group_live_on_another() -> 
     alice.add_users(&group, &["dave"]).await?;
     let seq = alice.send(&group, b"welcome dave").await?;
 
-    let welcome = loop {
-        if let Some(v1::envelope::Entry::Inbox(v1::InboxEntry {
-            item: Some(v1::inbox_entry::Item::Welcome(w)),
-            ..
-        })) = next_envelope(&mut stream).await.entry
-        {
-            break w;
-        }
-    };
+    let welcome = next_welcome(&mut stream).await;
     assert_eq!(welcome.group_id.as_ref(), group.as_slice());
     let entry = next_group_entry(&mut stream).await;
     assert_eq!(

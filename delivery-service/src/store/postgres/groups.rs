@@ -224,36 +224,47 @@ pub(super) async fn append(pool: &Pool, message: &NewMessage) -> StoreResult<App
     Ok(AppendOutcome::Appended(entry))
 }
 
+/// The entry with this idempotency key.
 pub(super) async fn find_entry(
     db: &impl GenericClient,
     group_id: &GroupId,
     dedup_key: &DedupKey,
 ) -> StoreResult<Option<GroupEntry>> {
-    let stmt = db
-        .prepare_cached(
-            "SELECT seq, epoch, kind, message FROM group_log
-             WHERE group_id = $1 AND dedup_key = $2",
-        )
-        .await?;
-    let row = db
-        .query_opt(&stmt, &[&group_id.as_slice(), &dedup_key.as_slice()])
-        .await?;
-    row.map(|row| entry_from_row(group_id, &row)).transpose()
+    find_by(db, group_id, LogKey::Dedup, dedup_key).await
 }
 
+/// The entry with these MLS bytes (by their hash).
 async fn find_by_content(
     db: &impl GenericClient,
     group_id: &GroupId,
     content_key: &DedupKey,
 ) -> StoreResult<Option<GroupEntry>> {
-    let stmt = db
-        .prepare_cached(
-            "SELECT seq, epoch, kind, message FROM group_log
-             WHERE group_id = $1 AND content_key = $2",
-        )
-        .await?;
+    find_by(db, group_id, LogKey::Content, content_key).await
+}
+
+/// The two unique keys of a log entry besides its seq.
+enum LogKey {
+    Dedup,
+    Content,
+}
+
+async fn find_by(
+    db: &impl GenericClient,
+    group_id: &GroupId,
+    column: LogKey,
+    key: &DedupKey,
+) -> StoreResult<Option<GroupEntry>> {
+    let query = match column {
+        LogKey::Dedup => {
+            "SELECT seq, epoch, kind, message FROM group_log WHERE group_id = $1 AND dedup_key = $2"
+        }
+        LogKey::Content => {
+            "SELECT seq, epoch, kind, message FROM group_log WHERE group_id = $1 AND content_key = $2"
+        }
+    };
+    let stmt = db.prepare_cached(query).await?;
     let row = db
-        .query_opt(&stmt, &[&group_id.as_slice(), &content_key.as_slice()])
+        .query_opt(&stmt, &[&group_id.as_slice(), &key.as_slice()])
         .await?;
     row.map(|row| entry_from_row(group_id, &row)).transpose()
 }
