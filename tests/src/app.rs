@@ -126,6 +126,17 @@ impl TestApp {
             .expect("reading the group log from the store")
     }
 
+    /// The epoch each commit in the group's log was made for, in log order:
+    /// one commit per epoch means consecutive, distinct epochs.
+    pub async fn commit_epochs(&self, reader: &ClientId, group: &[u8]) -> Vec<u64> {
+        self.group_log(reader, group)
+            .await
+            .iter()
+            .filter(|e| e.kind == domain::EntryKind::Commit)
+            .map(|e| e.epoch)
+            .collect()
+    }
+
     /// Starts another DS on the same database, beside this one, as a second
     /// replica of a deployment: its own pool, caches and live subscribers.
     pub async fn spawn_replica(&self) -> Self {

@@ -3,7 +3,6 @@
 //! packages.
 
 use confide_client::{Client, ClientError, ClientId, StateLocation};
-use confide_ds::domain::EntryKind;
 use confide_ds::mls::CIPHERSUITE;
 use confide_proto::v1;
 use confide_tests::rpc::{
@@ -470,12 +469,7 @@ async fn a_commit_submitted_under_another_members_session_is_refused() {
         .expect("rita submitting her own commit")
         .into_inner();
     assert_eq!(accepted.epoch, commit.epoch + 1);
-    let commits = app
-        .group_log(alice.id(), &group)
-        .await
-        .into_iter()
-        .filter(|e| e.kind == EntryKind::Commit)
-        .count();
+    let commits = app.commit_epochs(alice.id(), &group).await.len();
     assert_eq!(commits as u64, accepted.epoch, "one commit per epoch");
     alice.expect_epoch(&group, accepted.epoch).await;
     bob.expect_epoch(&group, accepted.epoch).await;

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use confide_client::error::wrong_epoch;
 use confide_ds::Settings;
-use confide_ds::domain::EntryKind;
 use confide_proto::v1;
 use confide_tests::rpc::expect_refused;
 use confide_tests::{RawMember, spawn_app};
@@ -63,13 +62,7 @@ async fn eight_members_committing_at_once_all_succeed_one_commit_per_epoch() -> 
 
     // The DS accepted exactly one commit per epoch: the whole log's commits
     // were made for consecutive, distinct epochs.
-    let commit_epochs: Vec<u64> = app
-        .group_log(&reader, &group)
-        .await
-        .iter()
-        .filter(|e| e.kind == EntryKind::Commit)
-        .map(|e| e.epoch)
-        .collect();
+    let commit_epochs = app.commit_epochs(&reader, &group).await;
     let first = commit_epochs[0];
     assert_eq!(
         commit_epochs,
@@ -123,13 +116,7 @@ async fn a_stale_commit_is_refused_with_the_current_epoch() -> anyhow::Result<()
         alice.epoch_authenticator(&group)?,
         bob.epoch_authenticator(&group)?
     );
-    let commit_epochs: Vec<u64> = app
-        .group_log(alice.id(), &group)
-        .await
-        .iter()
-        .filter(|e| e.kind == EntryKind::Commit)
-        .map(|e| e.epoch)
-        .collect();
+    let commit_epochs = app.commit_epochs(alice.id(), &group).await;
     assert_eq!(
         commit_epochs,
         (0..update.epoch).collect::<Vec<_>>(),

@@ -1,7 +1,6 @@
 //! Several DS replicas on one database: what one accepts, the others
 //! deliver and build on.
 
-use confide_ds::domain::EntryKind;
 use confide_tests::rpc::{group_seqs_until_welcome, next_group_entry, next_welcome, subscribe};
 use confide_tests::{RawMember, spawn_app};
 
@@ -100,13 +99,7 @@ async fn commits_through_two_replicas_keep_one_commit_per_epoch() -> anyhow::Res
     let (a, b) = tokio::join!(alice.self_update(&group), bob.self_update(&group));
     let epoch = a?.epoch.max(b?.epoch);
 
-    let commit_epochs: Vec<u64> = app
-        .group_log(alice.id(), &group)
-        .await
-        .iter()
-        .filter(|e| e.kind == EntryKind::Commit)
-        .map(|e| e.epoch)
-        .collect();
+    let commit_epochs = app.commit_epochs(alice.id(), &group).await;
     assert_eq!(commit_epochs, (0..epoch).collect::<Vec<_>>());
     alice.expect_epoch(&group, epoch).await;
     bob.expect_epoch(&group, epoch).await;

@@ -346,29 +346,64 @@ mod tests {
         InboxItem::KeyPackagesLow { available }
     }
 
-    #[tokio::test]
-    async fn relays_the_entries_of_other_replicas_only() {
+    /// Two replicas of one fresh database; `client` registered and
+    /// subscribed to `ours`, whose relay runs and has marked it lagged once.
+    struct Relay {
+        ours: PostgresStore,
+        theirs: PostgresStore,
+        client: ClientId,
+        subscription: crate::hub::Subscription,
+        shutdown: CancellationToken,
+        relay: tokio::task::JoinHandle<()>,
+    }
+
+    async fn relay_for(user: &str) -> Relay {
         let (ours, url) = fresh_database().await;
         let theirs = PostgresStore::connect(&url, 2).await.unwrap();
-        let alice = ClientId::new("alice", "phone").unwrap();
+        let client = ClientId::new(user, "phone").unwrap();
         let record = ClientRecord {
-            id: alice.clone(),
+            id: client.clone(),
             signature_key: vec![7; 32],
         };
         ours.register_client(&record).await.unwrap();
         let hub = Hub::new();
-        let mut subscription = hub.subscribe(&alice, []);
+        let subscription = hub.subscribe(&client, []);
         let shutdown = CancellationToken::new();
-        let relay = tokio::spawn(run(ours.clone(), hub.clone(), shutdown.clone()));
+        let relay = tokio::spawn(run(ours.clone(), hub, shutdown.clone()));
         // Marked lagged once listening.
         subscription.signal.lagged().await;
+        Relay {
+            ours,
+            theirs,
+            client,
+            subscription,
+            shutdown,
+            relay,
+        }
+    }
 
-        ours.push_inbox(&alice, key_packages_low(1)).await.unwrap();
-        theirs
+    impl Relay {
+        async fn stop(self) {
+            self.shutdown.cancel();
+            self.relay.await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn relays_the_entries_of_other_replicas_only() {
+        let mut relay = relay_for("alice").await;
+        let alice = relay.client.clone();
+        relay
+            .ours
+            .push_inbox(&alice, key_packages_low(1))
+            .await
+            .unwrap();
+        relay
+            .theirs
             .push_inbox(&alice, key_packages_low(2))
             .await
             .unwrap();
-        let event = tokio::time::timeout(Duration::from_secs(10), subscription.events.recv())
+        let event = tokio::time::timeout(Duration::from_secs(10), relay.subscription.events.recv())
             .await
             .expect("the other replica's entry arrives");
         match event {
@@ -377,27 +412,15 @@ mod tests {
             }
             other => panic!("expected the other replica's inbox entry, got {other:?}"),
         }
-        shutdown.cancel();
-        relay.await.unwrap();
+        relay.stop().await;
     }
 
     #[tokio::test]
     async fn reconnects_and_has_subscribers_re_read_when_the_connection_drops() {
-        let (ours, url) = fresh_database().await;
-        let theirs = PostgresStore::connect(&url, 2).await.unwrap();
-        let bob = ClientId::new("bob", "laptop").unwrap();
-        let record = ClientRecord {
-            id: bob.clone(),
-            signature_key: vec![9; 32],
-        };
-        ours.register_client(&record).await.unwrap();
-        let hub = Hub::new();
-        let mut subscription = hub.subscribe(&bob, []);
-        let shutdown = CancellationToken::new();
-        let relay = tokio::spawn(run(ours.clone(), hub.clone(), shutdown.clone()));
-        subscription.signal.lagged().await;
-
-        let terminated: bool = theirs
+        let mut relay = relay_for("bob").await;
+        let bob = relay.client.clone();
+        let terminated: bool = relay
+            .theirs
             .pool
             .get()
             .await
@@ -412,19 +435,22 @@ mod tests {
             .get(0);
         assert!(terminated);
         // Listening again: what was missed meanwhile is for the store to say.
-        tokio::time::timeout(Duration::from_secs(10), subscription.signal.lagged())
+        tokio::time::timeout(Duration::from_secs(10), relay.subscription.signal.lagged())
             .await
             .expect("the subscriber is told to re-read after the reconnect");
 
-        theirs.push_inbox(&bob, key_packages_low(3)).await.unwrap();
-        let event = tokio::time::timeout(Duration::from_secs(10), subscription.events.recv())
+        relay
+            .theirs
+            .push_inbox(&bob, key_packages_low(3))
+            .await
+            .unwrap();
+        let event = tokio::time::timeout(Duration::from_secs(10), relay.subscription.events.recv())
             .await
             .expect("entries are relayed again");
         assert!(matches!(
             event,
             Some(LiveEvent::Inbox(InboxEntry { seq: 1, .. }))
         ));
-        shutdown.cancel();
-        relay.await.unwrap();
+        relay.stop().await;
     }
 }
