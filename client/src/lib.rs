@@ -11,9 +11,10 @@ pub mod client;
 pub mod demo;
 pub mod error;
 pub mod events;
+pub mod retry;
 pub mod store;
 
-pub use api::Api;
+pub use api::{Api, TlsOptions};
 pub use client::{Client, CommitSummary};
 pub use confide_ds::domain::ClientId;
 pub use error::{ClientError, ClientResult};

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use confide_client::{Api, Client, ClientId, Event, StateLocation};
+use confide_client::{Api, Client, ClientId, Event, StateLocation, TlsOptions};
 
 #[derive(Parser)]
 #[command(version, about = "Confide: end-to-end encrypted group chat on MLS")]
@@ -25,6 +25,37 @@ struct Conn {
     /// This device's state file (keys and groups; keep it private).
     #[arg(long, env = "CONFIDE_STATE")]
     state: PathBuf,
+    /// A CA certificate (PEM) to trust for an `https://` endpoint, besides
+    /// the web PKI roots.
+    #[arg(long, env = "CONFIDE_CA_CERT")]
+    ca_cert: Option<PathBuf>,
+    /// A client certificate and key (PEM), for a DS that requires them.
+    #[arg(long, env = "CONFIDE_CLIENT_CERT", requires = "client_key")]
+    client_cert: Option<PathBuf>,
+    #[arg(long, env = "CONFIDE_CLIENT_KEY", requires = "client_cert")]
+    client_key: Option<PathBuf>,
+    /// Allow `http://` to a host that is not loopback (unencrypted transport).
+    #[arg(long)]
+    allow_plaintext: bool,
+}
+
+impl Conn {
+    async fn api(&self) -> anyhow::Result<Api> {
+        let read = |path: &PathBuf| {
+            std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+        };
+        let tls = TlsOptions {
+            ca_certificate: self.ca_cert.as_ref().map(read).transpose()?,
+            client_identity: match (&self.client_cert, &self.client_key) {
+                (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
+                _ => None,
+            },
+            allow_plaintext: self.allow_plaintext,
+        };
+        Api::connect_with(&self.endpoint, &tls)
+            .await
+            .with_context(|| format!("connecting to {}", self.endpoint))
+    }
 }
 
 #[derive(Subcommand)]
@@ -85,7 +116,7 @@ enum Command {
 }
 
 async fn open(conn: &Conn) -> anyhow::Result<Client> {
-    let api = Api::connect(&conn.endpoint).await?;
+    let api = conn.api().await?;
     Client::open(api, &StateLocation::File(conn.state.clone()))
         .await
         .with_context(|| format!("opening {}", conn.state.display()))
@@ -127,7 +158,7 @@ async fn main() -> anyhow::Result<()> {
             device,
             token,
         } => {
-            let api = Api::connect(&conn.endpoint).await?;
+            let api = conn.api().await?;
             let client = Client::register(
                 api,
                 ClientId::new(user, device)?,

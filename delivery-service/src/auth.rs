@@ -127,11 +127,43 @@ impl Ds {
         Ok(Session { token, expires_at })
     }
 
-    /// The client a request's `authorization: Bearer <token>` belongs to.
-    pub async fn authenticated_client<T>(
+    /// Refuses a request larger than `limits.max_request_bytes`. tonic's own
+    /// decode limit sits above it and answers only absurd frames.
+    fn check_request_size(&self, size: usize) -> ApiResult<()> {
+        let max = self.settings.limits.max_request_bytes;
+        if size > max {
+            return Err(ApiError::TooLarge(format!(
+                "the request is {size} bytes, more than the {max} allowed"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Admits a registration or authentication call: size, and the rate per
+    /// peer address.
+    pub fn admit_unauthenticated<T: prost::Message>(
+        &self,
+        request: &tonic::Request<T>,
+    ) -> ApiResult<()> {
+        self.check_request_size(request.get_ref().encoded_len())?;
+        self.limits
+            .check_unauthenticated(request.remote_addr().map(|peer| peer.ip()))
+    }
+
+    /// The client a request's `authorization: Bearer <token>` belongs to,
+    /// once the request passes the size limit and the client's rate limits.
+    pub async fn authenticated_client<T: prost::Message>(
         &self,
         request: &tonic::Request<T>,
     ) -> ApiResult<ClientId> {
+        let size = request.get_ref().encoded_len();
+        self.check_request_size(size)?;
+        let client = self.session_client(request).await?;
+        self.limits.check_request(&client, size)?;
+        Ok(client)
+    }
+
+    async fn session_client<T>(&self, request: &tonic::Request<T>) -> ApiResult<ClientId> {
         let header = request
             .metadata()
             .get(confide_proto::AUTHORIZATION_HEADER)

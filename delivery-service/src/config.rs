@@ -2,7 +2,8 @@
 //! `CONFIDE__`-prefixed environment variables (`CONFIDE__DATABASE__URL`).
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -28,10 +29,74 @@ pub struct DatabaseSettings {
     pub max_connections: usize,
 }
 
+/// TLS on the gRPC port (rustls). PEM files.
+#[derive(Clone, Debug, Deserialize)]
+pub struct TlsSettings {
+    /// The server's certificate chain.
+    pub cert: PathBuf,
+    /// The server's private key.
+    pub key: PathBuf,
+    /// When set, clients must present a certificate signed by this CA.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// Connection-level limits of the gRPC server.
+#[derive(Clone, Debug, Deserialize)]
+pub struct TransportSettings {
+    /// Open connections per DS; a connection beyond it is closed at once.
+    pub max_connections: usize,
+    /// HTTP/2 streams (concurrent calls) per connection.
+    pub max_concurrent_streams: u32,
+    /// Longest a unary call (or the start of a stream) may take.
+    pub request_timeout_secs: u64,
+    /// HTTP/2 pings on idle connections, and how long an answer may take.
+    pub keepalive_interval_secs: u64,
+    pub keepalive_timeout_secs: u64,
+}
+
+impl TransportSettings {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+}
+
+/// Request-level limits, answered with RESOURCE_EXHAUSTED.
+#[derive(Clone, Debug, Deserialize)]
+pub struct LimitSettings {
+    /// Largest encoded request. tonic's own decode limit (OUT_OF_RANGE) is
+    /// set well above it, so the DS answers every request up to that with
+    /// RESOURCE_EXHAUSTED itself.
+    pub max_request_bytes: usize,
+    /// Sustained authenticated calls per second per client, and the burst.
+    pub requests_per_second: u32,
+    pub request_burst: u32,
+    /// Sustained request bytes per second per client, and the burst (at
+    /// least `max_request_bytes`, so any allowed request can pass).
+    pub bytes_per_second: u32,
+    pub byte_burst: u32,
+    /// Registration and authentication calls per minute per peer address.
+    pub unauthenticated_per_minute: u32,
+    /// Key package claims per minute per claimer, and per claimer and
+    /// claimed user.
+    pub claims_per_minute: u32,
+    pub claims_per_target_per_minute: u32,
+}
+
 #[derive(Clone, Deserialize)]
 pub struct Settings {
     /// gRPC listen address.
     pub listen: String,
+    /// TLS on `listen`. Without it the DS starts only if `plaintext` is set.
+    pub tls: Option<TlsSettings>,
+    /// Serve gRPC without TLS (local development, tests, a TLS-terminating
+    /// proxy on the same host).
+    pub plaintext: bool,
+    /// Optional plaintext port serving only gRPC health (for probes).
+    pub health_listen: Option<String>,
+    /// Optional port serving Prometheus metrics at `/metrics`.
+    pub metrics_listen: Option<String>,
+    pub transport: TransportSettings,
+    pub limits: LimitSettings,
     pub store: StoreKind,
     pub database: DatabaseSettings,
     pub log_format: LogFormat,
@@ -57,7 +122,14 @@ pub struct Settings {
 impl Settings {
     /// Defaults, then `file` (YAML) if given, then `CONFIDE__*` variables.
     pub fn load(file: Option<&Path>) -> Result<Self, config::ConfigError> {
-        let mut builder = config::Config::builder()
+        Self::load_from(config::Config::builder(), file)
+    }
+
+    fn load_from(
+        builder: config::ConfigBuilder<config::builder::DefaultState>,
+        file: Option<&Path>,
+    ) -> Result<Self, config::ConfigError> {
+        let mut builder = builder
             .set_default("listen", "127.0.0.1:7420")?
             .set_default("store", "postgres")?
             .set_default("database.url", "postgres://postgres@127.0.0.1:5432/confide")?
@@ -70,7 +142,21 @@ impl Settings {
             .set_default("max_message_bytes", 1024 * 1024)?
             .set_default("max_key_packages_per_publish", 500)?
             .set_default("live_queue_depth", 1024)?
-            .set_default("stream_buffer", 256)?;
+            .set_default("stream_buffer", 256)?
+            .set_default("plaintext", false)?
+            .set_default("transport.max_connections", 10_000)?
+            .set_default("transport.max_concurrent_streams", 256)?
+            .set_default("transport.request_timeout_secs", 30)?
+            .set_default("transport.keepalive_interval_secs", 30)?
+            .set_default("transport.keepalive_timeout_secs", 10)?
+            .set_default("limits.max_request_bytes", 4 * 1024 * 1024)?
+            .set_default("limits.requests_per_second", 50)?
+            .set_default("limits.request_burst", 200)?
+            .set_default("limits.bytes_per_second", 2 * 1024 * 1024)?
+            .set_default("limits.byte_burst", 16 * 1024 * 1024)?
+            .set_default("limits.unauthenticated_per_minute", 600)?
+            .set_default("limits.claims_per_minute", 600)?
+            .set_default("limits.claims_per_target_per_minute", 60)?;
         if let Some(file) = file {
             builder = builder.add_source(config::File::from(file).format(config::FileFormat::Yaml));
         }
@@ -92,6 +178,37 @@ impl Settings {
             ("stream_buffer", self.stream_buffer),
             ("database.max_connections", self.database.max_connections),
             ("max_message_bytes", self.max_message_bytes),
+            ("transport.max_connections", self.transport.max_connections),
+            (
+                "transport.max_concurrent_streams",
+                self.transport.max_concurrent_streams as usize,
+            ),
+            (
+                "transport.request_timeout_secs",
+                self.transport.request_timeout_secs as usize,
+            ),
+            ("limits.max_request_bytes", self.limits.max_request_bytes),
+            (
+                "limits.requests_per_second",
+                self.limits.requests_per_second as usize,
+            ),
+            ("limits.request_burst", self.limits.request_burst as usize),
+            (
+                "limits.bytes_per_second",
+                self.limits.bytes_per_second as usize,
+            ),
+            (
+                "limits.unauthenticated_per_minute",
+                self.limits.unauthenticated_per_minute as usize,
+            ),
+            (
+                "limits.claims_per_minute",
+                self.limits.claims_per_minute as usize,
+            ),
+            (
+                "limits.claims_per_target_per_minute",
+                self.limits.claims_per_target_per_minute as usize,
+            ),
         ];
         for (key, value) in at_least_one {
             if value == 0 {
@@ -100,18 +217,35 @@ impl Settings {
                 )));
             }
         }
+        if (self.limits.byte_burst as usize) < self.limits.max_request_bytes {
+            return Err(config::ConfigError::Message(
+                "limits.byte_burst must be at least limits.max_request_bytes".into(),
+            ));
+        }
+        if self.limits.max_request_bytes < self.max_message_bytes {
+            return Err(config::ConfigError::Message(
+                "limits.max_request_bytes must be at least max_message_bytes".into(),
+            ));
+        }
+        if self.tls.is_none() && !self.plaintext {
+            return Err(config::ConfigError::Message(
+                "no TLS configured: set tls.cert and tls.key, or plaintext: true for local \
+                 development (CONFIDE__PLAINTEXT=true)"
+                    .into(),
+            ));
+        }
         Ok(())
     }
 
-    /// Settings for tests and the in-process demo: memory store, port 0.
+    /// Settings for tests and the in-process demo: memory store, port 0,
+    /// plaintext on loopback.
     pub fn for_tests() -> Self {
-        Self::load(None)
-            .map(|mut s| {
-                s.listen = "127.0.0.1:0".into();
-                s.store = StoreKind::Memory;
-                s
-            })
-            .expect("the built-in defaults are valid")
+        let builder = config::Config::builder()
+            .set_override("plaintext", true)
+            .and_then(|b| b.set_override("listen", "127.0.0.1:0"))
+            .and_then(|b| b.set_override("store", "memory"))
+            .expect("static overrides");
+        Self::load_from(builder, None).expect("the built-in defaults are valid")
     }
 }
 
@@ -120,6 +254,12 @@ impl fmt::Debug for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Settings")
             .field("listen", &self.listen)
+            .field("tls", &self.tls)
+            .field("plaintext", &self.plaintext)
+            .field("health_listen", &self.health_listen)
+            .field("metrics_listen", &self.metrics_listen)
+            .field("transport", &self.transport)
+            .field("limits", &self.limits)
             .field("store", &self.store)
             .field("database.url", &redact_url(&self.database.url))
             .field("database.max_connections", &self.database.max_connections)
@@ -159,7 +299,7 @@ mod tests {
         let path = std::env::temp_dir().join(format!("confide-ds-{}.yaml", std::process::id()));
         std::fs::write(
             &path,
-            "store: memory\nlisten: \"0.0.0.0:9000\"\ndatabase:\n  max_connections: 4\nregistration_token: tok\n",
+            "store: memory\nplaintext: true\nlisten: \"0.0.0.0:9000\"\ndatabase:\n  max_connections: 4\nregistration_token: tok\nlimits:\n  requests_per_second: 7\n",
         )
         .unwrap();
         let settings = Settings::load(Some(&path)).unwrap();
@@ -168,14 +308,44 @@ mod tests {
         assert_eq!(settings.listen, "0.0.0.0:9000");
         assert_eq!(settings.database.max_connections, 4);
         assert_eq!(settings.registration_token.as_deref(), Some("tok"));
-        // Untouched keys keep their defaults.
+        assert_eq!(settings.limits.requests_per_second, 7);
+        // Untouched keys keep their defaults, nested ones too.
         assert_eq!(settings.max_epoch_lag, 2);
+        assert_eq!(settings.limits.request_burst, 200);
+    }
+
+    #[test]
+    fn starting_without_tls_or_an_explicit_plaintext_opt_in_is_refused() {
+        let path = std::env::temp_dir().join(format!("confide-ds-tls-{}.yaml", std::process::id()));
+        std::fs::write(&path, "store: memory\n").unwrap();
+        let error = Settings::load(Some(&path)).unwrap_err();
+        std::fs::write(
+            &path,
+            "tls:\n  cert: /etc/confide/cert.pem\n  key: /etc/confide/key.pem\n",
+        )
+        .unwrap();
+        let with_tls = Settings::load(Some(&path)).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert!(error.to_string().contains("no TLS configured"), "{error}");
+        let tls = with_tls.tls.expect("tls settings");
+        assert_eq!(tls.cert, PathBuf::from("/etc/confide/cert.pem"));
+        assert!(tls.client_ca.is_none());
+    }
+
+    #[test]
+    fn a_byte_burst_below_the_largest_request_is_refused() {
+        let path =
+            std::env::temp_dir().join(format!("confide-ds-burst-{}.yaml", std::process::id()));
+        std::fs::write(&path, "plaintext: true\nlimits:\n  byte_burst: 1024\n").unwrap();
+        let error = Settings::load(Some(&path)).unwrap_err();
+        std::fs::remove_file(&path).unwrap();
+        assert!(error.to_string().contains("limits.byte_burst"), "{error}");
     }
 
     #[test]
     fn unknown_store_kind_is_a_clear_error() {
         let path = std::env::temp_dir().join(format!("confide-ds-bad-{}.yaml", std::process::id()));
-        std::fs::write(&path, "store: cassandra\n").unwrap();
+        std::fs::write(&path, "plaintext: true\nstore: cassandra\n").unwrap();
         let error = Settings::load(Some(&path)).unwrap_err();
         std::fs::remove_file(&path).unwrap();
         assert!(error.to_string().contains("cassandra"), "{error}");
@@ -185,7 +355,7 @@ mod tests {
     fn zero_sized_buffers_are_refused() {
         let path =
             std::env::temp_dir().join(format!("confide-ds-zero-{}.yaml", std::process::id()));
-        std::fs::write(&path, "stream_buffer: 0\n").unwrap();
+        std::fs::write(&path, "plaintext: true\nstream_buffer: 0\n").unwrap();
         let error = Settings::load(Some(&path)).unwrap_err();
         std::fs::remove_file(&path).unwrap();
         assert!(

@@ -2,8 +2,12 @@
 //! logged here, where they are mapped; the client gets a short reason.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
-use confide_proto::{ERROR_DOMAIN, META_CURRENT_EPOCH, REASON_WRONG_EPOCH};
+use confide_proto::{
+    ERROR_DOMAIN, META_CURRENT_EPOCH, META_LIMIT, REASON_RATE_LIMITED, REASON_TOO_LARGE,
+    REASON_WRONG_EPOCH,
+};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -29,6 +33,17 @@ pub enum ApiError {
     /// up to `current` and retries.
     #[error("{reason}")]
     WrongEpoch { current: u64, reason: String },
+    /// A rate limit was hit: the same request succeeds after `retry_after`.
+    #[error("{reason}")]
+    RateLimited {
+        limit: &'static str,
+        retry_after: Duration,
+        reason: String,
+    },
+    /// The request or a field of it is larger than allowed; retrying the
+    /// same request cannot succeed.
+    #[error("{0}")]
+    TooLarge(String),
     /// A concurrent change won; the same request may succeed if retried.
     #[error("{0}")]
     Aborted(String),
@@ -98,7 +113,10 @@ impl From<InvalidGroupId> for ApiError {
 impl From<Status> for ApiError {
     /// Statuses from field validation in `confide_proto::validation`.
     fn from(status: Status) -> Self {
-        ApiError::InvalidArgument(status.message().to_string())
+        match status.code() {
+            Code::ResourceExhausted => ApiError::TooLarge(status.message().to_string()),
+            _ => ApiError::InvalidArgument(status.message().to_string()),
+        }
     }
 }
 
@@ -120,6 +138,24 @@ impl From<ApiError> for Status {
                     ERROR_DOMAIN,
                     HashMap::from([(META_CURRENT_EPOCH.to_string(), current.to_string())]),
                 ),
+            ),
+            ApiError::RateLimited {
+                limit,
+                retry_after,
+                reason,
+            } => {
+                let mut details = ErrorDetails::with_retry_info(Some(retry_after));
+                details.set_error_info(
+                    REASON_RATE_LIMITED,
+                    ERROR_DOMAIN,
+                    HashMap::from([(META_LIMIT.to_string(), limit.to_string())]),
+                );
+                Status::with_error_details(Code::ResourceExhausted, reason, details)
+            }
+            ApiError::TooLarge(reason) => Status::with_error_details(
+                Code::ResourceExhausted,
+                reason,
+                ErrorDetails::with_error_info(REASON_TOO_LARGE, ERROR_DOMAIN, HashMap::new()),
             ),
             ApiError::Internal(source) => {
                 tracing::error!(error = %source, "internal error");

@@ -19,7 +19,7 @@ impl Ds {
     ) -> ApiResult<u32> {
         let max = self.settings.max_key_packages_per_publish;
         if key_packages.len() > max {
-            return Err(ApiError::InvalidArgument(format!(
+            return Err(ApiError::TooLarge(format!(
                 "at most {max} key packages per publish"
             )));
         }
@@ -36,7 +36,11 @@ impl Ds {
                 format!("key package {i}")
             });
             if data.len() > self.settings.max_message_bytes {
-                return Err(ApiError::InvalidArgument(format!("{name} is too large")));
+                return Err(ApiError::TooLarge(format!(
+                    "{name} is {} bytes, more than the {} allowed",
+                    data.len(),
+                    self.settings.max_message_bytes
+                )));
             }
             let valid = validate_key_package(&data)
                 .map_err(|e| ApiError::InvalidArgument(format!("{name}: {e}")))?;
@@ -64,7 +68,14 @@ impl Ds {
 
     /// One key package for every device of `user`. A device whose pool runs
     /// low is told so through its inbox.
-    pub async fn claim_key_packages(&self, user: &str) -> ApiResult<Vec<ClaimedKeyPackage>> {
+    /// One key package for each device of `user`, for `claimer`, within the
+    /// claim limits per claimer and per claimer and user.
+    pub async fn claim_key_packages(
+        &self,
+        claimer: &ClientId,
+        user: &str,
+    ) -> ApiResult<Vec<ClaimedKeyPackage>> {
+        self.limits.check_claim(claimer, user)?;
         let devices = self.store.devices(user).await?;
         let mut claimed = Vec::with_capacity(devices.len());
         for device in devices {

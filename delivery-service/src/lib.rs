@@ -18,11 +18,15 @@ pub mod groups;
 pub mod grpc;
 pub mod hub;
 pub mod key_packages;
+pub mod limits;
 pub mod mls;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod telemetry;
+pub mod transport;
 
 pub use config::Settings;
-pub use server::{open_store, run, state};
+pub use server::{open_store, run, serve_health, state};
 pub use state::Storage;
+pub use transport::ServeError;

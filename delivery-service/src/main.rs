@@ -50,11 +50,31 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
+    let health_listener = bind_optional(settings.health_listen.as_deref()).await?;
+    let metrics_listener = bind_optional(settings.metrics_listen.as_deref()).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
     let state = confide_ds::state(store, settings, shutdown.clone());
+    if let Some(listener) = health_listener {
+        tokio::spawn(confide_ds::serve_health(
+            listener,
+            state.clone(),
+            shutdown.clone(),
+        ));
+    }
+    if let Some(listener) = metrics_listener {
+        tokio::spawn(confide_ds::telemetry::serve(listener, shutdown.clone()));
+    }
     confide_ds::run(listener, state, shutdown).await?;
     Ok(())
+}
+
+async fn bind_optional(addr: Option<&str>) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    let Some(addr) = addr else { return Ok(None) };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    Ok(Some(listener))
 }
 
 async fn stop_on_signal(shutdown: CancellationToken) {

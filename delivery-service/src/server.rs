@@ -5,10 +5,13 @@ use confide_proto::v1::{
     auth_service_server::AuthServiceServer, delivery_service_server::DeliveryServiceServer,
     group_service_server::GroupServiceServer, key_package_service_server::KeyPackageServiceServer,
 };
+use std::time::Duration;
+
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
+use tonic_health::pb::health_server::HealthServer;
+use tonic_health::server::HealthService;
 
 use crate::config::{Settings, StoreKind};
 use crate::grpc::{AuthApi, DeliveryApi, GroupApi, KeyPackageApi};
@@ -16,6 +19,7 @@ use crate::state::{AppState, Ds, Storage};
 use crate::store::StoreError;
 use crate::store::memory::MemoryStore;
 use crate::store::postgres::{PostgresStore, listen};
+use crate::transport::{ServeError, limited_incoming, tls_config};
 
 /// Opens the configured store; PostgreSQL is migrated before use.
 pub async fn open_store(settings: &Settings) -> Result<Storage, StoreError> {
@@ -62,19 +66,42 @@ async fn purge_expired(state: AppState) {
             Ok(purged) => tracing::debug!(purged, "expired challenges and sessions deleted"),
             Err(error) => tracing::warn!(%error, "purging expired sessions failed"),
         }
+        state.limits.forget_idle();
     }
 }
 
+/// Serves only gRPC health, in plaintext, on `listener` (for probes that
+/// cannot speak TLS), reporting the same statuses as the gRPC port.
+pub async fn serve_health(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let health = HealthServer::new(HealthService::from_health_reporter(state.health.clone()));
+    tracing::info!(addr = ?listener.local_addr().ok(), "health serving (plaintext)");
+    Server::builder()
+        .add_service(health)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown.cancelled_owned(),
+        )
+        .await?;
+    Ok(())
+}
+
 /// Serves every `confide.v1` service, gRPC health and reflection on
-/// `listener` until `shutdown` is cancelled. On shutdown health turns
-/// NOT_SERVING, live streams end and in-flight calls finish. With PostgreSQL,
-/// a background task relays the entries other replicas append to this
-/// replica's live subscribers, until shutdown.
+/// `listener` until `shutdown` is cancelled: over TLS when configured (the
+/// configuration refuses to load with neither TLS nor `plaintext`), with the
+/// configured connection, stream, time and size limits. On shutdown health
+/// turns NOT_SERVING, live streams end and in-flight calls finish. With
+/// PostgreSQL, a background task relays the entries other replicas append to
+/// this replica's live subscribers, until shutdown.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
     shutdown: CancellationToken,
-) -> Result<(), tonic::transport::Error> {
+) -> Result<(), ServeError> {
+    let tls = state.settings.tls.as_ref().map(tls_config).transpose()?;
     if let Some(store) = &state.postgres {
         tokio::spawn(listen::run(
             store.clone(),
@@ -83,7 +110,7 @@ pub async fn run(
         ));
     }
     tokio::spawn(purge_expired(state.clone()));
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    let health_reporter = state.health.clone();
     health_reporter
         .set_serving::<GroupServiceServer<GroupApi>>()
         .await;
@@ -96,15 +123,18 @@ pub async fn run(
     health_reporter
         .set_serving::<DeliveryServiceServer<DeliveryApi>>()
         .await;
+    let health_service =
+        HealthServer::new(HealthService::from_health_reporter(health_reporter.clone()));
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(confide_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .expect("the embedded descriptor sets are valid");
 
-    // Application-level limits are enforced per field; tonic's own decode
-    // limit only guards against absurd frames.
-    let max_frame = state.settings.max_message_bytes * 2 + 64 * 1024;
+    // The DS answers requests up to `limits.max_request_bytes` with
+    // RESOURCE_EXHAUSTED itself (`Ds::authenticated_client`); tonic's own
+    // decode limit (OUT_OF_RANGE) sits above it and only stops absurd frames.
+    let max_frame = state.settings.limits.max_request_bytes * 2 + 64 * 1024;
     let on_shutdown = {
         let shutdown = shutdown.clone();
         let state = state.clone();
@@ -117,8 +147,23 @@ pub async fn run(
             tracing::info!("shutting down: health is NOT_SERVING, streams end");
         }
     };
-    tracing::info!(addr = ?listener.local_addr().ok(), "confide-ds serving");
-    let served = Server::builder()
+    let transport = &state.settings.transport;
+    let mut server = Server::builder()
+        .max_concurrent_streams(transport.max_concurrent_streams)
+        .timeout(transport.request_timeout())
+        .http2_keepalive_interval(Some(Duration::from_secs(transport.keepalive_interval_secs)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(transport.keepalive_timeout_secs)));
+    if let Some(tls) = tls {
+        server = server.tls_config(tls)?;
+    }
+    tracing::info!(
+        addr = ?listener.local_addr().ok(),
+        tls = state.settings.tls.is_some(),
+        "confide-ds serving"
+    );
+    let incoming = limited_incoming(listener, transport.max_connections);
+    let served = server
+        .layer(crate::telemetry::RpcMetricsLayer)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(
@@ -135,9 +180,9 @@ pub async fn run(
             DeliveryServiceServer::new(DeliveryApi(state.clone()))
                 .max_decoding_message_size(max_frame),
         )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), on_shutdown)
+        .serve_with_incoming_shutdown(incoming, on_shutdown)
         .await;
     // Background tasks end with the server, even when serving failed.
     state.shutdown.cancel();
-    served
+    Ok(served?)
 }

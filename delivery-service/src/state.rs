@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Settings;
 use crate::groups::GroupLocks;
 use crate::hub::Hub;
+use crate::limits::RateLimits;
 use crate::store::Store;
 use crate::store::memory::MemoryStore;
 use crate::store::postgres::PostgresStore;
@@ -55,6 +56,9 @@ pub struct Ds {
     pub settings: Settings,
     pub hub: Arc<Hub>,
     pub groups: GroupLocks,
+    pub limits: RateLimits,
+    /// The statuses served by gRPC health on the gRPC port and the health port.
+    pub health: tonic_health::server::HealthReporter,
     /// Cancelled on shutdown; live streams end when it is.
     pub shutdown: CancellationToken,
     /// PostgreSQL only: where `crate::server::run` listens for the entries
@@ -69,6 +73,8 @@ impl Ds {
         Arc::new(Self {
             store: storage.store,
             hub: Hub::with_queue_depth(settings.live_queue_depth),
+            limits: RateLimits::new(&settings.limits),
+            health: tonic_health::server::HealthReporter::new(),
             settings,
             groups: GroupLocks::default(),
             shutdown,

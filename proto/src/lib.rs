@@ -25,6 +25,17 @@ pub const ERROR_DOMAIN: &str = "confide.v1";
 /// Metadata `current_epoch` carries the group's epoch.
 pub const REASON_WRONG_EPOCH: &str = "WRONG_EPOCH";
 
+/// ErrorInfo reason: a rate limit was hit; a `google.rpc.RetryInfo` detail
+/// says when to try again. Metadata `limit` names the limit.
+pub const REASON_RATE_LIMITED: &str = "RATE_LIMITED";
+
+/// ErrorInfo reason: the request or one of its fields is larger than the
+/// DS accepts; retrying the same request cannot succeed.
+pub const REASON_TOO_LARGE: &str = "TOO_LARGE";
+
+/// ErrorInfo metadata key naming the limit that was hit.
+pub const META_LIMIT: &str = "limit";
+
 /// ErrorInfo metadata key with the group's current epoch.
 pub const META_CURRENT_EPOCH: &str = "current_epoch";
 

@@ -14,13 +14,14 @@ impl<T> RequireField<T> for Option<T> {
     }
 }
 
-/// Checks that a bytes field is present and within a size bound.
+/// Checks that a bytes field is present and within a size bound: a missing
+/// field is INVALID_ARGUMENT, an oversized one RESOURCE_EXHAUSTED.
 pub fn require_bytes(value: &[u8], field: &'static str, max_len: usize) -> Result<(), Status> {
     if value.is_empty() {
         return Err(Status::invalid_argument(format!("missing field `{field}`")));
     }
     if value.len() > max_len {
-        return Err(Status::invalid_argument(format!(
+        return Err(Status::resource_exhausted(format!(
             "field `{field}` is {} bytes, more than the {max_len} allowed",
             value.len()
         )));
@@ -47,6 +48,7 @@ mod tests {
             Code::InvalidArgument
         );
         let err = require_bytes(b"12345", "commit", 4).unwrap_err();
+        assert_eq!(err.code(), Code::ResourceExhausted);
         assert!(err.message().contains("more than the 4 allowed"));
         assert!(require_bytes(b"1234", "commit", 4).is_ok());
     }

@@ -28,7 +28,9 @@ pub struct TestApp {
     pub store: Arc<dyn Store>,
     settings: Settings,
     shutdown: CancellationToken,
-    server: JoinHandle<Result<(), tonic::transport::Error>>,
+    server: JoinHandle<Result<(), confide_ds::ServeError>>,
+    /// `127.0.0.1:<port>` of this DS's Prometheus endpoint.
+    metrics_addr: std::net::SocketAddr,
 }
 
 /// Creates a fresh, migrated database and serves a DS on it on port 0.
@@ -57,7 +59,13 @@ impl TestApp {
         let store = storage.store();
         let state = confide_ds::state(storage, settings.clone(), shutdown.clone());
         let server = tokio::spawn(confide_ds::run(listener, state, shutdown.clone()));
+        let metrics = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding port 0");
+        let metrics_addr = metrics.local_addr().expect("a bound address");
+        tokio::spawn(confide_ds::telemetry::serve(metrics, shutdown.clone()));
         Self {
+            metrics_addr,
             endpoint,
             database_url: settings.database.url.clone(),
             store,
@@ -135,6 +143,28 @@ impl TestApp {
             .filter(|e| e.kind == domain::EntryKind::Commit)
             .map(|e| e.epoch)
             .collect()
+    }
+
+    /// What this DS's Prometheus endpoint serves (`GET /metrics`).
+    pub async fn metrics(&self) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut connection = tokio::net::TcpStream::connect(self.metrics_addr)
+            .await
+            .expect("connecting to the metrics endpoint");
+        connection
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("asking for the metrics");
+        let mut response = String::new();
+        connection
+            .read_to_string(&mut response)
+            .await
+            .expect("reading the metrics");
+        assert!(
+            response.starts_with("HTTP/1.1 200"),
+            "the metrics endpoint answered {response}"
+        );
+        response
     }
 
     /// Starts another DS on the same database, beside this one, as a second

@@ -112,7 +112,7 @@ pub async fn group_seqs_until_welcome(
 
 /// A fresh authentication challenge for `client`.
 pub async fn challenge_for(
-    auth: &v1::auth_service_client::AuthServiceClient<tonic::transport::Channel>,
+    auth: &v1::auth_service_client::AuthServiceClient<confide_client::api::Transport>,
     client: Option<v1::ClientId>,
 ) -> bytes::Bytes {
     auth.clone()
@@ -134,4 +134,44 @@ pub async fn next_welcome(stream: &mut tonic::Streaming<v1::Envelope>) -> v1::We
             return welcome;
         }
     }
+}
+
+/// A connection to `endpoint` (plaintext loopback) WITHOUT the client
+/// library's rate-limit retries, to see exactly what the DS answers.
+pub async fn raw_channel(endpoint: &str) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(endpoint.to_string())
+        .expect("a valid endpoint")
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {endpoint}: {e}"))
+}
+
+/// Asserts `status` is a rate-limit refusal of `limit` and returns the delay
+/// the DS asked for.
+#[track_caller]
+pub fn expect_rate_limited(status: &Status, limit: &str) -> std::time::Duration {
+    use tonic_types::StatusExt;
+    assert_eq!(
+        status.code(),
+        Code::ResourceExhausted,
+        "expected a rate limit: {status:?}"
+    );
+    let info = status
+        .get_details_error_info()
+        .expect("a rate limit carries an ErrorInfo");
+    assert_eq!(info.reason, confide_proto::REASON_RATE_LIMITED);
+    assert_eq!(
+        info.metadata
+            .get(confide_proto::META_LIMIT)
+            .map(String::as_str),
+        Some(limit),
+        "which limit: {status:?}"
+    );
+    let delay =
+        confide_client::retry::retry_after(status).expect("a rate limit says when to retry");
+    assert!(
+        delay > std::time::Duration::ZERO,
+        "the retry delay is positive"
+    );
+    delay
 }

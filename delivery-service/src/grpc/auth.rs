@@ -12,6 +12,7 @@ impl AuthService for AuthApi {
         &self,
         request: Request<v1::RegisterClientRequest>,
     ) -> Result<Response<v1::RegisterClientResponse>, Status> {
+        self.0.admit_unauthenticated(&request)?;
         let request = request.into_inner();
         let client = client_field(request.client)?;
         self.0
@@ -28,6 +29,7 @@ impl AuthService for AuthApi {
         &self,
         request: Request<v1::CreateChallengeRequest>,
     ) -> Result<Response<v1::CreateChallengeResponse>, Status> {
+        self.0.admit_unauthenticated(&request)?;
         let client = client_field(request.into_inner().client)?;
         let challenge = self.0.create_challenge(&client).await?;
         Ok(Response::new(v1::CreateChallengeResponse {
@@ -40,6 +42,7 @@ impl AuthService for AuthApi {
         &self,
         request: Request<v1::AuthenticateRequest>,
     ) -> Result<Response<v1::AuthenticateResponse>, Status> {
+        self.0.admit_unauthenticated(&request)?;
         let request = request.into_inner();
         let client = client_field(request.client)?;
         let session = self

@@ -27,14 +27,14 @@ impl KeyPackageService for KeyPackageApi {
         &self,
         request: Request<v1::ClaimKeyPackagesRequest>,
     ) -> Result<Response<v1::ClaimKeyPackagesResponse>, Status> {
-        self.0.authenticated_client(&request).await?;
+        let claimer = self.0.authenticated_client(&request).await?;
         let user = request.into_inner().user;
         if !valid_user(&user) {
             return Err(Status::invalid_argument(
                 "user must be 1 to 64 characters of A-Z a-z 0-9 . _ -",
             ));
         }
-        let claimed = self.0.claim_key_packages(&user).await?;
+        let claimed = self.0.claim_key_packages(&claimer, &user).await?;
         Ok(Response::new(v1::ClaimKeyPackagesResponse {
             key_packages: claimed
                 .into_iter()

@@ -8,6 +8,7 @@ mod delivery;
 mod epochs;
 mod handshakes;
 mod key_packages;
+mod limits;
 mod malformed;
 mod membership;
 mod privacy;
