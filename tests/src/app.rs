@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use confide_client::{Api, Client, ClientId, GroupId, StateLocation};
+use confide_client::{Api, Client, ClientId, GroupId, StateLocation, TlsOptions};
 use confide_ds::config::StoreKind;
 use confide_ds::domain::GroupEntry;
 use confide_ds::store::Store;
@@ -31,6 +31,11 @@ pub struct TestApp {
     server: JoinHandle<Result<(), confide_ds::ServeError>>,
     /// `127.0.0.1:<port>` of this DS's Prometheus endpoint.
     metrics_addr: std::net::SocketAddr,
+    /// `http://127.0.0.1:<port>` of this DS's plaintext health port.
+    pub health_endpoint: String,
+    /// How [`TestApp::api`] connects: set the CA (and a client certificate)
+    /// for a DS configured with TLS.
+    pub client_tls: TlsOptions,
 }
 
 /// Creates a fresh, migrated database and serves a DS on it on port 0.
@@ -54,10 +59,24 @@ impl TestApp {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("binding port 0");
-        let endpoint = format!("http://{}", listener.local_addr().expect("a bound address"));
+        let port = listener.local_addr().expect("a bound address").port();
+        // A TLS DS is reached by the name its test certificate carries.
+        let endpoint = match settings.tls {
+            Some(_) => format!("https://localhost:{port}"),
+            None => format!("http://127.0.0.1:{port}"),
+        };
         let shutdown = CancellationToken::new();
         let store = storage.store();
         let state = confide_ds::state(storage, settings.clone(), shutdown.clone());
+        let health = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding port 0");
+        let health_endpoint = format!("http://{}", health.local_addr().expect("a bound address"));
+        tokio::spawn(confide_ds::serve_health(
+            health,
+            state.clone(),
+            shutdown.clone(),
+        ));
         let server = tokio::spawn(confide_ds::run(listener, state, shutdown.clone()));
         let metrics = TcpListener::bind("127.0.0.1:0")
             .await
@@ -66,6 +85,8 @@ impl TestApp {
         tokio::spawn(confide_ds::telemetry::serve(metrics, shutdown.clone()));
         Self {
             metrics_addr,
+            health_endpoint,
+            client_tls: TlsOptions::default(),
             endpoint,
             database_url: settings.database.url.clone(),
             store,
@@ -86,7 +107,7 @@ impl TestApp {
 
     /// A new, unauthenticated connection to this DS.
     pub async fn api(&self) -> Api {
-        Api::connect(&self.endpoint)
+        Api::connect_with(&self.endpoint, &self.client_tls)
             .await
             .unwrap_or_else(|e| panic!("connecting to the DS at {}: {e}", self.endpoint))
     }

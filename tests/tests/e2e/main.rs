@@ -14,3 +14,4 @@ mod membership;
 mod privacy;
 mod replicas;
 mod restart;
+mod tls;
