@@ -70,6 +70,9 @@ impl Ds {
             Registration::KeyMismatch => Err(ApiError::AlreadyExists(
                 "this client is registered with another signature key".into(),
             )),
+            Registration::Removed => Err(ApiError::PermissionDenied(
+                "this client was removed; register the device under a new name".into(),
+            )),
         }
     }
 

@@ -267,7 +267,7 @@ impl Ds {
             let epoch = cached.handle.apply_proposal(caller, &proposal)?;
             let message = NewMessage {
                 group_id: group_id.clone(),
-                sender: caller.clone(),
+                sender: Some(caller.clone()),
                 dedup_key,
                 content_key: dedup_key,
                 kind: EntryKind::Proposal,
@@ -308,7 +308,7 @@ impl Ds {
         let parsed = mls::parse_application_message(&message, group_id)?;
         let message = NewMessage {
             group_id: group_id.clone(),
-            sender: caller.clone(),
+            sender: Some(caller.clone()),
             dedup_key: mls::dedup_key("application", &[&caller.identity(), message_id]),
             content_key: mls::dedup_key("content", &[&message]),
             kind: EntryKind::Application,

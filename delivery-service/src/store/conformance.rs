@@ -37,6 +37,8 @@ macro_rules! conformance_tests {
             registration_binds_key,
             challenge_is_single_use,
             sessions_expire,
+            a_revoked_session_is_gone_and_others_remain,
+            a_removed_client_loses_sessions_and_key_packages_and_stays_removed,
             key_package_claim_hands_each_out_once,
             concurrent_claims_never_hand_out_twice,
             create_group_rejects_taken_id,
@@ -161,6 +163,69 @@ pub async fn sessions_expire(store: Arc<dyn Store>) {
     assert_eq!(ok(store.session(&token, t0).await), None);
     assert_eq!(ok(store.session(&fresh, after_expiry).await), Some(alice));
     assert_eq!(ok(store.purge_expired(after_expiry).await), 0);
+}
+
+/// Revoking ends exactly that session.
+pub async fn a_revoked_session_is_gone_and_others_remain(store: Arc<dyn Store>) {
+    let alice = register(&*store, "alice", "phone").await;
+    let now = SystemTime::now();
+    let later = now + Duration::from_secs(60);
+    let (revoked, kept) = (dedup_key("revoked"), dedup_key("kept"));
+    ok(store.put_session(&revoked, &alice, later).await);
+    ok(store.put_session(&kept, &alice, later).await);
+    ok(store.revoke_session(&revoked).await);
+    assert_eq!(ok(store.session(&revoked, now).await), None);
+    assert_eq!(ok(store.session(&kept, now).await), Some(alice));
+    // Revoking an unknown session is harmless.
+    ok(store.revoke_session(&dedup_key("never issued")).await);
+}
+
+/// A removed client is a tombstone: no sessions, challenges or key
+/// packages, not listed among its user's devices, never registered again.
+pub async fn a_removed_client_loses_sessions_and_key_packages_and_stays_removed(
+    store: Arc<dyn Store>,
+) {
+    let laptop = register(&*store, "alice", "laptop").await;
+    let phone = register(&*store, "alice", "phone").await;
+    let now = SystemTime::now();
+    let later = now + Duration::from_secs(60);
+    ok(store
+        .put_session(&dedup_key("laptop"), &laptop, later)
+        .await);
+    ok(store.put_session(&dedup_key("phone"), &phone, later).await);
+    ok(store.put_challenge(&laptop, b"pending", later).await);
+    ok(store
+        .publish_key_packages(
+            &laptop,
+            key_packages("laptop", 0..2),
+            Some(key_package("laptop lr", 0)),
+        )
+        .await);
+
+    assert!(ok(store.remove_client(&laptop).await), "newly removed");
+    assert!(!ok(store.remove_client(&laptop).await), "removed before");
+    assert!(matches!(
+        store.remove_client(&client("alice", "tablet")).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    assert_eq!(ok(store.session(&dedup_key("laptop"), now).await), None);
+    assert_eq!(
+        ok(store.session(&dedup_key("phone"), now).await),
+        Some(phone.clone())
+    );
+    assert!(!ok(store.take_challenge(&laptop, b"pending", now).await));
+    assert_eq!(ok(store.claim_key_package(&laptop).await), None);
+    assert_eq!(ok(store.client(&laptop).await), None);
+    assert_eq!(ok(store.devices("alice").await), vec![phone]);
+    let again = ClientRecord {
+        id: laptop.clone(),
+        signature_key: format!("signature key of {laptop}").into_bytes(),
+    };
+    assert_eq!(
+        ok(store.register_client(&again).await),
+        Registration::Removed
+    );
 }
 
 // --- key packages ---
@@ -1025,7 +1090,7 @@ async fn remove(
 fn application(group: &GroupId, sender: &ClientId, epoch: u64, label: &str) -> NewMessage {
     NewMessage {
         group_id: group.clone(),
-        sender: sender.clone(),
+        sender: Some(sender.clone()),
         dedup_key: dedup_key(&format!("{group} {sender} {label}")),
         content_key: dedup_key(&format!("content {sender}: {label}")),
         kind: EntryKind::Application,

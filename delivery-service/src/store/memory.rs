@@ -32,6 +32,8 @@ struct State {
 
 struct ClientState {
     signature_key: Vec<u8>,
+    /// Deprovisioned: a tombstone that is never registered or authenticated again.
+    removed: bool,
     key_packages: BTreeMap<Vec<u8>, Bytes>,
     last_resort: Option<KeyPackageRecord>,
     inbox: Vec<InboxEntry>,
@@ -116,7 +118,9 @@ impl Store for MemoryStore {
     async fn register_client(&self, client: &ClientRecord) -> StoreResult<Registration> {
         let mut state = self.lock();
         if let Some(existing) = state.clients.get(&client.id) {
-            return Ok(if existing.signature_key == client.signature_key {
+            return Ok(if existing.removed {
+                Registration::Removed
+            } else if existing.signature_key == client.signature_key {
                 Registration::AlreadyRegistered
             } else {
                 Registration::KeyMismatch
@@ -126,6 +130,7 @@ impl Store for MemoryStore {
             client.id.clone(),
             ClientState {
                 signature_key: client.signature_key.clone(),
+                removed: false,
                 key_packages: BTreeMap::new(),
                 last_resort: None,
                 inbox: Vec::new(),
@@ -137,19 +142,44 @@ impl Store for MemoryStore {
     }
 
     async fn client(&self, id: &ClientId) -> StoreResult<Option<ClientRecord>> {
-        Ok(self.lock().clients.get(id).map(|c| ClientRecord {
-            id: id.clone(),
-            signature_key: c.signature_key.clone(),
-        }))
+        Ok(self
+            .lock()
+            .clients
+            .get(id)
+            .filter(|c| !c.removed)
+            .map(|c| ClientRecord {
+                id: id.clone(),
+                signature_key: c.signature_key.clone(),
+            }))
+    }
+
+    async fn remove_client(&self, id: &ClientId) -> StoreResult<bool> {
+        let mut state = self.lock();
+        let client = state
+            .clients
+            .get_mut(id)
+            .ok_or(StoreError::NotFound("client"))?;
+        let newly = !client.removed;
+        client.removed = true;
+        client.key_packages.clear();
+        client.last_resort = None;
+        state.sessions.retain(|_, (owner, _)| owner != id);
+        state.challenges.retain(|(owner, _), _| owner != id);
+        Ok(newly)
+    }
+
+    async fn revoke_session(&self, token_hash: &DedupKey) -> StoreResult<()> {
+        self.lock().sessions.remove(token_hash);
+        Ok(())
     }
 
     async fn devices(&self, user: &str) -> StoreResult<Vec<ClientId>> {
         Ok(self
             .lock()
             .clients
-            .keys()
-            .filter(|id| id.user() == user)
-            .cloned()
+            .iter()
+            .filter(|(id, c)| id.user() == user && !c.removed)
+            .map(|(id, _)| id.clone())
             .collect())
     }
 
@@ -416,7 +446,9 @@ impl Store for MemoryStore {
         {
             return Ok(AppendOutcome::Duplicate(entry));
         }
-        if !group.members.contains(&message.sender) {
+        if let Some(sender) = &message.sender
+            && !group.members.contains(sender)
+        {
             return Err(StoreError::NotMember);
         }
         let current = group.epoch;

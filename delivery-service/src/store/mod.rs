@@ -36,6 +36,8 @@ pub enum Registration {
     AlreadyRegistered,
     /// The client exists with a different signature key.
     KeyMismatch,
+    /// The client was removed (deprovisioned); its id is never reused.
+    Removed,
 }
 
 /// A validated key package, ready to be stored.
@@ -123,7 +125,9 @@ pub enum CommitOutcome {
 #[derive(Clone, Debug)]
 pub struct NewMessage {
     pub group_id: GroupId,
-    pub sender: ClientId,
+    /// The member that sent it, who must be on the roster; `None` for the
+    /// DS's own external-sender proposals.
+    pub sender: Option<ClientId>,
     /// The idempotency key: a retry with it returns the original entry.
     pub dedup_key: DedupKey,
     /// A hash of the MLS message: a replay of the same bytes under another
@@ -203,9 +207,17 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub trait Store: Send + Sync + 'static {
     // --- clients and sessions ---
     async fn register_client(&self, client: &ClientRecord) -> StoreResult<Registration>;
+    /// A registered client that was not removed.
     async fn client(&self, id: &ClientId) -> StoreResult<Option<ClientRecord>>;
-    /// Every registered device of a user.
+    /// Every registered device of a user, removed ones excepted.
     async fn devices(&self, user: &str) -> StoreResult<Vec<ClientId>>;
+    /// Deprovisions a client, atomically: it becomes a tombstone (never
+    /// registered or authenticated again) and its sessions, challenges and
+    /// key packages are deleted. True if it was active, false if it was
+    /// removed before; NotFound if it never existed.
+    async fn remove_client(&self, id: &ClientId) -> StoreResult<bool>;
+    /// Ends one session.
+    async fn revoke_session(&self, token_hash: &DedupKey) -> StoreResult<()>;
     async fn put_challenge(
         &self,
         client: &ClientId,

@@ -17,9 +17,11 @@ pub(super) async fn register(
     if insert_client(db, client).await? {
         return Ok(Registration::Created);
     }
-    // Clients are never deleted, so the row that blocked the insert is there.
-    match signature_key(db, &client.id).await? {
-        Some(key) if key == client.signature_key => Ok(Registration::AlreadyRegistered),
+    // Clients are never deleted (a removed one stays as a tombstone), so the
+    // row that blocked the insert is there.
+    match registered_key(db, &client.id).await? {
+        Some((_, true)) => Ok(Registration::Removed),
+        Some((key, false)) if key == client.signature_key => Ok(Registration::AlreadyRegistered),
         Some(_) => Ok(Registration::KeyMismatch),
         None => Err(StoreError::NotFound("client")),
     }
@@ -47,24 +49,83 @@ async fn insert_client(db: &impl GenericClient, client: &ClientRecord) -> StoreR
     Ok(inserted == 1)
 }
 
-pub(super) async fn signature_key(
+/// The client's signature key and whether it was removed.
+async fn registered_key(
     db: &impl GenericClient,
     client: &ClientId,
-) -> StoreResult<Option<Vec<u8>>> {
+) -> StoreResult<Option<(Vec<u8>, bool)>> {
     let stmt = db
         .prepare_cached(
-            "SELECT signature_key FROM clients WHERE user_name = $1 AND device_name = $2",
+            "SELECT signature_key, removed_at IS NOT NULL FROM clients
+             WHERE user_name = $1 AND device_name = $2",
         )
         .await?;
     let row = db
         .query_opt(&stmt, &[&client.user(), &client.device()])
         .await?;
-    Ok(row.map(|row| row.try_get(0)).transpose()?)
+    Ok(row
+        .map(|row| Ok::<_, tokio_postgres::Error>((row.try_get(0)?, row.try_get(1)?)))
+        .transpose()?)
+}
+
+/// The signature key of a client that is registered and not removed.
+pub(super) async fn signature_key(
+    db: &impl GenericClient,
+    client: &ClientId,
+) -> StoreResult<Option<Vec<u8>>> {
+    Ok(registered_key(db, client)
+        .await?
+        .and_then(|(key, removed)| (!removed).then_some(key)))
+}
+
+/// Marks the client removed and deletes its sessions, challenges and key
+/// packages. True if it was active; false if it was removed before.
+pub(super) async fn remove(db: &impl GenericClient, client: &ClientId) -> StoreResult<bool> {
+    let mark = db
+        .prepare_cached(
+            "UPDATE clients SET removed_at = now()
+             WHERE user_name = $1 AND device_name = $2 AND removed_at IS NULL",
+        )
+        .await?;
+    let args: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&client.user(), &client.device()];
+    let newly = db.execute(&mark, &args).await? == 1;
+    if !newly && registered_key(db, client).await?.is_none() {
+        return Err(StoreError::NotFound("client"));
+    }
+    for table in [
+        "sessions",
+        "challenges",
+        "key_packages",
+        "last_resort_key_packages",
+    ] {
+        let stmt = db
+            .prepare_cached(&format!(
+                "DELETE FROM {table} WHERE user_name = $1 AND device_name = $2"
+            ))
+            .await?;
+        db.execute(&stmt, &args).await?;
+    }
+    Ok(newly)
+}
+
+/// Ends one session.
+pub(super) async fn revoke_session(
+    db: &impl GenericClient,
+    token_hash: &DedupKey,
+) -> StoreResult<()> {
+    let stmt = db
+        .prepare_cached("DELETE FROM sessions WHERE token_hash = $1")
+        .await?;
+    db.execute(&stmt, &[&token_hash.as_slice()]).await?;
+    Ok(())
 }
 
 pub(super) async fn devices(db: &impl GenericClient, user: &str) -> StoreResult<Vec<ClientId>> {
     let stmt = db
-        .prepare_cached("SELECT device_name FROM clients WHERE user_name = $1 ORDER BY device_name")
+        .prepare_cached(
+            "SELECT device_name FROM clients
+             WHERE user_name = $1 AND removed_at IS NULL ORDER BY device_name",
+        )
         .await?;
     let rows = db.query(&stmt, &[&user]).await?;
     rows.iter()

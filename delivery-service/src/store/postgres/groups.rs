@@ -187,7 +187,9 @@ pub(super) async fn append(pool: &Pool, message: &NewMessage) -> StoreResult<App
     if let Some(original) = find_entry(&tx, &message.group_id, &message.dedup_key).await? {
         return Ok(AppendOutcome::Duplicate(original));
     }
-    if !is_member(&tx, &message.group_id, &message.sender).await? {
+    if let Some(sender) = &message.sender
+        && !is_member(&tx, &message.group_id, sender).await?
+    {
         return Err(StoreError::NotMember);
     }
     let in_window = message.epoch <= group.epoch

@@ -121,6 +121,18 @@ impl Store for PostgresStore {
         clients::devices(&self.pool.get().await?, user).await
     }
 
+    async fn remove_client(&self, id: &ClientId) -> StoreResult<bool> {
+        let mut conn = self.pool.get().await?;
+        let tx = conn.transaction().await?;
+        let removed = clients::remove(&tx, id).await?;
+        tx.commit().await?;
+        Ok(removed)
+    }
+
+    async fn revoke_session(&self, token_hash: &DedupKey) -> StoreResult<()> {
+        clients::revoke_session(&self.pool.get().await?, token_hash).await
+    }
+
     async fn put_challenge(
         &self,
         client: &ClientId,
