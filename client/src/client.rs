@@ -7,7 +7,7 @@
 //! group log, and the operation is rebuilt and retried without the caller
 //! doing anything.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use confide_ds::domain::ClientId;
 use confide_ds::mls::{CIPHERSUITE, client_of};
@@ -32,8 +32,17 @@ const MAX_COMMIT_ATTEMPTS: u32 = 32;
 pub const KEY_PACKAGE_BATCH: usize = 20;
 const FETCH_PAGE: u32 = 500;
 
-fn group_config() -> MlsGroupCreateConfig {
+/// Group settings; with the DS's external sender listed, the DS can propose
+/// removing a deprovisioned device (never adding anyone: members commit only
+/// its Remove proposals).
+fn group_config(external_sender: Option<ExternalSender>) -> MlsGroupCreateConfig {
+    let extensions = match external_sender {
+        Some(sender) => Extensions::single(Extension::ExternalSenders(vec![sender]))
+            .expect("ExternalSenders is a group context extension"),
+        None => Extensions::empty(),
+    };
     MlsGroupCreateConfig::builder()
+        .with_group_context_extensions(extensions)
         .ciphersuite(CIPHERSUITE)
         .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
         .use_ratchet_tree_extension(true)
@@ -74,6 +83,8 @@ enum Change {
     Add(Vec<KeyPackage>),
     Remove(Vec<String>),
     Update,
+    /// Commit the proposals queued in the group (the DS's removals).
+    PendingProposals,
 }
 
 /// What an accepted commit did.
@@ -95,6 +106,8 @@ pub struct Client {
     groups: HashMap<GroupId, MlsGroup>,
     events: VecDeque<Event>,
     stream: Option<tonic::Streaming<v1::Envelope>>,
+    /// Groups with a DS removal proposal this client has yet to commit.
+    external_removals: BTreeSet<GroupId>,
 }
 
 impl Client {
@@ -182,6 +195,7 @@ impl Client {
             groups: HashMap::new(),
             events: VecDeque::new(),
             stream: None,
+            external_removals: BTreeSet::new(),
         })
     }
 
@@ -286,10 +300,23 @@ impl Client {
 
     /// Creates a group with this client as its only member.
     pub async fn create_group(&mut self) -> ClientResult<GroupId> {
+        let request = self.api.request(v1::GetServiceInfoRequest {});
+        let info = self
+            .api
+            .auth()
+            .get_service_info(request)
+            .await?
+            .into_inner();
+        let external_sender = info.external_sender.map(|ds| {
+            ExternalSender::new(
+                ds.signature_public_key.to_vec().into(),
+                BasicCredential::new(ds.identity.to_vec()).into(),
+            )
+        });
         let group = MlsGroup::new(
             &self.provider,
             &self.signer,
-            &group_config(),
+            &group_config(external_sender),
             self.credential.clone(),
         )
         .map_err(mls)?;
@@ -422,6 +449,15 @@ impl Client {
                         .remove_members(&self.provider, &self.signer, &leaves)
                         .map_err(mls)?
                 }
+                Change::PendingProposals => {
+                    if group.pending_proposals().next().is_none() {
+                        // Another member committed them meanwhile.
+                        return Err(ClientError::NothingToCommit);
+                    }
+                    group
+                        .commit_to_pending_proposals(&self.provider, &self.signer)
+                        .map_err(mls)?
+                }
                 Change::Update => {
                     let bundle = group
                         .self_update(&self.provider, &self.signer, LeafNodeParameters::default())
@@ -519,12 +555,36 @@ impl Client {
         for group_id in groups {
             self.catch_up_group(&group_id).await?;
         }
+        self.commit_external_removals().await?;
         Ok(self.events.drain(..).collect())
+    }
+
+    /// Commits the removals the DS proposed (deprovisioned devices). Every
+    /// member tries; one commit wins the epoch and the others, catching up,
+    /// find nothing left to commit.
+    async fn commit_external_removals(&mut self) -> ClientResult<()> {
+        while let Some(group_id) = self.external_removals.pop_first() {
+            if !self.groups.contains_key(&group_id) {
+                continue;
+            }
+            match self.commit(&group_id, Change::PendingProposals).await {
+                Ok(_) | Err(ClientError::NothingToCommit) => {}
+                Err(error) => {
+                    self.external_removals.insert(group_id);
+                    return Err(error);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The next event from the live stream (opened on first use).
     pub async fn next_event(&mut self) -> ClientResult<Event> {
         loop {
+            if let Some(event) = self.events.pop_front() {
+                return Ok(event);
+            }
+            self.commit_external_removals().await?;
             if let Some(event) = self.events.pop_front() {
                 return Ok(event);
             }
@@ -645,6 +705,12 @@ impl Client {
         let mut removed = false;
         match process_entry(group, &self.provider, &entry) {
             Ok(events) => {
+                if group
+                    .pending_proposals()
+                    .any(|p| matches!(p.sender(), Sender::External(_)))
+                {
+                    self.external_removals.insert(group_id.clone());
+                }
                 for event in events {
                     removed |= matches!(event, Event::Removed { .. });
                     self.events.push_back(event);
@@ -804,6 +870,22 @@ fn process_entry(
     let processed = group
         .process_message(provider, message)
         .map_err(|e| e.to_string())?;
+    if let Sender::External(_) = processed.sender() {
+        // The DS as external sender: it may only propose removing a member
+        // (a deprovisioned device); anything else is refused, so the DS can
+        // never get anyone added.
+        return match processed.into_content() {
+            ProcessedMessageContent::ProposalMessage(proposal)
+                if matches!(proposal.proposal(), Proposal::Remove(_)) =>
+            {
+                group
+                    .store_pending_proposal(provider.storage(), *proposal)
+                    .map_err(|e| e.to_string())?;
+                Ok(Vec::new())
+            }
+            _ => Err("the delivery service may only propose removals".into()),
+        };
+    }
     let sender = client_of(processed.credential()).map_err(|e| e.to_string())?;
     let mut events = Vec::new();
     match processed.into_content() {

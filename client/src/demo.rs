@@ -38,7 +38,7 @@ pub async fn run(out: &mut impl Write) -> anyhow::Result<()> {
         store.clone(),
         confide_ds::Settings::for_tests(),
         shutdown.clone(),
-    );
+    )?;
     let server = tokio::spawn(confide_ds::run(listener, state, shutdown.clone()));
     writeln!(
         out,

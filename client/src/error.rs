@@ -21,6 +21,8 @@ pub enum ClientError {
     TooManyRetries(u32),
     #[error("the event stream ended")]
     StreamEnded,
+    #[error("nothing is pending to commit")]
+    NothingToCommit,
 }
 
 pub type ClientResult<T> = Result<T, ClientError>;

@@ -167,22 +167,52 @@ impl Ds {
     }
 
     async fn session_client<T>(&self, request: &tonic::Request<T>) -> ApiResult<ClientId> {
-        let header = request
-            .metadata()
-            .get(confide_proto::AUTHORIZATION_HEADER)
-            .ok_or(ApiError::Unauthenticated("missing session token"))?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or(ApiError::Unauthenticated(
-                "authorization must be `Bearer <session token>`",
-            ))?;
         self.store
-            .session(&token_hash(token), SystemTime::now())
+            .session(&token_hash(bearer_token(request)?), SystemTime::now())
             .await?
             .ok_or(ApiError::Unauthenticated(
                 "invalid or expired session token",
             ))
     }
+
+    /// Ends the session the request carries.
+    pub async fn revoke_session<T: prost::Message>(
+        &self,
+        request: &tonic::Request<T>,
+    ) -> ApiResult<ClientId> {
+        let client = self.authenticated_client(request).await?;
+        self.store
+            .revoke_session(&token_hash(bearer_token(request)?))
+            .await?;
+        Ok(client)
+    }
+
+    /// Whether the request carries the configured admin token (compared in
+    /// constant time). A wrong or unconfigured one is refused outright.
+    pub fn is_admin<T>(&self, request: &tonic::Request<T>) -> ApiResult<bool> {
+        let Some(presented) = request.metadata().get(confide_proto::ADMIN_TOKEN_HEADER) else {
+            return Ok(false);
+        };
+        match &self.settings.admin_token {
+            Some(expected) if constant_time_eq(expected.as_bytes(), presented.as_bytes()) => {
+                Ok(true)
+            }
+            _ => Err(ApiError::PermissionDenied("invalid admin token".into())),
+        }
+    }
+}
+
+/// The session token of `authorization: Bearer <token>`.
+fn bearer_token<T>(request: &tonic::Request<T>) -> ApiResult<&str> {
+    let header = request
+        .metadata()
+        .get(confide_proto::AUTHORIZATION_HEADER)
+        .ok_or(ApiError::Unauthenticated("missing session token"))?;
+    header
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(ApiError::Unauthenticated(
+            "authorization must be `Bearer <session token>`",
+        ))
 }

@@ -102,6 +102,12 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// When set, registering a client requires this token (organisation deployments).
     pub registration_token: Option<String>,
+    /// When set, an operator presenting it may deprovision any client.
+    pub admin_token: Option<String>,
+    /// The DS's external sender key (created there on first start; share it
+    /// between replicas). When set, clients list the DS as an external sender
+    /// in new groups and deprovisioning removes a device from its groups.
+    pub external_sender_key_file: Option<PathBuf>,
     pub session_ttl_secs: u64,
     pub challenge_ttl_secs: u64,
     /// Application messages are accepted for the current epoch and this many before it.
@@ -268,6 +274,11 @@ impl fmt::Debug for Settings {
                 "registration_token",
                 &self.registration_token.as_ref().map(|_| "<redacted>"),
             )
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("external_sender_key_file", &self.external_sender_key_file)
             .field("session_ttl_secs", &self.session_ttl_secs)
             .field("max_epoch_lag", &self.max_epoch_lag)
             .field("key_package_low_watermark", &self.key_package_low_watermark)
@@ -370,9 +381,11 @@ mod tests {
     fn debug_output_never_contains_secrets() {
         let mut settings = Settings::for_tests();
         settings.registration_token = Some("org-secret-token".into());
+        settings.admin_token = Some("operator-secret".into());
         settings.database.url = "postgres://confide:hunter2@db:5432/confide".into();
         let printed = format!("{settings:?}");
         assert!(!printed.contains("org-secret-token"));
+        assert!(!printed.contains("operator-secret"));
         assert!(!printed.contains("hunter2"));
         assert!(printed.contains("postgres://confide:<redacted>@db:5432/confide"));
     }

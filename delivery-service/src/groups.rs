@@ -257,29 +257,57 @@ impl Ds {
         self.check_size(&proposal, "proposal")?;
         self.require_member(caller, group_id).await?;
         let dedup_key = mls::dedup_key("proposal", &[&proposal]);
-        let slot = self.groups.slot(group_id);
-        let mut guard = slot.lock().await;
         if let Some(entry) = self.store.find_entry(group_id, &dedup_key).await? {
             return Ok(entry.seq);
         }
+        let seq = self
+            .append_proposal(group_id, Some(caller), |handle| {
+                let epoch = handle.apply_proposal(caller, &proposal)?;
+                Ok(Some((proposal.clone(), epoch)))
+            })
+            .await?;
+        Ok(seq.expect("a member's proposal is always made"))
+    }
+
+    /// Appends the proposal `make` produces against the group's current
+    /// public state (and queues there), under the group's lock; if another
+    /// replica changed the state meanwhile, reloads and makes it again.
+    /// `make` returns the proposal and its epoch, or `None` to append
+    /// nothing. A proposal appended before returns its original seq.
+    pub(crate) async fn append_proposal(
+        &self,
+        group_id: &GroupId,
+        sender: Option<&ClientId>,
+        mut make: impl FnMut(&mut GroupHandle) -> ApiResult<Option<(Bytes, u64)>>,
+    ) -> ApiResult<Option<u64>> {
+        let slot = self.groups.slot(group_id);
+        let mut guard = slot.lock().await;
         for _ in 0..STATE_RETRIES {
             let cached = self.current_state(&mut guard, group_id).await?;
-            let epoch = cached.handle.apply_proposal(caller, &proposal)?;
+            let Some((proposal, epoch)) = make(&mut cached.handle)? else {
+                return Ok(None);
+            };
+            let dedup_key = mls::dedup_key("proposal", &[&proposal]);
             let message = NewMessage {
                 group_id: group_id.clone(),
-                sender: Some(caller.clone()),
+                sender: sender.cloned(),
                 dedup_key,
                 content_key: dedup_key,
                 kind: EntryKind::Proposal,
                 epoch,
-                message: proposal.clone(),
+                message: proposal,
                 max_epoch_lag: 0,
                 new_state: Some((cached.handle.to_blob(), cached.version)),
             };
             match self.store.append(message).await {
-                Ok(outcome) => {
+                Ok(outcome @ AppendOutcome::Appended(_)) => {
                     cached.version += 1;
-                    return Ok(self.publish_appended(outcome));
+                    return Ok(Some(self.publish_appended(outcome)));
+                }
+                Ok(outcome) => {
+                    // Appended before: the cache queued it twice; reload.
+                    *guard = None;
+                    return Ok(Some(self.publish_appended(outcome)));
                 }
                 Err(error) => {
                     *guard = None;

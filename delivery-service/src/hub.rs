@@ -161,6 +161,22 @@ impl Hub {
         }
     }
 
+    /// Ends every live subscription of `client` in this process (a
+    /// deprovisioned device): their streams close.
+    pub fn disconnect(&self, client: &ClientId) {
+        let ids: Vec<SubscriberId> = self
+            .read()
+            .by_client
+            .get(client)
+            .map(|ids| ids.iter().copied().collect())
+            .unwrap_or_default();
+        for id in ids {
+            // Dropping the handle drops its sender: the subscription's
+            // receiver ends, and so does its stream.
+            self.unregister(id);
+        }
+    }
+
     fn unregister(&self, id: SubscriberId) {
         let mut registry = self.write();
         let Some(handle) = registry.subscribers.remove(&id) else {

@@ -12,6 +12,7 @@
 pub mod auth;
 pub mod config;
 pub mod delivery;
+pub mod deprovision;
 pub mod domain;
 pub mod error;
 pub mod groups;

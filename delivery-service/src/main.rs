@@ -54,7 +54,8 @@ async fn main() -> anyhow::Result<()> {
     let metrics_listener = bind_optional(settings.metrics_listen.as_deref()).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    let state = confide_ds::state(store, settings, shutdown.clone());
+    let state = confide_ds::state(store, settings, shutdown.clone())
+        .context("loading the external sender key")?;
     if let Some(listener) = health_listener {
         tokio::spawn(confide_ds::serve_health(
             listener,

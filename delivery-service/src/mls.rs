@@ -546,6 +546,131 @@ impl GroupHandle {
             .map_err(|_| MlsError::CorruptState)?;
         Ok(epoch)
     }
+
+    /// The DS's position among the group's external senders, if the group
+    /// lists `key` there.
+    fn external_sender_index(&self, key: &ExternalSenderKey) -> Option<SenderExtensionIndex> {
+        let senders = self.group.group_context().extensions().external_senders()?;
+        let ds = key.as_external_sender();
+        senders
+            .iter()
+            .position(|sender| *sender == ds)
+            .map(|i| SenderExtensionIndex::new(i as u32))
+    }
+
+    /// Proposes, as the DS's external sender, to remove `client`'s leaf, and
+    /// queues the proposal as a member's would be (so a commit may refer to
+    /// it). Returns the PublicMessage and its epoch; `Ok(None)` if the group
+    /// does not list the DS as an external sender or `client` has no leaf.
+    pub fn propose_remove(
+        &mut self,
+        key: &ExternalSenderKey,
+        client: &ClientId,
+    ) -> Result<Option<(Vec<u8>, u64)>, MlsError> {
+        let Some(sender_index) = self.external_sender_index(key) else {
+            return Ok(None);
+        };
+        let identity = client.identity();
+        let Some(leaf) = self
+            .group
+            .members()
+            .find(|m| m.credential.serialized_content() == identity.as_slice())
+            .map(|m| m.index)
+        else {
+            return Ok(None);
+        };
+        let message = ExternalProposal::new_remove::<openmls_rust_crypto::OpenMlsRustCrypto>(
+            leaf,
+            self.group.group_id().clone(),
+            self.group.group_context().epoch(),
+            key.signer(),
+            sender_index,
+        )
+        .map_err(|_| MlsError::CorruptState)?;
+        let bytes = message
+            .tls_serialize_detached()
+            .map_err(|_| MlsError::CorruptState)?;
+        let group_id = self.group_id();
+        let parsed = parse_public_message(&bytes, "proposal", &group_id, ContentType::Proposal)?;
+        let processed = self
+            .group
+            .process_message(&RustCrypto::default(), ProtocolMessage::from(parsed))
+            .map_err(|e| invalid("proposal", e))?;
+        let ProcessedMessageContent::ProposalMessage(queued) = processed.into_content() else {
+            return Err(MlsError::CorruptState);
+        };
+        self.group
+            .add_proposal(&self.storage, *queued)
+            .map_err(|_| MlsError::CorruptState)?;
+        Ok(Some((bytes, self.epoch())))
+    }
+}
+
+/// The DS's own signature key as an MLS external sender (RFC 9420 §12.1.8.1):
+/// with it the DS signs Remove proposals for deprovisioned clients. It never
+/// opens a message: an external sender holds no group secret.
+pub struct ExternalSenderKey {
+    signer: openmls_basic_credential::SignatureKeyPair,
+}
+
+impl ExternalSenderKey {
+    /// The BasicCredential identity the DS uses as an external sender.
+    pub const IDENTITY: &'static [u8] = b"confide-ds";
+
+    /// Loads the key from `path`, or creates it there (readable by the owner
+    /// only) if the file does not exist. Replicas of one deployment share it.
+    pub fn load_or_create(path: &std::path::Path) -> std::io::Result<Self> {
+        use std::io::Write as _;
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                let signer = serde_json::from_slice(&bytes).map_err(|e| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!(
+                            "{} is not a Confide external sender key: {e}",
+                            path.display()
+                        ),
+                    )
+                })?;
+                Ok(Self { signer })
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                let key = Self::generate();
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                let mut file = options.open(path)?;
+                file.write_all(&serde_json::to_vec(&key.signer).map_err(std::io::Error::other)?)?;
+                file.sync_all()?;
+                Ok(key)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    pub fn generate() -> Self {
+        Self {
+            signer: openmls_basic_credential::SignatureKeyPair::new(SignatureScheme::ED25519)
+                .expect("Ed25519 key generation does not fail"),
+        }
+    }
+
+    pub fn public(&self) -> &[u8] {
+        self.signer.public()
+    }
+
+    /// The entry a group's ExternalSenders extension has for this DS.
+    pub fn as_external_sender(&self) -> ExternalSender {
+        ExternalSender::new(
+            self.signer.public().into(),
+            BasicCredential::new(Self::IDENTITY.to_vec()).into(),
+        )
+    }
+
+    fn signer(&self) -> &openmls_basic_credential::SignatureKeyPair {
+        &self.signer
+    }
 }
 
 fn encode_map(values: &HashMap<Vec<u8>, Vec<u8>>) -> Vec<u8> {

@@ -35,12 +35,13 @@ pub async fn open_store(settings: &Settings) -> Result<Storage, StoreError> {
     })
 }
 
-/// Builds the state for a store; `shutdown` ends live streams too.
+/// Builds the state for a store; `shutdown` ends live streams too. Fails if
+/// the configured external sender key cannot be read or created.
 pub fn state(
     storage: impl Into<Storage>,
     settings: Settings,
     shutdown: CancellationToken,
-) -> AppState {
+) -> std::io::Result<AppState> {
     Ds::new(storage.into(), settings, shutdown)
 }
 

@@ -57,6 +57,8 @@ pub struct Ds {
     pub hub: Arc<Hub>,
     pub groups: GroupLocks,
     pub limits: RateLimits,
+    /// The DS's external sender key, when configured.
+    pub external_sender: Option<crate::mls::ExternalSenderKey>,
     /// The statuses served by gRPC health on the gRPC port and the health port.
     pub health: tonic_health::server::HealthReporter,
     /// Cancelled on shutdown; live streams end when it is.
@@ -69,8 +71,20 @@ pub struct Ds {
 pub type AppState = Arc<Ds>;
 
 impl Ds {
-    pub fn new(storage: Storage, settings: Settings, shutdown: CancellationToken) -> AppState {
-        Arc::new(Self {
+    /// Fails only if the configured external sender key cannot be read or
+    /// created.
+    pub fn new(
+        storage: Storage,
+        settings: Settings,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<AppState> {
+        let external_sender = settings
+            .external_sender_key_file
+            .as_deref()
+            .map(crate::mls::ExternalSenderKey::load_or_create)
+            .transpose()?;
+        Ok(Arc::new(Self {
+            external_sender,
             store: storage.store,
             hub: Hub::with_queue_depth(settings.live_queue_depth),
             limits: RateLimits::new(&settings.limits),
@@ -79,6 +93,6 @@ impl Ds {
             groups: GroupLocks::default(),
             shutdown,
             postgres: storage.postgres,
-        })
+        }))
     }
 }

@@ -18,6 +18,9 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("conf
 /// gRPC metadata key carrying `Bearer <session token>`.
 pub const AUTHORIZATION_HEADER: &str = "authorization";
 
+/// gRPC metadata key carrying the operator's admin token (RemoveClient).
+pub const ADMIN_TOKEN_HEADER: &str = "x-confide-admin-token";
+
 /// `google.rpc.ErrorInfo` domain of every typed error detail Confide sends.
 pub const ERROR_DOMAIN: &str = "confide.v1";
 

@@ -67,7 +67,8 @@ impl TestApp {
         };
         let shutdown = CancellationToken::new();
         let store = storage.store();
-        let state = confide_ds::state(storage, settings.clone(), shutdown.clone());
+        let state = confide_ds::state(storage, settings.clone(), shutdown.clone())
+            .expect("loading the external sender key");
         let health = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("binding port 0");

@@ -2,6 +2,7 @@ use confide_proto::v1::{self, auth_service_server::AuthService};
 use tonic::{Request, Response, Status};
 
 use super::convert::{client_field, unix_ms};
+use crate::mls::ExternalSenderKey;
 use crate::state::AppState;
 
 pub struct AuthApi(pub AppState);
@@ -52,6 +53,45 @@ impl AuthService for AuthApi {
         Ok(Response::new(v1::AuthenticateResponse {
             session_token: session.token,
             expires_at_unix_ms: unix_ms(session.expires_at),
+        }))
+    }
+
+    async fn revoke_session(
+        &self,
+        request: Request<v1::RevokeSessionRequest>,
+    ) -> Result<Response<v1::RevokeSessionResponse>, Status> {
+        let client = self.0.revoke_session(&request).await?;
+        tracing::debug!(%client, "session revoked");
+        Ok(Response::new(v1::RevokeSessionResponse {}))
+    }
+
+    async fn remove_client(
+        &self,
+        request: Request<v1::RemoveClientRequest>,
+    ) -> Result<Response<v1::RemoveClientResponse>, Status> {
+        let target = client_field(request.get_ref().client.clone())?;
+        self.0.authorize_removal(&request, &target).await?;
+        let removal = self.0.remove_client(&target).await?;
+        Ok(Response::new(v1::RemoveClientResponse {
+            removal_proposed_in: removal.proposed_in,
+            not_removable_in: removal.not_removable_in,
+        }))
+    }
+
+    async fn get_service_info(
+        &self,
+        request: Request<v1::GetServiceInfoRequest>,
+    ) -> Result<Response<v1::GetServiceInfoResponse>, Status> {
+        self.0.admit_unauthenticated(&request)?;
+        Ok(Response::new(v1::GetServiceInfoResponse {
+            external_sender: self
+                .0
+                .external_sender
+                .as_ref()
+                .map(|key| v1::ExternalSender {
+                    signature_public_key: key.public().to_vec().into(),
+                    identity: ExternalSenderKey::IDENTITY.to_vec().into(),
+                }),
         }))
     }
 }

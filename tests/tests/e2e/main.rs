@@ -5,6 +5,7 @@
 mod authorization;
 mod conversation;
 mod delivery;
+mod deprovision;
 mod epochs;
 mod handshakes;
 mod key_packages;
