@@ -812,6 +812,28 @@ impl Client {
         Ok(self.group(group_id)?.epoch().as_u64())
     }
 
+    /// Secret material this client holds that must never reach the DS: its
+    /// signature private key and, per group, a secret exported from the
+    /// current epoch. For leak tests (searching what the DS stores, logs and
+    /// exports); the client already owns these keys.
+    #[doc(hidden)]
+    pub fn secret_material(&self) -> ClientResult<Vec<Vec<u8>>> {
+        // openmls exposes the private key only through its serde form.
+        let signer = serde_json::to_value(&self.signer).map_err(mls)?;
+        let private: Vec<u8> = serde_json::from_value(signer["private"].clone())
+            .or_else(|_| serde_json::from_value(signer["private"]["vec"].clone()))
+            .map_err(|e| ClientError::Invalid(format!("reading the signature key: {e}")))?;
+        let mut secrets = vec![private];
+        for group in self.groups.values() {
+            secrets.push(
+                group
+                    .export_secret(self.provider.crypto(), "confide leak test", b"", 32)
+                    .map_err(mls)?,
+            );
+        }
+        Ok(secrets)
+    }
+
     /// The epoch authenticator: equal for every member in the same epoch of
     /// the same group, different on a fork.
     pub fn epoch_authenticator(&self, group_id: &[u8]) -> ClientResult<Vec<u8>> {
