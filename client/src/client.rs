@@ -812,6 +812,38 @@ impl Client {
         Ok(self.group(group_id)?.epoch().as_u64())
     }
 
+    /// A safety code for the group's current epoch, for members to compare
+    /// out of band (read aloud, or shown side by side): 12 groups of 5
+    /// digits derived from the epoch authenticator (RFC 9420 §8.7). Members
+    /// in the same epoch of the same group have the same code; a member the
+    /// DS forked onto another history, or a group the DS altered, has a
+    /// different one. It changes with every epoch.
+    pub fn safety_code(&self, group_id: &[u8]) -> ClientResult<String> {
+        use sha2::{Digest, Sha256};
+        let group = self.group(group_id)?;
+        let authenticator = group.epoch_authenticator();
+        let block = |counter: u8| {
+            Sha256::new()
+                .chain_update(b"confide safety code v1")
+                .chain_update([counter])
+                .chain_update((group_id.len() as u64).to_be_bytes())
+                .chain_update(group_id)
+                .chain_update(group.epoch().as_u64().to_be_bytes())
+                .chain_update(authenticator.as_slice())
+                .finalize()
+        };
+        let bytes: Vec<u8> = [block(0), block(1)].concat();
+        let groups: Vec<String> = bytes
+            .chunks_exact(5)
+            .take(12)
+            .map(|chunk| {
+                let value = chunk.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+                format!("{:05}", value % 100_000)
+            })
+            .collect();
+        Ok(groups.join(" "))
+    }
+
     /// Secret material this client holds that must never reach the DS: its
     /// signature private key and, per group, a secret exported from the
     /// current epoch. For leak tests (searching what the DS stores, logs and

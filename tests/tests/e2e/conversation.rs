@@ -100,3 +100,35 @@ async fn a_self_update_moves_every_member_to_the_same_new_epoch() -> anyhow::Res
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_in_the_same_epoch_show_the_same_safety_code_and_it_changes_with_the_epoch() {
+    let app = spawn_app().await;
+    let (group, [mut alice, mut bob, mut carol]) =
+        app.conversation(["alice", "bob", "carol"]).await;
+    let code = alice.safety_code(&group).expect("alice's code");
+    assert_eq!(code.split(' ').count(), 12, "{code}");
+    assert!(
+        code.split(' ')
+            .all(|g| g.len() == 5 && g.bytes().all(|b| b.is_ascii_digit())),
+        "{code}"
+    );
+    bob.expect_epoch(&group, alice.epoch(&group).expect("alice's epoch"))
+        .await;
+    carol
+        .expect_epoch(&group, alice.epoch(&group).expect("alice's epoch"))
+        .await;
+    assert_eq!(bob.safety_code(&group).expect("bob's code"), code);
+    assert_eq!(carol.safety_code(&group).expect("carol's code"), code);
+
+    // A new epoch (carol leaves): a new code, the same for those still in.
+    alice
+        .remove_users(&group, &["carol"])
+        .await
+        .expect("removing carol");
+    let epoch = alice.epoch(&group).expect("alice's epoch");
+    bob.expect_epoch(&group, epoch).await;
+    let new_code = alice.safety_code(&group).expect("alice's new code");
+    assert_ne!(new_code, code);
+    assert_eq!(bob.safety_code(&group).expect("bob's new code"), new_code);
+}
