@@ -36,6 +36,15 @@ async fn organisation_app(keys: &TempDir) -> TestApp {
     .await
 }
 
+/// Asserts the client library reports the DS refused the call with `code`.
+#[track_caller]
+fn expect_code(error: &confide_client::ClientError, code: Code) {
+    assert!(
+        matches!(error, confide_client::ClientError::Rpc(s) if s.code() == code),
+        "expected {code:?}: {error}"
+    );
+}
+
 fn is_member(member: &Member, group: &[u8], who: &ClientId) -> bool {
     member
         .members(group)
@@ -81,10 +90,7 @@ async fn a_deprovisioned_device_loses_its_session_and_leaves_every_group() {
         .send(&bobs, b"from a stolen laptop")
         .await
         .expect_err("the laptop's session was revoked");
-    assert!(
-        matches!(&status, confide_client::ClientError::Rpc(s) if s.code() == Code::Unauthenticated),
-        "{status}"
-    );
+    expect_code(&status, Code::Unauthenticated);
     let again = confide_client::Client::register(
         app.api().await,
         laptop_id.clone(),
@@ -94,10 +100,7 @@ async fn a_deprovisioned_device_loses_its_session_and_leaves_every_group() {
     .await
     .err()
     .expect("a removed device cannot register again");
-    assert!(
-        matches!(&again, confide_client::ClientError::Rpc(s) if s.code() == Code::PermissionDenied),
-        "{again}"
-    );
+    expect_code(&again, Code::PermissionDenied);
 
     // Every remaining member's client commits the DS's proposal: the laptop
     // leaves both groups, in every member's view.
@@ -223,10 +226,7 @@ async fn without_an_external_sender_deprovisioning_revokes_and_reports_the_group
         .send(&group, b"hello")
         .await
         .expect_err("the removed phone's session ended");
-    assert!(
-        matches!(&status, confide_client::ClientError::Rpc(s) if s.code() == Code::Unauthenticated),
-        "{status}"
-    );
+    expect_code(&status, Code::Unauthenticated);
     assert!(
         is_member(&alice, &group, bob.id()),
         "a member must remove it"
