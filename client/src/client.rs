@@ -21,6 +21,7 @@ use rand::RngCore;
 use crate::api::Api;
 use crate::error::{ClientError, ClientResult, mls, wrong_epoch};
 use crate::events::{Event, GroupId};
+use crate::roster::{self, GroupMember};
 use crate::store::{self, Provider, StateDb, StateLocation, StoredIdentity, Stream};
 
 /// Past epochs whose secrets are kept, so messages sent just before a commit
@@ -609,9 +610,12 @@ impl Client {
                     let group_id = entry.group_id.to_vec();
                     let processed = self.db.processed(&Stream::Group(group_id.clone()))?;
                     if entry.seq > processed + 1 {
-                        // A gap: read what is missing, in order, from the log.
+                        // A gap in the live stream (a dropped or reordered
+                        // entry): refill it, in order, from the log. The
+                        // entry itself is then usually a duplicate.
                         self.catch_up_group(&group_id).await?;
-                    } else if self.apply_group_entry(entry)? {
+                    }
+                    if self.apply_group_entry(entry)? {
                         self.ack(group_selector(&group_id)).await?;
                     }
                 }
@@ -668,17 +672,27 @@ impl Client {
                 return Ok(());
             }
             let after = self.db.processed(&stream)?;
-            let entries = self
+            let mut entries: Vec<v1::GroupEntry> = self
                 .api
                 .fetch(group_selector(group_id), after, FETCH_PAGE)
-                .await?;
+                .await?
+                .into_iter()
+                .filter_map(|envelope| match envelope.entry {
+                    Some(v1::envelope::Entry::Group(entry)) if entry.group_id == group_id => {
+                        Some(entry)
+                    }
+                    _ => None,
+                })
+                .filter(|entry| entry.seq > after)
+                .collect();
             if entries.is_empty() {
                 break;
             }
-            for envelope in entries {
-                if let Some(v1::envelope::Entry::Group(entry)) = envelope.entry {
-                    self.apply_group_entry(entry)?;
-                }
+            // The DS sends a page in order; one that does not is put back
+            // in order rather than trusted.
+            entries.sort_by_key(|entry| entry.seq);
+            for entry in entries {
+                self.apply_group_entry(entry)?;
             }
         }
         if self.groups.contains_key(group_id) {
@@ -687,13 +701,25 @@ impl Client {
         Ok(())
     }
 
-    /// Applies the next entry of a group log. Returns whether the group is
-    /// still tracked (false once this client was removed).
+    /// Applies the next entry of a group log: one already processed (a
+    /// duplicate, or a replay under its old number) is ignored, and one past
+    /// the next number is applied after reporting the entries skipped
+    /// ([`Event::Gap`]). Returns whether the group is still tracked (false
+    /// once this client was removed).
     fn apply_group_entry(&mut self, entry: v1::GroupEntry) -> ClientResult<bool> {
         let group_id = entry.group_id.to_vec();
         let stream = Stream::Group(group_id.clone());
-        if entry.seq <= self.db.processed(&stream)? {
+        let processed = self.db.processed(&stream)?;
+        if entry.seq <= processed {
             return Ok(true);
+        }
+        if entry.seq > processed + 1 && self.groups.contains_key(&group_id) {
+            tracing::warn!(client = %self.id, after = processed, next = entry.seq, "entries withheld");
+            self.events.push_back(Event::Gap {
+                group: group_id.clone(),
+                after: processed,
+                next: entry.seq,
+            });
         }
         if self.db.take_own(&group_id, entry.seq)? {
             self.db.set_processed(&stream, entry.seq)?;
@@ -782,7 +808,7 @@ impl Client {
                 "the Welcome is for another group".into(),
             ));
         }
-        let members = members_of(&group);
+        let members = roster::roster(&group);
         let epoch = group.epoch().as_u64();
         self.db
             .set_processed(&Stream::Group(group_id.clone()), item.commit_seq)?;
@@ -803,45 +829,38 @@ impl Client {
         self.groups.get(group_id).ok_or(ClientError::UnknownGroup)
     }
 
-    /// The group's roster as this client's own MLS state has it.
+    /// The clients in the group, sorted, as this client's own MLS state has
+    /// them.
     pub fn members(&self, group_id: &[u8]) -> ClientResult<Vec<ClientId>> {
-        Ok(members_of(self.group(group_id)?))
+        let mut members: Vec<ClientId> = self
+            .roster(group_id)?
+            .into_iter()
+            .map(|m| m.client)
+            .collect();
+        members.sort();
+        Ok(members)
+    }
+
+    /// The group's roster, leaf by leaf, with each member's credential and
+    /// key fingerprint: what a user checks to see who can read the group.
+    pub fn roster(&self, group_id: &[u8]) -> ClientResult<Vec<GroupMember>> {
+        Ok(roster::roster(self.group(group_id)?))
+    }
+
+    /// This device's key fingerprint, as other members see it in their
+    /// rosters ([`GroupMember::fingerprint`]).
+    pub fn fingerprint(&self) -> String {
+        roster::fingerprint(self.signer.public())
     }
 
     pub fn epoch(&self, group_id: &[u8]) -> ClientResult<u64> {
         Ok(self.group(group_id)?.epoch().as_u64())
     }
 
-    /// A safety code for the group's current epoch, for members to compare
-    /// out of band (read aloud, or shown side by side): 12 groups of 5
-    /// digits derived from the epoch authenticator (RFC 9420 §8.7). Members
-    /// in the same epoch of the same group have the same code; a member the
-    /// DS forked onto another history, or a group the DS altered, has a
-    /// different one. It changes with every epoch.
+    /// The group's safety code for its current epoch ([`roster::safety_code`]):
+    /// members compare it out of band; a forked member's differs.
     pub fn safety_code(&self, group_id: &[u8]) -> ClientResult<String> {
-        use sha2::{Digest, Sha256};
-        let group = self.group(group_id)?;
-        let authenticator = group.epoch_authenticator();
-        let block = |counter: u8| {
-            Sha256::new()
-                .chain_update(b"confide safety code v1")
-                .chain_update([counter])
-                .chain_update((group_id.len() as u64).to_be_bytes())
-                .chain_update(group_id)
-                .chain_update(group.epoch().as_u64().to_be_bytes())
-                .chain_update(authenticator.as_slice())
-                .finalize()
-        };
-        let bytes: Vec<u8> = [block(0), block(1)].concat();
-        let groups: Vec<String> = bytes
-            .chunks_exact(5)
-            .take(12)
-            .map(|chunk| {
-                let value = chunk.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
-                format!("{:05}", value % 100_000)
-            })
-            .collect();
-        Ok(groups.join(" "))
+        Ok(roster::safety_code(self.group(group_id)?))
     }
 
     /// Secret material this client holds that must never reach the DS: its
@@ -901,15 +920,6 @@ fn proto_client(id: &ClientId) -> v1::ClientId {
     }
 }
 
-fn members_of(group: &MlsGroup) -> Vec<ClientId> {
-    let mut members: Vec<ClientId> = group
-        .members()
-        .filter_map(|m| client_of(&m.credential).ok())
-        .collect();
-    members.sort();
-    members
-}
-
 /// Processes one MLS message of a group log into events.
 fn process_entry(
     group: &mut MlsGroup,
@@ -955,21 +965,15 @@ fn process_entry(
                 .map_err(|e| e.to_string())?;
         }
         ProcessedMessageContent::StagedCommitMessage(staged) => {
-            let added: Vec<ClientId> = staged
-                .add_proposals()
-                .filter_map(|a| {
-                    client_of(a.add_proposal().key_package().leaf_node().credential()).ok()
-                })
-                .collect();
-            let removed: Vec<ClientId> = staged
-                .remove_proposals()
-                .filter_map(|r| group.member_at(r.remove_proposal().removed()))
-                .filter_map(|m| client_of(&m.credential).ok())
-                .collect();
+            // Membership changes are read off the roster itself, not the
+            // proposals, so no way into the group (an Add, an external
+            // commit) goes unreported.
+            let before = roster::roster(group);
             let self_removed = staged.self_removed();
             group
                 .merge_staged_commit(provider, *staged)
                 .map_err(|e| e.to_string())?;
+            let (added, removed) = roster::diff(&before, &roster::roster(group));
             if !added.is_empty() {
                 events.push(Event::MembersAdded {
                     group: group_id.clone(),

@@ -4,6 +4,8 @@ use std::fmt;
 
 use confide_ds::domain::ClientId;
 
+use crate::roster::GroupMember;
+
 /// A group id as the client sees it.
 pub type GroupId = Vec<u8>;
 
@@ -16,23 +18,26 @@ pub enum Event {
         sender: ClientId,
         body: Vec<u8>,
     },
-    /// This client joined a group through a Welcome.
+    /// This client joined a group through a Welcome; `members` is the
+    /// roster it joined, credentials and key fingerprints included.
     Joined {
         group: GroupId,
-        members: Vec<ClientId>,
+        members: Vec<GroupMember>,
         epoch: u64,
     },
-    /// A commit by `by` added members.
+    /// A commit by `by` added members. Derived from the roster before and
+    /// after the commit, so whatever way a member got in (an Add, or an
+    /// external commit, where `by` is the newcomer itself) is reported.
     MembersAdded {
         group: GroupId,
         by: ClientId,
-        members: Vec<ClientId>,
+        members: Vec<GroupMember>,
     },
     /// A commit by `by` removed members.
     MembersRemoved {
         group: GroupId,
         by: ClientId,
-        members: Vec<ClientId>,
+        members: Vec<GroupMember>,
     },
     /// This client was removed from the group; nothing more arrives from it.
     Removed { group: GroupId, by: ClientId },
@@ -50,9 +55,17 @@ pub enum Event {
         seq: u64,
         reason: String,
     },
+    /// The DS skipped entries `after + 1 ..= next - 1` of the group's log,
+    /// and asking again did not bring them: they were withheld (or pruned
+    /// before this client read them). Processing went on at `next`.
+    Gap {
+        group: GroupId,
+        after: u64,
+        next: u64,
+    },
 }
 
-fn names(members: &[ClientId]) -> String {
+fn names(members: &[GroupMember]) -> String {
     members
         .iter()
         .map(ToString::to_string)
@@ -74,6 +87,9 @@ impl fmt::Display for Event {
             Event::Joined { members, epoch, .. } => {
                 write!(f, "joined at epoch {epoch} with {}", names(members))
             }
+            Event::MembersAdded { by, members, .. } if members.iter().all(|m| &m.client == by) => {
+                write!(f, "{} joined by external commit", names(members))
+            }
             Event::MembersAdded { by, members, .. } => {
                 write!(f, "{by} added {}", names(members))
             }
@@ -90,6 +106,9 @@ impl fmt::Display for Event {
             Event::Undecryptable { seq, reason, .. } => {
                 write!(f, "could not process #{seq}: {reason}")
             }
+            Event::Gap { after, next, .. } => {
+                write!(f, "the server withheld #{}..#{}", after + 1, next - 1)
+            }
         }
     }
 }
@@ -104,7 +123,8 @@ impl Event {
             | Event::MembersRemoved { group, .. }
             | Event::Removed { group, .. }
             | Event::EpochChanged { group, .. }
-            | Event::Undecryptable { group, .. } => Some(group),
+            | Event::Undecryptable { group, .. }
+            | Event::Gap { group, .. } => Some(group),
             Event::KeyPackagesReplenished { .. } => None,
         }
     }

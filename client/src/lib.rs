@@ -12,6 +12,7 @@ pub mod demo;
 pub mod error;
 pub mod events;
 pub mod retry;
+pub mod roster;
 pub mod store;
 
 pub use api::{Api, TlsOptions};
@@ -19,4 +20,5 @@ pub use client::{Client, CommitSummary};
 pub use confide_ds::domain::ClientId;
 pub use error::{ClientError, ClientResult};
 pub use events::{Event, GroupId};
+pub use roster::GroupMember;
 pub use store::StateLocation;

@@ -21,11 +21,16 @@ pub struct Received {
 }
 
 /// A client and every event it observed, in order; an entry it cannot
-/// process (`Event::Undecryptable`) fails the test. Derefs to [`Client`], so
-/// `alice.send(..)`, `alice.self_update(..)` and friends work directly.
+/// process (`Event::Undecryptable`) or entries the DS skipped (`Event::Gap`)
+/// fail the test, unless the member was made with [`Member::under_attack`].
+/// Derefs to [`Client`], so `alice.send(..)`, `alice.self_update(..)` and
+/// friends work directly.
 pub struct Member {
     client: Client,
     events: Vec<Event>,
+    /// Whether the DS is expected to misbehave, so that what the client
+    /// reports about it is recorded for the test to check, not a failure.
+    under_attack: bool,
 }
 
 impl Deref for Member {
@@ -47,6 +52,16 @@ impl Member {
         Self {
             client,
             events: Vec::new(),
+            under_attack: false,
+        }
+    }
+
+    /// A member talking to a hostile DS: what its client reports about the
+    /// DS's misbehaviour is recorded as events for the test to examine.
+    pub fn under_attack(client: Client) -> Self {
+        Self {
+            under_attack: true,
+            ..Self::new(client)
         }
     }
 
@@ -87,13 +102,16 @@ impl Member {
         new
     }
 
-    /// Records observed events. A member that could not process an entry
-    /// will not get any further, so that fails the test at once.
+    /// Records observed events. From an honest DS, an entry a member could
+    /// not process or entries it never got mean it will not get any
+    /// further, so that fails the test at once.
     fn record(&mut self, events: impl IntoIterator<Item = Event>) {
         for event in events {
-            if let Event::Undecryptable { seq, reason, .. } = &event {
+            if !self.under_attack
+                && matches!(event, Event::Undecryptable { .. } | Event::Gap { .. })
+            {
                 panic!(
-                    "{} could not process entry {seq}: {reason}; before it, it observed {:#?}",
+                    "{}: {event}; before it, it observed {:#?}",
                     self.client.id(),
                     self.events
                 );

@@ -1,0 +1,160 @@
+//! What members compare to know the DS has not slipped anyone in or split
+//! them apart: each group's roster, with every member's credential and key
+//! fingerprint, and a safety code derived from the epoch authenticator.
+//!
+//! The DS orders and delivers, and it could try to add a member on its own
+//! (a key package it substitutes, an external commit it crafts) or show
+//! members different histories (a fork). It cannot do either unseen: every
+//! membership change reaches every member's client as an event naming the
+//! credential ([`diff`]), and members of a forked group show different safety
+//! codes ([`safety_code`]).
+
+use std::fmt;
+
+use confide_ds::domain::ClientId;
+use confide_ds::mls::client_of;
+use openmls::prelude::*;
+use sha2::{Digest, Sha256};
+
+/// One leaf of a group's ratchet tree, as this client's own MLS state has it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GroupMember {
+    /// The client the credential names (user and device).
+    pub client: ClientId,
+    /// Its leaf in the ratchet tree.
+    pub leaf: u32,
+    /// The fingerprint of its signature key ([`fingerprint`]): a device can
+    /// show its own, so a user sees whether the key in the group is theirs.
+    pub fingerprint: String,
+}
+
+impl fmt::Display for GroupMember {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (key {})", self.client, self.fingerprint)
+    }
+}
+
+/// A signature key's fingerprint: the first 16 bytes of its SHA-256, as
+/// eight groups of four hex digits.
+pub fn fingerprint(signature_key: &[u8]) -> String {
+    let digest = Sha256::new()
+        .chain_update(b"confide key fingerprint v1")
+        .chain_update(signature_key)
+        .finalize();
+    digest[..16]
+        .chunks_exact(2)
+        .map(hex::encode)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Every member of the group in leaf order. A leaf whose credential names no
+/// client is still listed, under a stand-in name ([`unnamed`]).
+pub fn roster(group: &MlsGroup) -> Vec<GroupMember> {
+    group
+        .members()
+        .map(|member| GroupMember {
+            client: client_of(&member.credential).unwrap_or_else(|_| unnamed(&member)),
+            leaf: member.index.u32(),
+            fingerprint: fingerprint(&member.signature_key),
+        })
+        .collect()
+}
+
+/// A stand-in name for a leaf whose credential names no client (no client
+/// of ours would create one; a hostile DS might): it must still be shown.
+fn unnamed(member: &Member) -> ClientId {
+    let identity = hex::encode(member.credential.serialized_content());
+    ClientId::new("unknown-credential", &identity[..identity.len().min(32)])
+        .expect("hex digits make a valid device name")
+}
+
+/// What changed between two rosters of the same group: the members that
+/// appeared and those that went. A leaf that changed its credential or key
+/// counts as both (a key rotation by self-update keeps credential and leaf
+/// but changes nothing here, since the signature key stays).
+pub fn diff(before: &[GroupMember], after: &[GroupMember]) -> (Vec<GroupMember>, Vec<GroupMember>) {
+    let added = after
+        .iter()
+        .filter(|m| !before.contains(m))
+        .cloned()
+        .collect();
+    let removed = before
+        .iter()
+        .filter(|m| !after.contains(m))
+        .cloned()
+        .collect();
+    (added, removed)
+}
+
+/// A safety code for the group's current epoch, for members to compare out
+/// of band (read aloud, or shown side by side): 12 groups of 5 digits
+/// derived from the epoch authenticator (RFC 9420 §8.7). Members in the same
+/// epoch of the same group have the same code; a member the DS forked onto
+/// another history, or a group the DS altered, has a different one. It
+/// changes with every epoch.
+pub fn safety_code(group: &MlsGroup) -> String {
+    let group_id = group.group_id().as_slice();
+    let authenticator = group.epoch_authenticator();
+    let block = |counter: u8| {
+        Sha256::new()
+            .chain_update(b"confide safety code v1")
+            .chain_update([counter])
+            .chain_update((group_id.len() as u64).to_be_bytes())
+            .chain_update(group_id)
+            .chain_update(group.epoch().as_u64().to_be_bytes())
+            .chain_update(authenticator.as_slice())
+            .finalize()
+    };
+    let bytes: Vec<u8> = [block(0), block(1)].concat();
+    bytes
+        .chunks_exact(5)
+        .take(12)
+        .map(|chunk| {
+            let value = chunk.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+            format!("{:05}", value % 100_000)
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(client: &str, leaf: u32, key: &[u8]) -> GroupMember {
+        let (user, device) = client.split_once('/').expect("user/device");
+        GroupMember {
+            client: ClientId::new(user, device).expect("a valid id"),
+            leaf,
+            fingerprint: fingerprint(key),
+        }
+    }
+
+    #[test]
+    fn a_fingerprint_is_eight_groups_of_four_hex_digits_and_differs_by_key() {
+        let a = fingerprint(b"key a");
+        assert_eq!(a.split(' ').count(), 8);
+        assert!(a.split(' ').all(|g| g.len() == 4));
+        assert_ne!(a, fingerprint(b"key b"));
+        assert_eq!(a, fingerprint(b"key a"));
+    }
+
+    #[test]
+    fn a_substituted_key_under_a_known_name_shows_as_removed_and_added() {
+        let before = [member("alice/phone", 0, b"a"), member("bob/phone", 1, b"b")];
+        let after = [
+            member("alice/phone", 0, b"a"),
+            member("bob/phone", 1, b"ghost"),
+        ];
+        let (added, removed) = diff(&before, &after);
+        assert_eq!(added, vec![after[1].clone()]);
+        assert_eq!(removed, vec![before[1].clone()]);
+    }
+
+    #[test]
+    fn an_unchanged_roster_has_no_difference() {
+        let roster = [member("alice/phone", 0, b"a"), member("bob/phone", 1, b"b")];
+        assert_eq!(diff(&roster, &roster), (vec![], vec![]));
+    }
+}
