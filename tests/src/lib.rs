@@ -7,12 +7,15 @@
 //! `expect_messages`, `expect_live_messages`, `expect_epoch`). [`RawMember`]
 //! speaks MLS without the client library, so a test can craft what the
 //! library never sends (a commit that arrives late, a commit under another
-//! member's name). [`rpc`] has the helpers for raw gRPC calls.
+//! member's name). [`HostileDs`] stands between clients and a real DS and
+//! lies to them, for tests that the client library notices.
+//! [`rpc`] has the helpers for raw gRPC calls.
 //!
 //! Waiting polls the DS or reads a live stream, always under a deadline
 //! ([`WAIT`]); no test sleeps to synchronise.
 
 mod app;
+pub mod hostile;
 mod logs;
 mod member;
 mod raw_member;
@@ -21,6 +24,7 @@ pub mod rpc;
 use std::time::Duration;
 
 pub use app::{TestApp, spawn_app, spawn_app_with};
+pub use hostile::{HostileDs, Via};
 pub use logs::captured_ds_logs;
 pub use member::{Member, Received};
 pub use raw_member::{CraftedCommit, RawMember};

@@ -90,6 +90,14 @@ impl Member {
             .collect()
     }
 
+    /// The bodies of [`Member::messages`], as text.
+    pub fn bodies(&self, group: &[u8]) -> Vec<String> {
+        self.messages(group)
+            .into_iter()
+            .map(|m| String::from_utf8(m.body).expect("UTF-8 bodies"))
+            .collect()
+    }
+
     /// Pulls everything pending from the DS once (`Client::sync`) and
     /// records it; returns the new events.
     pub async fn catch_up(&mut self) -> Vec<Event> {

@@ -8,6 +8,7 @@ mod delivery;
 mod deprovision;
 mod epochs;
 mod handshakes;
+mod hostile;
 mod key_packages;
 mod limits;
 mod malformed;

@@ -10,14 +10,6 @@ use confide_tests::rpc::{
 use confide_tests::{Member, spawn_app};
 use tonic::Code;
 
-fn bodies(member: &Member, group: &[u8]) -> Vec<String> {
-    member
-        .messages(group)
-        .into_iter()
-        .map(|m| String::from_utf8(m.body).expect("UTF-8 bodies"))
-        .collect()
-}
-
 /// Every seq of the group's log that `member` can still fetch.
 async fn fetchable_seqs(member: &Member, group: &[u8]) -> Vec<u64> {
     let api = member.api();
@@ -72,7 +64,7 @@ async fn removed_member_receives_nothing_sent_after_removal_and_cannot_post() ->
         })
         .await;
     carol.catch_up().await;
-    assert_eq!(bodies(&carol, &group), ["before the removal"]);
+    assert_eq!(carol.bodies(&group), ["before the removal"]);
     assert!(!carol.groups().contains(&group), "carol dropped the group");
     let seqs = fetchable_seqs(&carol, &group).await;
     assert_eq!(
@@ -102,7 +94,7 @@ async fn removed_member_receives_nothing_sent_after_removal_and_cannot_post() ->
     alice.send(&group, b"marker").await?;
     bob.expect_messages(&group, 4).await;
     assert_eq!(
-        bodies(&bob, &group),
+        bob.bodies(&group),
         [
             "before the removal",
             "carol, before",
@@ -133,7 +125,7 @@ async fn new_member_receives_nothing_sent_before_it_joined() -> anyhow::Result<(
     alice.send(&group, b"welcome dave").await?;
 
     dave.expect_messages(&group, 1).await;
-    assert_eq!(bodies(&dave, &group), ["welcome dave"]);
+    assert_eq!(dave.bodies(&group), ["welcome dave"]);
     let seqs = fetchable_seqs(&dave, &group).await;
     assert!(
         seqs.iter().all(|&seq| seq > add.seq),
@@ -260,7 +252,7 @@ async fn a_member_added_again_sees_only_what_follows_its_return() -> anyhow::Res
     .await;
     alice.send(&group, b"second stay").await?;
     bob.expect_messages(&group, 2).await;
-    assert_eq!(bodies(&bob, &group), ["first stay", "second stay"]);
+    assert_eq!(bob.bodies(&group), ["first stay", "second stay"]);
     bob.send(&group, b"glad to be back").await?;
     let received = alice.expect_messages(&group, 1).await;
     assert_eq!(received[0].body, b"glad to be back");
