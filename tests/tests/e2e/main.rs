@@ -7,6 +7,7 @@ mod conversation;
 mod delivery;
 mod deprovision;
 mod epochs;
+mod ghost;
 mod handshakes;
 mod hostile;
 mod key_packages;
