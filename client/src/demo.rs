@@ -97,17 +97,26 @@ pub async fn run(out: &mut impl Write) -> anyhow::Result<()> {
         carol.groups().len()
     )?;
 
-    let (a, b) = (
-        alice.epoch_authenticator(&group)?,
-        bob.epoch_authenticator(&group)?,
-    );
     writeln!(
         out,
-        "\nalice and bob are at epoch {} with epoch authenticator {} / {} ({})",
-        alice.epoch(&group)?,
-        hex::encode(&a[..8]),
-        hex::encode(&b[..8]),
-        if a == b { "match" } else { "MISMATCH" }
+        "\n-- alice and bob compare the group's roster and safety code out of band (epoch {})",
+        alice.epoch(&group)?
+    )?;
+    for member in alice.roster(&group)? {
+        writeln!(out, "{:>14}  key {}", member.client, member.fingerprint)?;
+    }
+    let (a, b) = (alice.safety_code(&group)?, bob.safety_code(&group)?);
+    writeln!(out, "{:>14}  safety code {a}", alice.id())?;
+    writeln!(out, "{:>14}  safety code {b}", bob.id())?;
+    writeln!(
+        out,
+        "{:>14}  {}",
+        "",
+        if a == b {
+            "the codes match: both see the same group"
+        } else {
+            "MISMATCH: the server showed them different groups"
+        }
     )?;
 
     writeln!(out, "\n== what the server stored for the group")?;

@@ -113,6 +113,14 @@ enum Command {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Prints a group's members with their key fingerprints and its safety
+    /// code, to compare with the other members out of band.
+    Members {
+        #[command(flatten)]
+        conn: Conn,
+        #[arg(long)]
+        group: String,
+    },
 }
 
 async fn open(conn: &Conn) -> anyhow::Result<Client> {
@@ -138,7 +146,10 @@ fn print(event: &Event) {
             hex::encode(group),
             String::from_utf8_lossy(body)
         ),
-        other => println!("{other:?}"),
+        other => match other.group() {
+            Some(group) => println!("[{}] {other}", hex::encode(group)),
+            None => println!("{other}"),
+        },
     }
 }
 
@@ -196,6 +207,21 @@ async fn main() -> anyhow::Result<()> {
             for event in client.sync().await? {
                 print(&event);
             }
+        }
+        Command::Members { conn, group } => {
+            let mut client = open(&conn).await?;
+            let group = group_id(&group)?;
+            client.sync().await?;
+            println!("epoch {}", client.epoch(&group)?);
+            for member in client.roster(&group)? {
+                let you = if &member.client == client.id() {
+                    "  (this device)"
+                } else {
+                    ""
+                };
+                println!("{:<32} key {}{you}", member.client, member.fingerprint);
+            }
+            println!("safety code {}", client.safety_code(&group)?);
         }
         Command::Listen { conn } => {
             let mut client = open(&conn).await?;
