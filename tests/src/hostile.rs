@@ -219,8 +219,35 @@ impl Upstream {
 
 type EnvelopeStream = Pin<Box<dyn Stream<Item = Result<v1::Envelope, Status>> + Send>>;
 
-#[tonic::async_trait]
-impl DeliveryService for Upstream {
+/// Implements a service on [`Upstream`]: the methods listed pass the call on
+/// unchanged to the real DS; the items after the list are written out.
+macro_rules! proxy {
+    (
+        $service:ident via $client:ident {
+            $($method:ident($request:ident) -> $response:ident;)*
+        }
+        $($custom:tt)*
+    ) => {
+        #[tonic::async_trait]
+        impl $service for Upstream {
+            $(
+                async fn $method(
+                    &self,
+                    request: Request<v1::$request>,
+                ) -> Result<Response<v1::$response>, Status> {
+                    $client::new(self.channel.clone()).$method(forward(request)).await
+                }
+            )*
+            $($custom)*
+        }
+    };
+}
+
+proxy! {
+    DeliveryService via DeliveryServiceClient {
+        ack(AckRequest) -> AckResponse;
+    }
+
     type SubscribeStream = EnvelopeStream;
 
     async fn subscribe(
@@ -258,26 +285,12 @@ impl DeliveryService for Upstream {
             entries: self.rewrite_envelopes(Via::Fetch, page.entries),
         }))
     }
-
-    async fn ack(
-        &self,
-        request: Request<v1::AckRequest>,
-    ) -> Result<Response<v1::AckResponse>, Status> {
-        DeliveryServiceClient::new(self.channel.clone())
-            .ack(forward(request))
-            .await
-    }
 }
 
-#[tonic::async_trait]
-impl KeyPackageService for Upstream {
-    async fn publish_key_packages(
-        &self,
-        request: Request<v1::PublishKeyPackagesRequest>,
-    ) -> Result<Response<v1::PublishKeyPackagesResponse>, Status> {
-        KeyPackageServiceClient::new(self.channel.clone())
-            .publish_key_packages(forward(request))
-            .await
+proxy! {
+    KeyPackageService via KeyPackageServiceClient {
+        publish_key_packages(PublishKeyPackagesRequest) -> PublishKeyPackagesResponse;
+        count_key_packages(CountKeyPackagesRequest) -> CountKeyPackagesResponse;
     }
 
     async fn claim_key_packages(
@@ -294,26 +307,14 @@ impl KeyPackageService for Upstream {
         }
         Ok(Response::new(claimed))
     }
-
-    async fn count_key_packages(
-        &self,
-        request: Request<v1::CountKeyPackagesRequest>,
-    ) -> Result<Response<v1::CountKeyPackagesResponse>, Status> {
-        KeyPackageServiceClient::new(self.channel.clone())
-            .count_key_packages(forward(request))
-            .await
-    }
 }
 
-#[tonic::async_trait]
-impl GroupService for Upstream {
-    async fn create_group(
-        &self,
-        request: Request<v1::CreateGroupRequest>,
-    ) -> Result<Response<v1::CreateGroupResponse>, Status> {
-        GroupServiceClient::new(self.channel.clone())
-            .create_group(forward(request))
-            .await
+proxy! {
+    GroupService via GroupServiceClient {
+        create_group(CreateGroupRequest) -> CreateGroupResponse;
+        submit_proposal(SubmitProposalRequest) -> SubmitProposalResponse;
+        send_message(SendMessageRequest) -> SendMessageResponse;
+        get_group_info(GetGroupInfoRequest) -> GetGroupInfoResponse;
     }
 
     async fn submit_commit(
@@ -333,89 +334,16 @@ impl GroupService for Upstream {
             }
         }
     }
-
-    async fn submit_proposal(
-        &self,
-        request: Request<v1::SubmitProposalRequest>,
-    ) -> Result<Response<v1::SubmitProposalResponse>, Status> {
-        GroupServiceClient::new(self.channel.clone())
-            .submit_proposal(forward(request))
-            .await
-    }
-
-    async fn send_message(
-        &self,
-        request: Request<v1::SendMessageRequest>,
-    ) -> Result<Response<v1::SendMessageResponse>, Status> {
-        GroupServiceClient::new(self.channel.clone())
-            .send_message(forward(request))
-            .await
-    }
-
-    async fn get_group_info(
-        &self,
-        request: Request<v1::GetGroupInfoRequest>,
-    ) -> Result<Response<v1::GetGroupInfoResponse>, Status> {
-        GroupServiceClient::new(self.channel.clone())
-            .get_group_info(forward(request))
-            .await
-    }
 }
 
-#[tonic::async_trait]
-impl AuthService for Upstream {
-    async fn register_client(
-        &self,
-        request: Request<v1::RegisterClientRequest>,
-    ) -> Result<Response<v1::RegisterClientResponse>, Status> {
-        AuthServiceClient::new(self.channel.clone())
-            .register_client(forward(request))
-            .await
-    }
-
-    async fn create_challenge(
-        &self,
-        request: Request<v1::CreateChallengeRequest>,
-    ) -> Result<Response<v1::CreateChallengeResponse>, Status> {
-        AuthServiceClient::new(self.channel.clone())
-            .create_challenge(forward(request))
-            .await
-    }
-
-    async fn authenticate(
-        &self,
-        request: Request<v1::AuthenticateRequest>,
-    ) -> Result<Response<v1::AuthenticateResponse>, Status> {
-        AuthServiceClient::new(self.channel.clone())
-            .authenticate(forward(request))
-            .await
-    }
-
-    async fn revoke_session(
-        &self,
-        request: Request<v1::RevokeSessionRequest>,
-    ) -> Result<Response<v1::RevokeSessionResponse>, Status> {
-        AuthServiceClient::new(self.channel.clone())
-            .revoke_session(forward(request))
-            .await
-    }
-
-    async fn remove_client(
-        &self,
-        request: Request<v1::RemoveClientRequest>,
-    ) -> Result<Response<v1::RemoveClientResponse>, Status> {
-        AuthServiceClient::new(self.channel.clone())
-            .remove_client(forward(request))
-            .await
-    }
-
-    async fn get_service_info(
-        &self,
-        request: Request<v1::GetServiceInfoRequest>,
-    ) -> Result<Response<v1::GetServiceInfoResponse>, Status> {
-        AuthServiceClient::new(self.channel.clone())
-            .get_service_info(forward(request))
-            .await
+proxy! {
+    AuthService via AuthServiceClient {
+        register_client(RegisterClientRequest) -> RegisterClientResponse;
+        create_challenge(CreateChallengeRequest) -> CreateChallengeResponse;
+        authenticate(AuthenticateRequest) -> AuthenticateResponse;
+        revoke_session(RevokeSessionRequest) -> RevokeSessionResponse;
+        remove_client(RemoveClientRequest) -> RemoveClientResponse;
+        get_service_info(GetServiceInfoRequest) -> GetServiceInfoResponse;
     }
 }
 
