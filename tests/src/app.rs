@@ -195,6 +195,14 @@ impl TestApp {
         Self::open(self.settings.clone()).await
     }
 
+    /// Like [`TestApp::spawn_replica`], with the replica's settings changed
+    /// by `configure` first (a replica that issues short sessions, say).
+    pub async fn spawn_replica_with(&self, configure: impl FnOnce(&mut Settings)) -> Self {
+        let mut settings = self.settings.clone();
+        configure(&mut settings);
+        Self::open(settings).await
+    }
+
     /// Shuts the DS down gracefully and waits for it to stop.
     pub async fn stop(self) {
         self.shutdown.cancel();

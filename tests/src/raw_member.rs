@@ -51,72 +51,92 @@ impl RawMember {
     /// Registers `user/device`, authenticates and publishes one key package,
     /// all through raw calls.
     pub async fn register(app: &TestApp, user: &str, device: &str) -> Self {
-        let id = ClientId::new(user, device).expect("a valid client name");
-        let provider = OpenMlsRustCrypto::default();
-        let signer = SignatureKeyPair::new(CIPHERSUITE.signature_algorithm())
-            .expect("generating a signature key");
-        let client = Some(v1::ClientId {
-            user: user.into(),
-            device: device.into(),
-        });
-        let mut api = app.api().await;
-        api.auth()
+        let mut member = Self::unregistered(app, user, device).await;
+        member
+            .api
+            .auth()
             .register_client(v1::RegisterClientRequest {
-                client: client.clone(),
-                signature_public_key: signer.to_public_vec().into(),
+                client: Some(member.proto_id()),
+                signature_public_key: member.signer.to_public_vec().into(),
                 registration_token: String::new(),
             })
             .await
             .expect("registering");
-        let challenge = api
-            .auth()
-            .create_challenge(v1::CreateChallengeRequest {
-                client: client.clone(),
-            })
-            .await
-            .expect("asking for a challenge")
-            .into_inner()
-            .challenge;
-        let signature = signer
-            .sign(&confide_proto::challenge_signing_payload(&challenge))
-            .expect("signing the challenge");
-        let session = api
-            .auth()
-            .authenticate(v1::AuthenticateRequest {
-                client,
-                challenge,
-                signature: signature.into(),
-            })
-            .await
-            .expect("authenticating")
-            .into_inner();
-        api.set_token(&session.session_token)
+        let token = member.new_session(app).await;
+        member
+            .api
+            .set_token(&token)
             .expect("an ASCII session token");
-
-        let credential = CredentialWithKey {
-            credential: BasicCredential::new(id.identity()).into(),
-            signature_key: signer.to_public_vec().into(),
-        };
-        let bundle = KeyPackage::builder()
-            .build(CIPHERSUITE, &provider, &signer, credential)
-            .expect("building a key package");
-        let key_package = MlsMessageOut::from(bundle.key_package().clone())
-            .tls_serialize_detached()
-            .expect("serialising the key package");
-        api.key_packages()
-            .publish_key_packages(api.request(v1::PublishKeyPackagesRequest {
+        let key_package = member.key_package(None);
+        member
+            .api
+            .key_packages()
+            .publish_key_packages(member.api.request(v1::PublishKeyPackagesRequest {
                 key_packages: vec![key_package.into()],
                 last_resort_key_package: Vec::new().into(),
             }))
             .await
             .expect("publishing a key package");
+        member
+    }
+
+    /// A client `user/device` with its own signature key that the DS has
+    /// never heard of: what it crafts names a client that does not exist.
+    pub async fn unregistered(app: &TestApp, user: &str, device: &str) -> Self {
         Self {
-            id,
-            api,
-            provider,
-            signer,
+            id: ClientId::new(user, device).expect("a valid client name"),
+            api: app.api().await,
+            provider: OpenMlsRustCrypto::default(),
+            signer: SignatureKeyPair::new(CIPHERSUITE.signature_algorithm())
+                .expect("generating a signature key"),
             group: None,
         }
+    }
+
+    /// This client's id as the protocol spells it.
+    pub fn proto_id(&self) -> v1::ClientId {
+        v1::ClientId {
+            user: self.id.user().into(),
+            device: self.id.device().into(),
+        }
+    }
+
+    /// A new session token from `app` (which may be another replica),
+    /// through a signed challenge.
+    pub async fn new_session(&self, app: &TestApp) -> String {
+        let auth = app.api().await.auth();
+        let challenge = crate::rpc::challenge_for(&auth, Some(self.proto_id())).await;
+        let signature = self
+            .signer
+            .sign(&confide_proto::challenge_signing_payload(&challenge))
+            .expect("signing the challenge");
+        auth.clone()
+            .authenticate(v1::AuthenticateRequest {
+                client: Some(self.proto_id()),
+                challenge,
+                signature: signature.into(),
+            })
+            .await
+            .expect("authenticating")
+            .into_inner()
+            .session_token
+    }
+
+    /// A key package (TLS-serialised MlsMessage) for this client's own
+    /// credential, valid for `lifetime` (openmls's default when `None`).
+    pub fn key_package(&self, lifetime: Option<Lifetime>) -> Vec<u8> {
+        let credential = CredentialWithKey {
+            credential: BasicCredential::new(self.id.identity()).into(),
+            signature_key: self.signer.to_public_vec().into(),
+        };
+        let mut builder = KeyPackage::builder();
+        if let Some(lifetime) = lifetime {
+            builder = builder.key_package_lifetime(lifetime);
+        }
+        let bundle = builder
+            .build(CIPHERSUITE, &self.provider, &self.signer, credential)
+            .expect("building a key package");
+        serialise(&MlsMessageOut::from(bundle.key_package().clone()))
     }
 
     /// The authenticated connection.
@@ -150,33 +170,40 @@ impl RawMember {
             .await
     }
 
-    /// Joins the group from the first Welcome in the inbox, as the client
-    /// library would.
-    pub async fn join(&mut self) {
-        let entries = self
-            .api
+    /// The Welcomes in this client's inbox, oldest first.
+    pub async fn welcomes(&self) -> Vec<v1::WelcomeItem> {
+        self.api
             .delivery()
             .fetch(self.api.request(v1::FetchRequest {
-                stream: Some(v1::StreamSelector {
-                    stream: Some(v1::stream_selector::Stream::Inbox(v1::Inbox {})),
-                }),
+                stream: crate::rpc::inbox_stream(),
                 after_seq: 0,
                 limit: 0,
             }))
             .await
             .expect("reading the inbox")
             .into_inner()
-            .entries;
-        let welcome = entries
+            .entries
             .into_iter()
-            .find_map(|envelope| match envelope.entry {
+            .filter_map(|envelope| match envelope.entry {
                 Some(v1::envelope::Entry::Inbox(v1::InboxEntry {
                     item: Some(v1::inbox_entry::Item::Welcome(item)),
                     ..
-                })) => Some(item.welcome),
+                })) => Some(item),
                 _ => None,
             })
-            .expect("a Welcome in the inbox");
+            .collect()
+    }
+
+    /// Joins the group from the first Welcome in the inbox, as the client
+    /// library would.
+    pub async fn join(&mut self) {
+        let welcome = self
+            .welcomes()
+            .await
+            .into_iter()
+            .next()
+            .expect("a Welcome in the inbox")
+            .welcome;
         let MlsMessageBodyIn::Welcome(welcome) = MlsMessageIn::tls_deserialize_exact(&welcome)
             .expect("a well-formed Welcome")
             .extract()
@@ -247,6 +274,67 @@ impl RawMember {
             welcome: welcome.as_ref().map(serialise).unwrap_or_default(),
             group_info: serialise(&group_info),
         }
+    }
+
+    /// Founds a group with this client as its only member, the way the
+    /// client library does, but only locally: the DS never hears of it.
+    /// Returns what `CreateGroup` would need to register it.
+    pub fn found_local_group(&mut self) -> v1::CreateGroupRequest {
+        let config = MlsGroupCreateConfig::builder()
+            .ciphersuite(CIPHERSUITE)
+            .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
+            .use_ratchet_tree_extension(true)
+            .build();
+        let credential = CredentialWithKey {
+            credential: BasicCredential::new(self.id.identity()).into(),
+            signature_key: self.signer.to_public_vec().into(),
+        };
+        let group = MlsGroup::new(&self.provider, &self.signer, &config, credential)
+            .expect("creating a group");
+        let group_info = group
+            .export_group_info(self.provider.crypto(), &self.signer, false)
+            .expect("exporting the GroupInfo");
+        let ratchet_tree = group
+            .export_ratchet_tree()
+            .tls_serialize_detached()
+            .expect("serialising the ratchet tree");
+        self.group = Some(group);
+        v1::CreateGroupRequest {
+            group_info: serialise(&group_info).into(),
+            ratchet_tree: ratchet_tree.into(),
+        }
+    }
+
+    /// The id of the group this member is in.
+    pub fn group_id(&self) -> Vec<u8> {
+        let group = self.group.as_ref().expect("in a group");
+        group.group_id().as_slice().to_vec()
+    }
+
+    /// An application message (PrivateMessage) for the current epoch, as a
+    /// TLS-serialised MlsMessage, kept rather than sent.
+    pub fn encrypt(&mut self, body: &[u8]) -> Vec<u8> {
+        let (provider, signer) = (&self.provider, &self.signer);
+        let group = self.group.as_mut().expect("joined a group");
+        let message = group
+            .create_message(provider, signer, body)
+            .expect("encrypting an application message");
+        serialise(&message)
+    }
+
+    /// A self-update proposal (PublicMessage) for the current epoch, kept
+    /// rather than submitted.
+    pub fn propose_self_update(&mut self) -> Vec<u8> {
+        let (provider, signer) = (&self.provider, &self.signer);
+        let group = self.group.as_mut().expect("joined a group");
+        let (proposal, _) = group
+            .propose_self_update(provider, signer, LeafNodeParameters::default())
+            .expect("creating a self-update proposal");
+        // Kept out of this member's own later commits: the DS never saw it.
+        group
+            .clear_pending_proposals(provider.storage())
+            .expect("dropping the pending proposal");
+        serialise(&proposal)
     }
 
     /// A proposal to remove `member`, as a TLS-serialised MlsMessage for

@@ -17,6 +17,18 @@ pub fn with_authorization<T>(message: T, value: Option<&str>) -> Request<T> {
     request
 }
 
+/// The `authorization` header value (`Bearer <session token>`) that `api`
+/// sends, to present it elsewhere or to alter it.
+pub fn authorization_of(api: &confide_client::Api) -> String {
+    api.request(())
+        .metadata()
+        .get(confide_proto::AUTHORIZATION_HEADER)
+        .expect("an authenticated connection")
+        .to_str()
+        .expect("an ASCII header value")
+        .to_string()
+}
+
 /// Asserts that a call was refused with `code` and a non-empty reason;
 /// returns the status.
 #[track_caller]
