@@ -76,16 +76,18 @@ impl Ds {
         }
     }
 
+    /// A fresh challenge for `client`. An unknown (or removed) client gets
+    /// one too, random and never stored, so this answer reveals nothing about
+    /// which clients exist: answering it fails later like a bad signature.
     pub async fn create_challenge(&self, client: &ClientId) -> ApiResult<Challenge> {
-        if self.store.client(client).await?.is_none() {
-            return Err(ApiError::NotFound("client is not registered".into()));
-        }
         let mut challenge = vec![0u8; CHALLENGE_LEN];
         rand::rng().fill_bytes(&mut challenge);
         let expires_at = SystemTime::now() + Duration::from_secs(self.settings.challenge_ttl_secs);
-        self.store
-            .put_challenge(client, &challenge, expires_at)
-            .await?;
+        if self.store.client(client).await?.is_some() {
+            self.store
+                .put_challenge(client, &challenge, expires_at)
+                .await?;
+        }
         Ok(Challenge {
             challenge,
             expires_at,
