@@ -130,9 +130,15 @@ impl Ds {
         self.check_size(&ratchet_tree, "ratchet_tree")?;
         let handle = GroupHandle::create(&group_info, &ratchet_tree)?;
         let members = handle.members()?;
-        if members.len() != 1 || members[0].client != *caller {
+        if members.len() != 1 {
             return Err(ApiError::InvalidArgument(
                 "a new group must have the caller as its only member".into(),
+            ));
+        }
+        // Whether or not the named client exists: the same answer.
+        if members[0].client != *caller {
+            return Err(ApiError::PermissionDenied(
+                "a client may create a group only with itself as its member".into(),
             ));
         }
         self.check_registered(&members).await?;
