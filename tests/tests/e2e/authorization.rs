@@ -3,16 +3,18 @@
 //! packages.
 
 use confide_client::{Client, ClientError, ClientId, StateLocation};
+use confide_ds::domain::EntryKind;
 use confide_ds::mls::CIPHERSUITE;
 use confide_proto::v1;
 use confide_tests::rpc::{
-    challenge_for, expect_refused, group_stream, inbox_stream, next_envelope, subscribe,
-    with_authorization,
+    authorization_of, challenge_for, expect_refused, group_stream, inbox_stream, next_envelope,
+    raw_channel, subscribe, with_authorization,
 };
-use confide_tests::{RawMember, spawn_app, spawn_app_with};
+use confide_tests::{RawMember, WAIT, spawn_app, spawn_app_with};
 use openmls_basic_credential::SignatureKeyPair;
 use openmls_traits::signatures::Signer;
-use tonic::Code;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
@@ -506,4 +508,507 @@ async fn registration_requires_the_configured_token() {
     register("alice", "org-secret")
         .await
         .expect("registering with the right token");
+}
+
+/// Every authenticated RPC of the gRPC API, for the authorisation matrix.
+#[derive(Clone, Copy, Debug)]
+enum Rpc {
+    RevokeSession,
+    RemoveClient,
+    CreateGroup,
+    SubmitCommit,
+    SubmitProposal,
+    SendMessage,
+    GetGroupInfo,
+    PublishKeyPackages,
+    ClaimKeyPackages,
+    CountKeyPackages,
+    Subscribe,
+    FetchGroup,
+    FetchInbox,
+    AckGroup,
+    AckInbox,
+}
+
+impl Rpc {
+    const ALL: [Rpc; 15] = [
+        Rpc::RevokeSession,
+        Rpc::RemoveClient,
+        Rpc::CreateGroup,
+        Rpc::SubmitCommit,
+        Rpc::SubmitProposal,
+        Rpc::SendMessage,
+        Rpc::GetGroupInfo,
+        Rpc::PublishKeyPackages,
+        Rpc::ClaimKeyPackages,
+        Rpc::CountKeyPackages,
+        Rpc::Subscribe,
+        Rpc::FetchGroup,
+        Rpc::FetchInbox,
+        Rpc::AckGroup,
+        Rpc::AckInbox,
+    ];
+
+    /// The RPCs that address a group, which only its members may use.
+    const GROUP: [Rpc; 6] = [
+        Rpc::SubmitCommit,
+        Rpc::SubmitProposal,
+        Rpc::SendMessage,
+        Rpc::GetGroupInfo,
+        Rpc::FetchGroup,
+        Rpc::AckGroup,
+    ];
+
+    /// Calls the RPC on `target` with `authorization` as the only
+    /// credential, on a connection without the client library's retries.
+    async fn call(
+        self,
+        channel: &Channel,
+        authorization: Option<&str>,
+        target: &Target,
+    ) -> Result<(), Status> {
+        use v1::auth_service_client::AuthServiceClient;
+        use v1::delivery_service_client::DeliveryServiceClient;
+        use v1::group_service_client::GroupServiceClient;
+        use v1::key_package_service_client::KeyPackageServiceClient;
+        let auth = || AuthServiceClient::new(channel.clone());
+        let groups = || GroupServiceClient::new(channel.clone());
+        let key_packages = || KeyPackageServiceClient::new(channel.clone());
+        let delivery = || DeliveryServiceClient::new(channel.clone());
+        match self {
+            Rpc::RevokeSession => auth()
+                .revoke_session(with_authorization(
+                    v1::RevokeSessionRequest {},
+                    authorization,
+                ))
+                .await
+                .map(drop),
+            Rpc::RemoveClient => auth()
+                .remove_client(with_authorization(
+                    v1::RemoveClientRequest {
+                        client: Some(target.client.clone()),
+                    },
+                    authorization,
+                ))
+                .await
+                .map(drop),
+            Rpc::CreateGroup => groups()
+                .create_group(with_authorization(target.new_group.clone(), authorization))
+                .await
+                .map(drop),
+            Rpc::SubmitCommit => groups()
+                .submit_commit(with_authorization(target.commit.clone(), authorization))
+                .await
+                .map(drop),
+            Rpc::SubmitProposal => groups()
+                .submit_proposal(with_authorization(
+                    v1::SubmitProposalRequest {
+                        group_id: target.group.clone().into(),
+                        proposal: target.proposal.clone().into(),
+                    },
+                    authorization,
+                ))
+                .await
+                .map(drop),
+            Rpc::SendMessage => groups()
+                .send_message(with_authorization(
+                    v1::SendMessageRequest {
+                        group_id: target.group.clone().into(),
+                        message_id: b"matrix".to_vec().into(),
+                        message: target.message.clone().into(),
+                    },
+                    authorization,
+                ))
+                .await
+                .map(drop),
+            Rpc::GetGroupInfo => groups()
+                .get_group_info(with_authorization(
+                    v1::GetGroupInfoRequest {
+                        group_id: target.group.clone().into(),
+                    },
+                    authorization,
+                ))
+                .await
+                .map(drop),
+            Rpc::PublishKeyPackages => key_packages()
+                .publish_key_packages(with_authorization(
+                    v1::PublishKeyPackagesRequest {
+                        key_packages: vec![target.key_package.clone().into()],
+                        last_resort_key_package: Default::default(),
+                    },
+                    authorization,
+                ))
+                .await
+                .map(drop),
+            Rpc::ClaimKeyPackages => key_packages()
+                .claim_key_packages(with_authorization(
+                    v1::ClaimKeyPackagesRequest {
+                        user: target.client.user.clone(),
+                    },
+                    authorization,
+                ))
+                .await
+                .map(drop),
+            Rpc::CountKeyPackages => key_packages()
+                .count_key_packages(with_authorization(
+                    v1::CountKeyPackagesRequest {},
+                    authorization,
+                ))
+                .await
+                .map(drop),
+            Rpc::Subscribe => delivery()
+                .subscribe(with_authorization(v1::SubscribeRequest {}, authorization))
+                .await
+                .map(drop),
+            Rpc::FetchGroup | Rpc::FetchInbox => delivery()
+                .fetch(with_authorization(
+                    v1::FetchRequest {
+                        stream: match self {
+                            Rpc::FetchGroup => group_stream(&target.group),
+                            _ => inbox_stream(),
+                        },
+                        after_seq: 0,
+                        limit: 0,
+                    },
+                    authorization,
+                ))
+                .await
+                .map(drop),
+            Rpc::AckGroup | Rpc::AckInbox => delivery()
+                .ack(with_authorization(
+                    v1::AckRequest {
+                        stream: match self {
+                            Rpc::AckGroup => group_stream(&target.group),
+                            _ => inbox_stream(),
+                        },
+                        seq: 1,
+                    },
+                    authorization,
+                ))
+                .await
+                .map(drop),
+        }
+    }
+}
+
+/// What the calls of a case address, with well-formed input for it: either
+/// things that exist (a group, its members' handshakes, a registered
+/// client) or the same kinds of things the DS has never heard of.
+struct Target {
+    group: Vec<u8>,
+    commit: v1::SubmitCommitRequest,
+    proposal: Vec<u8>,
+    message: Vec<u8>,
+    /// A CreateGroup request for a group whose only member is `client`.
+    new_group: v1::CreateGroupRequest,
+    /// A key package of `client`.
+    key_package: Vec<u8>,
+    client: v1::ClientId,
+}
+
+impl Target {
+    /// Input crafted by `member` for the group it is in, naming `member`.
+    fn crafted_by(member: &mut RawMember) -> Self {
+        let group = member.group_id();
+        let message = member.encrypt(b"for the matrix");
+        let proposal = member.propose_self_update();
+        let commit = member.craft_self_update().request();
+        let key_package = member.key_package(None);
+        let client = member.proto_id();
+        let new_group = member.found_local_group();
+        Self {
+            group,
+            commit,
+            proposal,
+            message,
+            new_group,
+            key_package,
+            client,
+        }
+    }
+}
+
+/// One row of the matrix: `rpc` called by `caller` must be refused with
+/// `code`, on an existing target and on a made-up one alike.
+struct Case<'a> {
+    rpc: Rpc,
+    caller: &'static str,
+    authorization: Option<String>,
+    code: Code,
+    real: &'a Target,
+    ghost: &'a Target,
+    /// Whether the two answers must be identical: not when the caller may
+    /// know the real target exists (a member presenting another's input).
+    same_answer: bool,
+}
+
+/// Runs every case and fails with every refusal that was missing, wrong, or
+/// told an existing target from a made-up one.
+async fn walk(channel: &Channel, cases: &[Case<'_>]) {
+    let mut failures = Vec::new();
+    for case in cases {
+        let what = format!("{:?} by {}", case.rpc, case.caller);
+        let authorization = case.authorization.as_deref();
+        let real = case.rpc.call(channel, authorization, case.real).await;
+        let ghost = case.rpc.call(channel, authorization, case.ghost).await;
+        let (real, ghost) = match (real, ghost) {
+            (Err(real), Err(ghost)) => (real, ghost),
+            (real, ghost) => {
+                failures.push(format!(
+                    "{what}: expected {:?} for both targets, got {:?} (existing) and {:?} (made up)",
+                    case.code,
+                    real.map_err(|s| (s.code(), s.message().to_string())),
+                    ghost.map_err(|s| (s.code(), s.message().to_string())),
+                ));
+                continue;
+            }
+        };
+        for (target, status) in [("an existing target", &real), ("a made-up one", &ghost)] {
+            if status.code() != case.code || status.message().trim().is_empty() {
+                failures.push(format!(
+                    "{what} on {target}: expected {:?} with a reason, got {:?} {:?}",
+                    case.code,
+                    status.code(),
+                    status.message()
+                ));
+            }
+        }
+        if case.same_answer && (real.code(), real.message()) != (ghost.code(), ghost.message()) {
+            failures.push(format!(
+                "{what}: the answer tells an existing target ({:?} {:?}) from a made-up one ({:?} {:?})",
+                real.code(),
+                real.message(),
+                ghost.code(),
+                ghost.message()
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+/// The authorisation matrix: every authenticated RPC × every caller that
+/// must be refused (no, expired, forged or altered session token; a member
+/// presenting another client's input; a non-member; a removed member), each
+/// against an existing group/client and a made-up one, which must get the
+/// same answer (no existence oracle).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rpc_refuses_every_wrong_caller_alike_whether_or_not_the_target_exists() {
+    let app = spawn_app().await;
+    // A replica of the same deployment issuing one-second sessions.
+    let short_lived = app.spawn_replica_with(|s| s.session_ttl_secs = 1).await;
+    let (group, [mut alice, _bob]) = app.conversation(["alice", "bob"]).await;
+    let mut rita = RawMember::register(&app, "rita", "laptop").await;
+    alice
+        .add_users(&group, &["rita"])
+        .await
+        .expect("adding rita");
+    rita.join().await;
+    let mallory = RawMember::register(&app, "mallory", "laptop").await;
+    let mut ghost = RawMember::unregistered(&app, "ghost", "laptop").await;
+    ghost.found_local_group();
+    let ghost = Target::crafted_by(&mut ghost);
+    let real = Target::crafted_by(&mut rita);
+    assert_eq!(real.group, group);
+    let channel = raw_channel(&app.endpoint).await;
+
+    let expired = format!("Bearer {}", rita.new_session(&short_lived).await);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while Rpc::CountKeyPackages
+        .call(&channel, Some(&expired), &real)
+        .await
+        .is_ok()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a one-second session is still accepted after {WAIT:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let mallorys = authorization_of(mallory.api());
+    let altered = {
+        let mut token = mallorys.clone().into_bytes();
+        let last = token.last_mut().expect("a token");
+        *last = if *last == b'0' { b'1' } else { b'0' };
+        String::from_utf8(token).expect("ASCII")
+    };
+    let forged = format!("Bearer {}", "5e55".repeat(16));
+
+    let mut cases = Vec::new();
+    let mut case = |rpc, caller, authorization: Option<&str>, code, same_answer| {
+        cases.push(Case {
+            rpc,
+            caller,
+            authorization: authorization.map(str::to_string),
+            code,
+            real: &real,
+            ghost: &ghost,
+            same_answer,
+        })
+    };
+    for (caller, authorization) in [
+        ("a caller without a session token", None),
+        (
+            "a caller with an expired session token",
+            Some(expired.as_str()),
+        ),
+        (
+            "a caller with a forged session token",
+            Some(forged.as_str()),
+        ),
+        (
+            "a caller with an altered session token",
+            Some(altered.as_str()),
+        ),
+        ("a caller with a malformed authorization", Some("Bearer")),
+    ] {
+        for rpc in Rpc::ALL {
+            case(rpc, caller, authorization, Code::Unauthenticated, true);
+        }
+    }
+    let mallory_token = Some(mallorys.as_str());
+    for rpc in Rpc::GROUP {
+        case(
+            rpc,
+            "mallory, a non-member",
+            mallory_token,
+            Code::PermissionDenied,
+            true,
+        );
+    }
+    for rpc in [Rpc::CreateGroup, Rpc::PublishKeyPackages, Rpc::RemoveClient] {
+        case(
+            rpc,
+            "mallory, naming another client",
+            mallory_token,
+            Code::PermissionDenied,
+            true,
+        );
+    }
+    // Alice may know the group exists: only the code must agree.
+    let alices = authorization_of(alice.api());
+    for rpc in [Rpc::SubmitCommit, Rpc::SubmitProposal] {
+        case(
+            rpc,
+            "alice, a member, submitting rita's handshake",
+            Some(alices.as_str()),
+            Code::PermissionDenied,
+            false,
+        );
+    }
+    walk(&channel, &cases).await;
+
+    alice
+        .remove_users(&group, &["rita"])
+        .await
+        .expect("removing rita");
+    // A removed member may still read (and ack) the log up to the commit
+    // that removed it, to learn of its removal; it may do nothing else.
+    let ritas = authorization_of(rita.api());
+    let cases: Vec<Case> = [
+        Rpc::SubmitCommit,
+        Rpc::SubmitProposal,
+        Rpc::SendMessage,
+        Rpc::GetGroupInfo,
+    ]
+    .into_iter()
+    .map(|rpc| Case {
+        rpc,
+        caller: "rita, a removed member",
+        authorization: Some(ritas.clone()),
+        code: Code::PermissionDenied,
+        real: &real,
+        ghost: &ghost,
+        same_answer: true,
+    })
+    .collect();
+    walk(&channel, &cases).await;
+    alice
+        .send(&group, b"after rita left")
+        .await
+        .expect("sending");
+    let log = app.group_log(alice.id(), &group).await;
+    let removal = log
+        .iter()
+        .rfind(|e| e.kind == EntryKind::Commit)
+        .expect("the removal commit")
+        .seq;
+    let readable = rita
+        .api()
+        .delivery()
+        .fetch(rita.api().request(v1::FetchRequest {
+            stream: group_stream(&group),
+            after_seq: 0,
+            limit: 0,
+        }))
+        .await
+        .expect("rita reading up to her removal")
+        .into_inner()
+        .entries;
+    let last = readable.last().and_then(|e| match &e.entry {
+        Some(v1::envelope::Entry::Group(entry)) => Some(entry.seq),
+        _ => None,
+    });
+    assert_eq!(last, Some(removal), "rita reads up to her removal only");
+
+    // Nothing the refused calls carried reached the group.
+    assert!(
+        log.iter()
+            .all(|e| e.message.as_ref() != real.message.as_slice()
+                && e.message.as_ref() != real.proposal.as_slice()
+                && e.message.as_ref() != real.commit.commit.as_ref()),
+        "a refused call's input was logged"
+    );
+}
+
+/// CreateChallenge answers an unknown client like a known one, and
+/// answering that challenge fails like a wrong signature: registration
+/// cannot be probed one name at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_challenge_and_its_answer_reveal_nothing_about_which_clients_exist() {
+    let app = spawn_app().await;
+    let alice = RawMember::register(&app, "alice", "laptop").await;
+    let nobody = RawMember::unregistered(&app, "nobody", "laptop").await;
+    let auth = app.api().await.auth();
+    let key = SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).expect("a key");
+
+    let mut answers = Vec::new();
+    for client in [alice.proto_id(), nobody.proto_id()] {
+        let challenge = auth
+            .clone()
+            .create_challenge(v1::CreateChallengeRequest {
+                client: Some(client.clone()),
+            })
+            .await
+            .unwrap_or_else(|s| panic!("a challenge for {client:?}: {s:?}"))
+            .into_inner();
+        assert_eq!(challenge.challenge.len(), 32, "{client:?}");
+        assert!(challenge.expires_at_unix_ms > 0, "{client:?}");
+        let signature = key
+            .sign(&confide_proto::challenge_signing_payload(
+                &challenge.challenge,
+            ))
+            .expect("signing");
+        let refused = expect_refused(
+            auth.clone()
+                .authenticate(v1::AuthenticateRequest {
+                    client: Some(client.clone()),
+                    challenge: challenge.challenge,
+                    signature: signature.into(),
+                })
+                .await,
+            Code::Unauthenticated,
+            &format!("a challenge for {client:?} signed with a key not its own"),
+        );
+        answers.push(refused.message().to_string());
+    }
+    assert_eq!(
+        answers[0], answers[1],
+        "a known and an unknown client are refused differently"
+    );
 }
