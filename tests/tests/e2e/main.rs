@@ -15,6 +15,7 @@ mod limits;
 mod malformed;
 mod membership;
 mod privacy;
+mod replay;
 mod replicas;
 mod restart;
 mod tls;
