@@ -8,7 +8,8 @@ use confide_ds::Settings;
 use confide_ds::domain::{EntryKind, GroupEntry};
 use confide_proto::v1;
 use confide_tests::rpc::{expect_refused, group_stream};
-use confide_tests::{Member, TestApp, spawn_app};
+use confide_tests::{Member, RawMember, TestApp, spawn_app};
+use openmls::prelude::Lifetime;
 use tonic::{Code, Response, Status};
 
 /// Two conversations: alice and bob (where the bad input goes), carol and
@@ -404,4 +405,204 @@ async fn a_replayed_application_message_is_not_delivered_again() {
         }
     }
     scene.still_serving(log.len()).await;
+}
+
+impl Scene {
+    /// Adds rita, a raw member who crafts what the client library never
+    /// sends, to alice and bob's group.
+    async fn with_rita(mut self) -> (Self, RawMember) {
+        let mut rita = RawMember::register(&self.app, "rita", "laptop").await;
+        self.alice
+            .add_users(&self.group, &["rita"])
+            .await
+            .expect("adding rita");
+        rita.join().await;
+        (self, rita)
+    }
+}
+
+/// Asserts a bad-input refusal: one of `codes`, with a reason.
+#[track_caller]
+fn expect_bad_input<T: std::fmt::Debug>(
+    result: Result<Response<T>, Status>,
+    codes: &[Code],
+    what: &str,
+) {
+    match result {
+        Ok(response) => panic!("{what}: accepted with {:?}", response.into_inner()),
+        Err(status) => {
+            assert!(codes.contains(&status.code()), "{what}: {status:?}");
+            assert!(!status.message().trim().is_empty(), "{what}: no reason");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mls_messages_of_the_wrong_content_type_are_invalid_argument_and_reach_nobody() {
+    let (scene, mut rita) = Scene::new().await.with_rita().await;
+    let group = scene.group.clone();
+    let api = rita.api().clone();
+    let welcome = rita.welcomes().await.remove(0).welcome;
+    let key_package = rita.key_package(None);
+    let message = rita.encrypt(b"never sent");
+    let proposal = rita.propose_self_update();
+    let commit = rita.craft_self_update();
+    let log_before = scene.log().await.len();
+    let invalid = [Code::InvalidArgument];
+
+    for (what, bytes) in [
+        ("a proposal as a commit", &proposal),
+        ("an application message as a commit", &message),
+        ("a Welcome as a commit", &welcome.to_vec()),
+        ("a key package as a commit", &key_package),
+    ] {
+        expect_bad_input(
+            submit_commit(&api, &group, bytes, &commit.group_info).await,
+            &invalid,
+            what,
+        );
+    }
+    for (what, bytes) in [
+        ("a commit as an application message", &commit.commit),
+        ("a proposal as an application message", &proposal),
+        ("a Welcome as an application message", &welcome.to_vec()),
+        ("a key package as an application message", &key_package),
+    ] {
+        expect_bad_input(
+            send_message(&api, &group, what.as_bytes(), bytes).await,
+            &invalid,
+            what,
+        );
+    }
+    for (what, bytes) in [
+        ("an application message as a proposal", &message),
+        ("a Welcome as a proposal", &welcome.to_vec()),
+    ] {
+        expect_bad_input(
+            rita.submit_proposal(&group, bytes.clone()).await,
+            &invalid,
+            what,
+        );
+    }
+    expect_bad_input(
+        submit_commit(&api, &group, &commit.commit, &commit.commit).await,
+        &invalid,
+        "a commit as its own GroupInfo",
+    );
+    expect_bad_input(
+        api.key_packages()
+            .publish_key_packages(api.request(v1::PublishKeyPackagesRequest {
+                key_packages: vec![welcome.clone()],
+                last_resort_key_package: Default::default(),
+            }))
+            .await,
+        &invalid,
+        "a Welcome as a key package",
+    );
+    scene.still_serving(log_before).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_and_not_yet_valid_key_packages_are_invalid_argument_and_never_claimed() {
+    let app = spawn_app().await;
+    let rita = RawMember::register(&app, "rita", "laptop").await;
+    let api = rita.api();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    for (what, lifetime) in [
+        (
+            "an expired key package",
+            Lifetime::init(now - 7200, now - 3600),
+        ),
+        (
+            "a key package valid from tomorrow",
+            Lifetime::init(now + 86_400, now + 2 * 86_400),
+        ),
+    ] {
+        let key_package = rita.key_package(Some(lifetime));
+        for (slot, request) in [
+            (
+                "in the pool",
+                v1::PublishKeyPackagesRequest {
+                    key_packages: vec![key_package.clone().into()],
+                    last_resort_key_package: Default::default(),
+                },
+            ),
+            (
+                "as the last-resort one",
+                v1::PublishKeyPackagesRequest {
+                    key_packages: Vec::new(),
+                    last_resort_key_package: key_package.clone().into(),
+                },
+            ),
+        ] {
+            expect_refused(
+                api.key_packages()
+                    .publish_key_packages(api.request(request))
+                    .await,
+                Code::InvalidArgument,
+                &format!("{what} {slot}"),
+            );
+        }
+    }
+    // Only the valid key package rita published at registration is there.
+    let count = api
+        .key_packages()
+        .count_key_packages(api.request(v1::CountKeyPackagesRequest {}))
+        .await
+        .expect("counting")
+        .into_inner();
+    assert_eq!((count.available, count.has_last_resort), (1, false));
+}
+
+/// A confirmation or membership tag (HMAC-SHA256) with its length prefix.
+const MAC_LEN: usize = 33;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bit_flipped_commits_are_refused_and_the_intact_one_is_still_accepted() {
+    let (scene, mut rita) = Scene::new().await.with_rita().await;
+    let group = scene.group.clone();
+    let commit = rita.craft_self_update();
+    let log_before = scene.log().await.len();
+    let bad = [
+        Code::InvalidArgument,
+        Code::FailedPrecondition,
+        Code::PermissionDenied,
+    ];
+
+    // One flipped bit at a time, spread over everything the DS can check:
+    // the commit ends with its confirmation tag and membership tag, MACs
+    // keyed with epoch secrets that only members hold (see below).
+    let checkable = commit.commit.len() - 2 * MAC_LEN;
+    let stride = (checkable / 40).max(1);
+    for position in (0..checkable).step_by(stride) {
+        let mut flipped = commit.commit.clone();
+        flipped[position] ^= 0x10;
+        expect_bad_input(
+            submit_commit(rita.api(), &group, &flipped, &commit.group_info).await,
+            &bad,
+            &format!("a commit with bit 4 of byte {position} flipped"),
+        );
+    }
+    // And in the GroupInfo that comes with it.
+    let stride = (commit.group_info.len() / 20).max(1);
+    for position in (0..commit.group_info.len()).step_by(stride) {
+        let mut flipped = commit.group_info.clone();
+        flipped[position] ^= 0x10;
+        expect_bad_input(
+            submit_commit(rita.api(), &group, &commit.commit, &flipped).await,
+            &bad,
+            &format!("a GroupInfo with bit 4 of byte {position} flipped"),
+        );
+    }
+    assert_eq!(scene.log().await.len(), log_before, "nothing was appended");
+    let accepted = rita
+        .submit(commit.request())
+        .await
+        .expect("the intact commit after the flipped ones")
+        .into_inner();
+    assert_eq!(accepted.epoch, commit.epoch + 1);
+    scene.still_serving(log_before + 1).await;
 }
