@@ -119,6 +119,24 @@ pub fn validate_key_package(bytes: &[u8]) -> Result<ValidKeyPackage, MlsError> {
     })
 }
 
+/// The confirmation tag of a GroupInfo, TLS-serialised (openmls keeps its
+/// accessor private): it follows the group context and the extensions.
+fn group_info_confirmation_tag(
+    info: &openmls::messages::group_info::GroupInfo,
+) -> Result<Vec<u8>, MlsError> {
+    use openmls::prelude::tls_codec::Size as _;
+    let bytes = info
+        .tls_serialize_detached()
+        .map_err(|e| invalid("group info", e))?;
+    let offset = info.group_context().tls_serialized_len() + info.extensions().tls_serialized_len();
+    let mut rest = bytes
+        .get(offset..)
+        .ok_or_else(|| invalid("group info", "it has no confirmation tag"))?;
+    let before = rest.len();
+    VLBytes::tls_deserialize(&mut rest).map_err(|e| invalid("group info", e))?;
+    Ok(bytes[offset..offset + before - rest.len()].to_vec())
+}
+
 /// An application message that may be appended to a group log.
 pub struct ApplicationMessage {
     pub epoch: u64,
@@ -360,6 +378,11 @@ impl GroupHandle {
             _ => None,
         }
         .ok_or_else(|| invalid("sender", "no member at that leaf"))?;
+        let confirmation_tag = message
+            .confirmation_tag()
+            .ok_or_else(|| invalid("commit", "it has no confirmation tag"))?
+            .tls_serialize_detached()
+            .map_err(|e| invalid("commit", e))?;
         let crypto = RustCrypto::default();
         let processed = self
             .group
@@ -492,6 +515,15 @@ impl GroupHandle {
             return Err(invalid(
                 "group info",
                 "it does not describe the epoch this commit creates",
+            ));
+        }
+        // The commit's confirmation tag is a MAC only members can check, but
+        // the committer also signs it into the GroupInfo: a commit whose tag
+        // differs (corrupted on the way, say) would wedge every member.
+        if group_info_confirmation_tag(&info)? != confirmation_tag {
+            return Err(invalid(
+                "commit",
+                "its confirmation tag is not the one its GroupInfo carries",
             ));
         }
 
