@@ -793,7 +793,7 @@ async fn walk(channel: &Channel, cases: &[Case<'_>]) {
 }
 
 /// The authorisation matrix: every authenticated RPC × every caller that
-/// must be refused (no, expired, forged or altered session token; a member
+/// must be refused (no, expired, revoked, forged or altered session token; a member
 /// presenting another client's input; a non-member; a removed member), each
 /// against an existing group/client and a made-up one, which must get the
 /// same answer (no existence oracle).
@@ -838,6 +838,11 @@ async fn every_rpc_refuses_every_wrong_caller_alike_whether_or_not_the_target_ex
         String::from_utf8(token).expect("ASCII")
     };
     let forged = format!("Bearer {}", "5e55".repeat(16));
+    let revoked = format!("Bearer {}", mallory.new_session(&app).await);
+    Rpc::RevokeSession
+        .call(&channel, Some(&revoked), &real)
+        .await
+        .expect("mallory ending her second session");
 
     let mut cases = Vec::new();
     let mut case = |rpc, caller, authorization: Option<&str>, code, same_answer| {
@@ -856,6 +861,10 @@ async fn every_rpc_refuses_every_wrong_caller_alike_whether_or_not_the_target_ex
         (
             "a caller with an expired session token",
             Some(expired.as_str()),
+        ),
+        (
+            "a caller with a revoked session token",
+            Some(revoked.as_str()),
         ),
         (
             "a caller with a forged session token",
