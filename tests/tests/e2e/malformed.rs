@@ -608,3 +608,116 @@ async fn bit_flipped_commits_are_refused_and_the_intact_one_is_still_accepted() 
     assert_eq!(accepted.epoch, commit.epoch + 1);
     scene.still_serving(log_before + 1).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_oversized_mls_field_is_resource_exhausted_and_the_group_goes_on() {
+    use tonic_types::StatusExt;
+    const MAX: usize = 4 * 1024;
+    let app = confide_tests::spawn_app_with(|s| {
+        s.max_message_bytes = MAX;
+        s.limits.max_request_bytes = 16 * MAX;
+    })
+    .await;
+    let (group, [mut alice, mut bob]) = app.conversation(["alice", "bob"]).await;
+    let api = alice.api().clone();
+    let big = Bytes::from(vec![7u8; MAX + 1]);
+    let small = Bytes::from_static(b"small");
+    let group_id = Bytes::from(group.clone());
+    let (groups, key_packages) = (api.groups(), api.key_packages());
+
+    let commit = async |commit: &Bytes, welcome: &Bytes, group_info: &Bytes| {
+        groups
+            .clone()
+            .submit_commit(api.request(v1::SubmitCommitRequest {
+                group_id: group_id.clone(),
+                commit: commit.clone(),
+                welcome: welcome.clone(),
+                group_info: group_info.clone(),
+            }))
+            .await
+    };
+    let publish = async |packages: Vec<Bytes>, last_resort: &Bytes| {
+        key_packages
+            .clone()
+            .publish_key_packages(api.request(v1::PublishKeyPackagesRequest {
+                key_packages: packages,
+                last_resort_key_package: last_resort.clone(),
+            }))
+            .await
+    };
+    let create = async |group_info: &Bytes, ratchet_tree: &Bytes| {
+        groups
+            .clone()
+            .create_group(api.request(v1::CreateGroupRequest {
+                group_info: group_info.clone(),
+                ratchet_tree: ratchet_tree.clone(),
+            }))
+            .await
+    };
+    let statuses = [
+        (
+            "an oversized commit",
+            commit(&big, &small, &small).await.map(drop),
+        ),
+        (
+            "an oversized Welcome",
+            commit(&small, &big, &small).await.map(drop),
+        ),
+        (
+            "an oversized GroupInfo with a commit",
+            commit(&small, &small, &big).await.map(drop),
+        ),
+        (
+            "an oversized proposal",
+            groups
+                .clone()
+                .submit_proposal(api.request(v1::SubmitProposalRequest {
+                    group_id: group_id.clone(),
+                    proposal: big.clone(),
+                }))
+                .await
+                .map(drop),
+        ),
+        (
+            "an oversized application message",
+            groups
+                .clone()
+                .send_message(api.request(v1::SendMessageRequest {
+                    group_id: group_id.clone(),
+                    message_id: b"big".to_vec().into(),
+                    message: big.clone(),
+                }))
+                .await
+                .map(drop),
+        ),
+        (
+            "an oversized key package",
+            publish(vec![big.clone()], &Bytes::new()).await.map(drop),
+        ),
+        (
+            "an oversized last-resort key package",
+            publish(Vec::new(), &big).await.map(drop),
+        ),
+        (
+            "an oversized GroupInfo for a new group",
+            create(&big, &small).await.map(drop),
+        ),
+        (
+            "an oversized ratchet tree for a new group",
+            create(&small, &big).await.map(drop),
+        ),
+    ];
+    for (what, result) in statuses {
+        let status = expect_refused(result.map(Response::new), Code::ResourceExhausted, what);
+        let info = status
+            .get_details_error_info()
+            .unwrap_or_else(|| panic!("{what}: no ErrorInfo in {status:?}"));
+        assert_eq!(info.reason, confide_proto::REASON_TOO_LARGE, "{what}");
+    }
+
+    alice
+        .send(&group, b"still here")
+        .await
+        .expect("the group goes on");
+    assert_eq!(bob.expect_messages(&group, 1).await[0].body, b"still here");
+}
