@@ -760,6 +760,32 @@ mod tests {
     }
 
     #[test]
+    fn the_confirmation_tag_is_read_from_a_group_info() {
+        use openmls_basic_credential::SignatureKeyPair;
+        let provider = openmls_rust_crypto::OpenMlsRustCrypto::default();
+        let signer = SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).unwrap();
+        let credential = CredentialWithKey {
+            credential: BasicCredential::new(b"alice/phone".to_vec()).into(),
+            signature_key: signer.to_public_vec().into(),
+        };
+        let config = MlsGroupCreateConfig::builder()
+            .ciphersuite(CIPHERSUITE)
+            .use_ratchet_tree_extension(true)
+            .build();
+        let mut group = MlsGroup::new(&provider, &signer, &config, credential).unwrap();
+        let (_, _, info) = group
+            .self_update(&provider, &signer, LeafNodeParameters::default())
+            .unwrap()
+            .into_contents();
+        group.merge_pending_commit(&provider).unwrap();
+        let expected = group.confirmation_tag().tls_serialize_detached().unwrap();
+        assert_eq!(
+            group_info_confirmation_tag(&info.unwrap()).unwrap(),
+            expected
+        );
+    }
+
+    #[test]
     fn garbage_is_not_an_application_message() {
         let group = GroupId::new(b"g".to_vec()).unwrap();
         assert!(matches!(
