@@ -511,6 +511,11 @@ async fn registration_requires_the_configured_token() {
 }
 
 /// Every authenticated RPC of the gRPC API, for the authorisation matrix.
+/// The rest need no session by design: RegisterClient (ALREADY_EXISTS for a
+/// taken name is inherent), CreateChallenge and Authenticate (which answer
+/// alike for unknown clients, see
+/// `a_challenge_and_its_answer_reveal_nothing_about_which_clients_exist`),
+/// GetServiceInfo and health.
 #[derive(Clone, Copy, Debug)]
 enum Rpc {
     RevokeSession,
