@@ -135,7 +135,7 @@ impl Client {
         })?;
         api.auth()
             .register_client(v1::RegisterClientRequest {
-                client: Some(proto_client(&id)),
+                client: Some((&id).into()),
                 signature_public_key: signer.to_public_vec().into(),
                 registration_token: registration_token.to_string(),
             })
@@ -222,7 +222,7 @@ impl Client {
             .api
             .auth()
             .create_challenge(v1::CreateChallengeRequest {
-                client: Some(proto_client(&self.id)),
+                client: Some((&self.id).into()),
             })
             .await?
             .into_inner()
@@ -235,7 +235,7 @@ impl Client {
             .api
             .auth()
             .authenticate(v1::AuthenticateRequest {
-                client: Some(proto_client(&self.id)),
+                client: Some((&self.id).into()),
                 challenge,
                 signature: signature.into(),
             })
@@ -911,13 +911,6 @@ fn client_futures_are_send(client: &mut Client, group: &[u8]) {
     send(client.create_group());
     send(client.authenticate());
     send(client.publish_key_packages(1, false));
-}
-
-fn proto_client(id: &ClientId) -> v1::ClientId {
-    v1::ClientId {
-        user: id.user().to_string(),
-        device: id.device().to_string(),
-    }
 }
 
 /// Processes one MLS message of a group log into events.

@@ -95,10 +95,7 @@ impl RawMember {
 
     /// This client's id as the protocol spells it.
     pub fn proto_id(&self) -> v1::ClientId {
-        v1::ClientId {
-            user: self.id.user().into(),
-            device: self.id.device().into(),
-        }
+        (&self.id).into()
     }
 
     /// A new session token from `app` (which may be another replica),

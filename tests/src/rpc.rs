@@ -187,3 +187,27 @@ pub fn expect_rate_limited(status: &Status, limit: &str) -> std::time::Duration 
     );
     delay
 }
+
+/// One claim of a key package for every device of `user`, by the client
+/// `api` is authenticated as.
+pub async fn claim_key_packages(
+    api: &confide_client::Api,
+    user: &str,
+) -> Vec<v1::ClaimedKeyPackage> {
+    let request = api.request(v1::ClaimKeyPackagesRequest { user: user.into() });
+    api.key_packages()
+        .claim_key_packages(request)
+        .await
+        .unwrap_or_else(|status| panic!("claiming a key package of {user}: {status}"))
+        .into_inner()
+        .key_packages
+}
+
+/// The key package of the first device [`claim_key_packages`] returns.
+pub async fn claim_key_package(api: &confide_client::Api, user: &str) -> Vec<u8> {
+    claim_key_packages(api, user)
+        .await
+        .remove(0)
+        .key_package
+        .to_vec()
+}

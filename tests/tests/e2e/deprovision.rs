@@ -9,19 +9,12 @@ use confide_tests::{Member, TestApp, spawn_app, spawn_app_with};
 use tempfile::TempDir;
 use tonic::Code;
 
-fn proto_id(id: &ClientId) -> Option<v1::ClientId> {
-    Some(v1::ClientId {
-        user: id.user().into(),
-        device: id.device().into(),
-    })
-}
-
 async fn remove(
     by: &Member,
     target: &ClientId,
 ) -> Result<tonic::Response<v1::RemoveClientResponse>, tonic::Status> {
     let request = by.api().request(v1::RemoveClientRequest {
-        client: proto_id(target),
+        client: Some(target.into()),
     });
     by.api().auth().remove_client(request).await
 }
@@ -158,7 +151,7 @@ async fn only_the_same_user_or_the_operator_may_deprovision_a_device() {
     let as_operator = |token: &'static str, target: &ClientId| {
         let mut request = with_authorization(
             v1::RemoveClientRequest {
-                client: proto_id(target),
+                client: Some(target.into()),
             },
             None,
         );

@@ -7,6 +7,7 @@
 use confide_client::{ClientError, ClientId, Event, GroupMember};
 use confide_ds::mls::validate_key_package;
 use confide_tests::hostile::write_external_commit;
+use confide_tests::rpc::claim_key_packages;
 use confide_tests::{HostileDs, Member, spawn_app};
 
 /// The members `member` saw added to `group`, and by whom.
@@ -114,20 +115,7 @@ async fn a_key_package_of_someone_other_than_the_user_asked_for_is_refused() {
     app.client("bob", "phone").await;
     app.client("mallory", "phone").await;
     let group = alice.create_group().await.expect("creating the group");
-    let mallory = alice
-        .api()
-        .key_packages()
-        .claim_key_packages(
-            alice
-                .api()
-                .request(confide_proto::v1::ClaimKeyPackagesRequest {
-                    user: "mallory".into(),
-                }),
-        )
-        .await
-        .expect("claiming mallory's key package")
-        .into_inner()
-        .key_packages;
+    let mallory = claim_key_packages(alice.api(), "mallory").await;
     hostile.rewrite_claims(move |_, _| mallory.clone());
 
     let refused = alice.add_users(&group, &["bob"]).await;

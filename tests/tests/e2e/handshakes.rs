@@ -3,7 +3,7 @@
 
 use confide_client::Event;
 use confide_proto::v1;
-use confide_tests::rpc::expect_refused;
+use confide_tests::rpc::{claim_key_package, expect_refused};
 use confide_tests::{CraftedCommit, RawMember, spawn_app};
 use tonic::Code;
 
@@ -62,21 +62,10 @@ async fn a_commit_that_adds_members_needs_exactly_their_welcome() -> anyhow::Res
     let _erin = app.client("erin", "phone").await;
     alice.add_users(&group, &["rita"]).await?;
     rita.join().await;
-    let claim = async |user: &str| {
-        rita.api()
-            .key_packages()
-            .claim_key_packages(
-                rita.api()
-                    .request(v1::ClaimKeyPackagesRequest { user: user.into() }),
-            )
-            .await
-            .expect("claiming a key package")
-            .into_inner()
-            .key_packages
-            .remove(0)
-            .key_package
-    };
-    let (daves, erins) = (claim("dave").await, claim("erin").await);
+    let (daves, erins) = (
+        claim_key_package(rita.api(), "dave").await,
+        claim_key_package(rita.api(), "erin").await,
+    );
     let add_dave = rita.craft_add(&daves);
     let add_erin = rita.craft_add(&erins);
     let update = rita.craft_self_update();

@@ -5,17 +5,12 @@ use std::collections::HashSet;
 
 use confide_client::{Api, Event};
 use confide_proto::v1;
+use confide_tests::rpc::claim_key_packages;
 use confide_tests::spawn_app;
 
 /// One raw claim of a key package for every device of `user`.
 async fn claim(api: Api, user: &str) -> Vec<v1::ClaimedKeyPackage> {
-    let request = api.request(v1::ClaimKeyPackagesRequest { user: user.into() });
-    api.key_packages()
-        .claim_key_packages(request)
-        .await
-        .unwrap_or_else(|status| panic!("claiming a key package of {user}: {status}"))
-        .into_inner()
-        .key_packages
+    claim_key_packages(&api, user).await
 }
 
 async fn count(api: &Api) -> v1::CountKeyPackagesResponse {

@@ -6,7 +6,7 @@
 use confide_client::GroupId;
 use confide_ds::domain::{EntryKind, GroupEntry};
 use confide_proto::v1;
-use confide_tests::rpc::{expect_refused, group_stream};
+use confide_tests::rpc::{claim_key_package, expect_refused, group_stream};
 use confide_tests::{Member, RawMember, TestApp, spawn_app};
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -63,18 +63,7 @@ async fn a_replayed_commit_for_a_past_epoch_gets_its_original_result_and_is_logg
     let app = spawn_app().await;
     let (group, mut alice, mut bob, [mut rita]) = group_with_raw_members(&app, ["rita"]).await;
     let carol = RawMember::register(&app, "carol", "laptop").await;
-    let carols = rita
-        .api()
-        .key_packages()
-        .claim_key_packages(rita.api().request(v1::ClaimKeyPackagesRequest {
-            user: "carol".into(),
-        }))
-        .await
-        .expect("claiming carol's key package")
-        .into_inner()
-        .key_packages
-        .remove(0)
-        .key_package;
+    let carols = claim_key_package(rita.api(), "carol").await;
     let add = rita.craft_add(&carols);
     let accepted = rita
         .submit(add.request())
@@ -263,23 +252,9 @@ async fn the_welcome_of_a_commit_that_lost_the_race_reaches_nobody() {
         group_with_raw_members(&app, ["rita", "sam"]).await;
     let carol = RawMember::register(&app, "carol", "laptop").await;
     let dave = RawMember::register(&app, "dave", "laptop").await;
-    let claim = async |by: &RawMember, user: &str| {
-        by.api()
-            .key_packages()
-            .claim_key_packages(
-                by.api()
-                    .request(v1::ClaimKeyPackagesRequest { user: user.into() }),
-            )
-            .await
-            .expect("claiming a key package")
-            .into_inner()
-            .key_packages
-            .remove(0)
-            .key_package
-    };
     // Rita adds carol and sam adds dave, both at the same epoch.
-    let ritas = rita.craft_add(&claim(&rita, "carol").await);
-    let sams = sam.craft_add(&claim(&sam, "dave").await);
+    let ritas = rita.craft_add(&claim_key_package(rita.api(), "carol").await);
+    let sams = sam.craft_add(&claim_key_package(sam.api(), "dave").await);
     assert_eq!(ritas.epoch, sams.epoch);
     let won = rita
         .submit(ritas.request())
