@@ -13,6 +13,7 @@ pub mod error;
 pub mod events;
 pub mod retry;
 pub mod roster;
+pub mod sim;
 pub mod store;
 
 pub use api::{Api, TlsOptions};

@@ -253,6 +253,22 @@ impl Settings {
             .expect("static overrides");
         Self::load_from(builder, None).expect("the built-in defaults are valid")
     }
+
+    /// Lifts the per-client rate and connection limits, for a load test in
+    /// which the simulator is the only client (the limits are there to stop
+    /// a hostile client, not to shape a benchmark). Size limits stay.
+    pub fn lift_limits(&mut self) {
+        let limits = &mut self.limits;
+        limits.requests_per_second = 10_000_000;
+        limits.request_burst = 10_000_000;
+        limits.bytes_per_second = u32::MAX;
+        limits.byte_burst = u32::MAX;
+        limits.unauthenticated_per_minute = u32::MAX;
+        limits.claims_per_minute = u32::MAX;
+        limits.claims_per_target_per_minute = u32::MAX;
+        self.transport.max_concurrent_streams = 1 << 20;
+        self.transport.max_connections = 1 << 20;
+    }
 }
 
 /// Secrets (the registration token, a database password) are never printed.

@@ -18,4 +18,5 @@ mod privacy;
 mod replay;
 mod replicas;
 mod restart;
+mod simulator;
 mod tls;

@@ -1,0 +1,155 @@
+//! `confide-sim`: load-tests a Confide delivery service with virtual MLS
+//! clients and reports what it measured. See `confide_client::sim`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use confide_client::TlsOptions;
+use confide_client::sim::{self, GroupSpec, Scenario, Target};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Store {
+    Memory,
+    Postgres,
+}
+
+/// Flags override the scenario file, which overrides the defaults.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// A YAML scenario (fields as in `confide_client::sim::Scenario`).
+    #[arg(long)]
+    scenario: Option<PathBuf>,
+    /// A running DS to load-test; without it a DS is started in-process.
+    #[arg(long)]
+    target: Option<String>,
+    /// The store of the in-process DS.
+    #[arg(long, value_enum, default_value = "memory")]
+    store: Store,
+    /// PostgreSQL for `--store postgres` (migrated at start).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    database_url: String,
+    /// A CA certificate (PEM) for an `https://` target.
+    #[arg(long)]
+    ca_cert: Option<PathBuf>,
+    /// Registration token, if the target requires one.
+    #[arg(long, env = "CONFIDE_REGISTRATION_TOKEN", default_value = "")]
+    registration_token: String,
+    #[arg(long)]
+    users: Option<usize>,
+    #[arg(long)]
+    devices_per_user: Option<usize>,
+    /// Groups as COUNTxSIZE (users per group), repeatable: `--groups 100x10
+    /// --groups 1x1000`.
+    #[arg(long)]
+    groups: Vec<GroupSpec>,
+    /// Messages per second over all groups (Poisson arrivals).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Plaintext bytes per message.
+    #[arg(long)]
+    message_size: Option<usize>,
+    /// Seconds of messaging.
+    #[arg(long)]
+    duration: Option<f64>,
+    #[arg(long)]
+    ramp_up: Option<f64>,
+    #[arg(long)]
+    senders_per_group: Option<usize>,
+    #[arg(long)]
+    verifiers_per_group: Option<usize>,
+    /// HTTP/2 connections the virtual clients share.
+    #[arg(long)]
+    connections: Option<usize>,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Where to write the report as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// No progress display.
+    #[arg(long)]
+    quiet: bool,
+}
+
+impl Cli {
+    fn scenario(&self) -> anyhow::Result<Scenario> {
+        let mut scenario = match &self.scenario {
+            Some(path) => Scenario::from_yaml_file(path)?,
+            None => Scenario::default(),
+        };
+        macro_rules! flag {
+            ($($flag:ident => $field:ident),*) => {
+                $(if let Some(value) = self.$flag { scenario.$field = value; })*
+            };
+        }
+        flag!(users => users, devices_per_user => devices_per_user, rate => message_rate,
+              message_size => message_size, duration => duration_secs, ramp_up => ramp_up_secs,
+              senders_per_group => senders_per_group, verifiers_per_group => verifiers_per_group,
+              connections => connections, seed => seed);
+        if !self.groups.is_empty() {
+            scenario.groups = self.groups.clone();
+        }
+        Ok(scenario)
+    }
+
+    fn target(&self) -> anyhow::Result<Target> {
+        Ok(match (&self.target, self.store) {
+            (Some(endpoint), _) => Target::Remote {
+                endpoint: endpoint.clone(),
+                tls: TlsOptions {
+                    ca_certificate: match &self.ca_cert {
+                        Some(path) => Some(
+                            std::fs::read(path)
+                                .with_context(|| format!("reading {}", path.display()))?,
+                        ),
+                        None => None,
+                    },
+                    ..TlsOptions::default()
+                },
+                registration_token: self.registration_token.clone(),
+            },
+            (None, Store::Memory) => Target::InMemory,
+            (None, Store::Postgres) => Target::Postgres {
+                database_url: self.database_url.clone(),
+            },
+        })
+    }
+}
+
+/// Exit codes: 0 a clean run, 1 a run that found problems (lost, forked,
+/// duplicated or altered messages), 2 a run that could not be made.
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("confide-sim: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs the simulation and prints the report; returns whether it was clean.
+async fn run(cli: Cli) -> anyhow::Result<bool> {
+    let scenario = cli.scenario()?;
+    let report = sim::run(scenario, cli.target()?, !cli.quiet).await?;
+    println!("{report}");
+    if let Some(path) = &cli.json {
+        let json = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(report.is_clean())
+}
