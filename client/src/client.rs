@@ -46,16 +46,17 @@ fn group_config(external_sender: Option<ExternalSender>) -> MlsGroupCreateConfig
         .with_group_context_extensions(extensions)
         .ciphersuite(CIPHERSUITE)
         .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
-        .use_ratchet_tree_extension(true)
         .max_past_epochs(MAX_PAST_EPOCHS)
         .sender_ratchet_configuration(SenderRatchetConfiguration::new(64, 10_000))
         .build()
 }
 
+/// Neither config puts the ratchet tree into Welcomes or GroupInfos: the DS
+/// serves it to joiners beside the Welcome, which keeps the upload for adding
+/// a member to a large group small.
 fn join_config() -> MlsGroupJoinConfig {
     MlsGroupJoinConfig::builder()
         .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
-        .use_ratchet_tree_extension(true)
         .max_past_epochs(MAX_PAST_EPOCHS)
         .sender_ratchet_configuration(SenderRatchetConfiguration::new(64, 10_000))
         .build()
@@ -425,13 +426,7 @@ impl Client {
                 .groups
                 .get_mut(group_id)
                 .ok_or(ClientError::UnknownGroup)?;
-            let (commit, welcome, group_info) = match &change {
-                Change::Add(key_packages) => {
-                    let (commit, welcome, info) = group
-                        .add_members(&self.provider, &self.signer, key_packages)
-                        .map_err(mls)?;
-                    (commit, Some(welcome), info)
-                }
+            let removals: Vec<LeafNodeIndex> = match &change {
                 Change::Remove(users) => {
                     let leaves: Vec<LeafNodeIndex> = group
                         .members()
@@ -446,28 +441,42 @@ impl Client {
                             "none of those users is a member of the group".into(),
                         ));
                     }
-                    group
-                        .remove_members(&self.provider, &self.signer, &leaves)
-                        .map_err(mls)?
+                    leaves
                 }
-                Change::PendingProposals => {
-                    if group.pending_proposals().next().is_none() {
-                        // Another member committed them meanwhile.
-                        return Err(ClientError::NothingToCommit);
-                    }
-                    group
-                        .commit_to_pending_proposals(&self.provider, &self.signer)
-                        .map_err(mls)?
-                }
-                Change::Update => {
-                    let bundle = group
-                        .self_update(&self.provider, &self.signer, LeafNodeParameters::default())
-                        .map_err(mls)?;
-                    // A self-update adds nobody, so it has no Welcome.
-                    let (commit, _, info) = bundle.into_contents();
-                    (commit, None, info)
-                }
+                _ => Vec::new(),
             };
+            if matches!(change, Change::PendingProposals)
+                && group.pending_proposals().next().is_none()
+            {
+                // Another member committed them meanwhile.
+                return Err(ClientError::NothingToCommit);
+            }
+            let builder = group.commit_builder();
+            let builder = match &change {
+                // An Add needs no update path (RFC 9420 §12.4): without
+                // one, adding to a large group costs the committer O(1)
+                // encryptions rather than one per copath resolution.
+                Change::Add(key_packages) => builder.propose_adds(key_packages.iter().cloned()),
+                Change::Remove(_) => builder.propose_removals(removals),
+                Change::PendingProposals => builder.consume_proposal_store(true),
+                Change::Update => builder.consume_proposal_store(true).force_self_update(true),
+            };
+            // The DS needs the new epoch's GroupInfo; it serves the ratchet
+            // tree itself, so neither the GroupInfo nor a Welcome carries it.
+            let (commit, welcome, group_info) = builder
+                .load_psks(self.provider.storage())
+                .map_err(mls)?
+                .create_group_info(true)
+                .build(
+                    self.provider.rand(),
+                    self.provider.crypto(),
+                    &self.signer,
+                    |_| true,
+                )
+                .map_err(mls)?
+                .stage_commit(&self.provider)
+                .map_err(mls)?
+                .into_messages();
             let group_info = group_info
                 .ok_or_else(|| ClientError::Mls("openmls produced no GroupInfo".into()))?;
             let request = self.api.request(v1::SubmitCommitRequest {
@@ -478,7 +487,7 @@ impl Client {
                     .transpose()?
                     .unwrap_or_default()
                     .into(),
-                group_info: to_bytes(MlsMessageOut::from(group_info))?.into(),
+                group_info: to_bytes(group_info)?.into(),
             });
             match self.api.groups().submit_commit(request).await {
                 Ok(response) => {
@@ -798,10 +807,17 @@ impl Client {
                 "the inbox entry is not a Welcome".into(),
             ));
         };
-        let group = StagedWelcome::new_from_welcome(&self.provider, &join_config(), welcome, None)
-            .map_err(mls)?
-            .into_group(&self.provider)
-            .map_err(mls)?;
+        // The DS serves the tree beside the Welcome; openmls checks it
+        // against the tree hash the committer signed into the GroupInfo.
+        let ratchet_tree = match item.ratchet_tree.is_empty() {
+            true => None,
+            false => Some(RatchetTreeIn::tls_deserialize_exact(&item.ratchet_tree).map_err(mls)?),
+        };
+        let group =
+            StagedWelcome::new_from_welcome(&self.provider, &join_config(), welcome, ratchet_tree)
+                .map_err(mls)?
+                .into_group(&self.provider)
+                .map_err(mls)?;
         let group_id = group.group_id().as_slice().to_vec();
         if group_id != item.group_id.as_ref() {
             return Err(ClientError::Invalid(
@@ -1003,4 +1019,81 @@ fn process_entry(
         | ProcessedMessageContent::ExternalJoinProposalMessage(_) => {}
     }
     Ok(events)
+}
+
+#[cfg(test)]
+mod tests {
+    use openmls_rust_crypto::OpenMlsRustCrypto;
+
+    use super::*;
+
+    fn device(index: usize) -> (OpenMlsRustCrypto, SignatureKeyPair, CredentialWithKey) {
+        let provider = OpenMlsRustCrypto::default();
+        let signer = SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).expect("a key");
+        signer.store(provider.storage()).expect("storing the key");
+        let credential = CredentialWithKey {
+            credential: BasicCredential::new(format!("u{index}/d0").into_bytes()).into(),
+            signature_key: signer.public().into(),
+        };
+        (provider, signer, credential)
+    }
+
+    fn key_package(index: usize) -> KeyPackage {
+        let (provider, signer, credential) = device(index);
+        KeyPackage::builder()
+            .build(CIPHERSUITE, &provider, &signer, credential)
+            .expect("a key package")
+            .key_package()
+            .clone()
+    }
+
+    /// What a member uploads (commit, Welcome, GroupInfo) to add one member
+    /// to a group of `size` made with `config`.
+    fn upload_for_one_add(config: &MlsGroupCreateConfig, size: usize) -> usize {
+        let (provider, signer, credential) = device(0);
+        let mut group = MlsGroup::new(&provider, &signer, config, credential).expect("a group");
+        let others: Vec<KeyPackage> = (1..size).map(key_package).collect();
+        group
+            .add_members(&provider, &signer, &others)
+            .expect("adding everyone");
+        group.merge_pending_commit(&provider).expect("merging");
+        // As `Client::commit` builds it: a GroupInfo for the DS, always.
+        let (commit, welcome, info) = group
+            .commit_builder()
+            .propose_adds([key_package(size)])
+            .load_psks(provider.storage())
+            .expect("no PSKs")
+            .create_group_info(true)
+            .build(provider.rand(), provider.crypto(), &signer, |_| true)
+            .expect("adding one more")
+            .stage_commit(&provider)
+            .expect("staging")
+            .into_messages();
+        [Some(commit), welcome, info]
+            .into_iter()
+            .map(|m| {
+                to_bytes(m.expect("commit, Welcome and GroupInfo"))
+                    .expect("serialising")
+                    .len()
+            })
+            .sum()
+    }
+
+    #[test]
+    fn adding_one_member_to_a_1000_member_group_uploads_20_times_less_without_the_tree() {
+        let with_tree = MlsGroupCreateConfig::builder()
+            .ciphersuite(CIPHERSUITE)
+            .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
+            .use_ratchet_tree_extension(true)
+            .build();
+        let served = upload_for_one_add(&group_config(None), 1000);
+        let carried = upload_for_one_add(&with_tree, 1000);
+        println!(
+            "upload to add one member to 1,000: {served} B (tree served), {carried} B (tree in the Welcome)"
+        );
+        assert!(
+            carried >= 20 * served,
+            "{carried} B with the tree, {served} B without: less than 20 times smaller"
+        );
+    }
 }

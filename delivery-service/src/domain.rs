@@ -163,6 +163,9 @@ pub enum InboxItem {
         group_id: GroupId,
         commit_seq: u64,
         welcome: Bytes,
+        /// The group's ratchet tree after the commit, so the Welcome need
+        /// not carry it.
+        ratchet_tree: Bytes,
     },
     /// The client's key package pool fell below the low watermark.
     KeyPackagesLow { available: u32 },

@@ -199,6 +199,10 @@ impl Ds {
                 staged.removed.clone(),
             );
             cached.handle.merge(staged)?;
+            let ratchet_tree = match welcome {
+                Some(_) => cached.handle.ratchet_tree().into(),
+                None => Bytes::new(),
+            };
             let record = CommitRecord {
                 group_id: group_id.clone(),
                 from_epoch,
@@ -209,6 +213,7 @@ impl Ds {
                 group_info: group_info.clone(),
                 added: added.clone(),
                 welcome: welcome.clone(),
+                ratchet_tree,
                 removed: removed.clone(),
             };
             let accepted = match self.store.accept_commit(record).await {

@@ -194,24 +194,27 @@ impl RawMember {
     /// Joins the group from the first Welcome in the inbox, as the client
     /// library would.
     pub async fn join(&mut self) {
-        let welcome = self
+        let item = self
             .welcomes()
             .await
             .into_iter()
             .next()
-            .expect("a Welcome in the inbox")
-            .welcome;
-        let MlsMessageBodyIn::Welcome(welcome) = MlsMessageIn::tls_deserialize_exact(&welcome)
+            .expect("a Welcome in the inbox");
+        let MlsMessageBodyIn::Welcome(welcome) = MlsMessageIn::tls_deserialize_exact(&item.welcome)
             .expect("a well-formed Welcome")
             .extract()
         else {
             panic!("the inbox item is not a Welcome");
         };
+        let tree = RatchetTreeIn::tls_deserialize_exact(&item.ratchet_tree)
+            .expect("the DS serves the ratchet tree with the Welcome");
+        // openmls's convenience commits make a GroupInfo (which the DS
+        // needs) only with the ratchet-tree extension on.
         let config = MlsGroupJoinConfig::builder()
             .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
             .use_ratchet_tree_extension(true)
             .build();
-        let group = StagedWelcome::new_from_welcome(&self.provider, &config, welcome, None)
+        let group = StagedWelcome::new_from_welcome(&self.provider, &config, welcome, Some(tree))
             .expect("a valid Welcome")
             .into_group(&self.provider)
             .expect("joining the group");

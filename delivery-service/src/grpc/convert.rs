@@ -79,10 +79,12 @@ impl From<InboxEntry> for v1::InboxEntry {
                 group_id,
                 commit_seq,
                 welcome,
+                ratchet_tree,
             } => v1::inbox_entry::Item::Welcome(v1::WelcomeItem {
                 group_id: group_id.as_slice().to_vec().into(),
                 commit_seq,
                 welcome,
+                ratchet_tree,
             }),
             InboxItem::KeyPackagesLow { available } => {
                 v1::inbox_entry::Item::KeyPackagesLow(v1::KeyPackagesLow { available })

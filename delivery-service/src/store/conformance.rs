@@ -722,6 +722,7 @@ pub async fn welcome_lands_in_joiner_inbox(store: Arc<dyn Store>) {
             group_id: group.clone(),
             commit_seq: accepted.entry.seq,
             welcome: Bytes::from_static(b"welcome"),
+            ratchet_tree: Bytes::from_static(b"ratchet tree"),
         },
     };
     let mut welcomes = accepted.welcomes.clone();
@@ -1040,6 +1041,7 @@ fn commit(group: &GroupId, from_epoch: u64, label: &str) -> CommitRecord {
         group_info: Bytes::from(format!("group info after {label}")),
         added: Vec::new(),
         welcome: None,
+        ratchet_tree: Bytes::new(),
         removed: Vec::new(),
     }
 }
@@ -1063,6 +1065,7 @@ async fn add(
         CommitRecord {
             added: clients.iter().map(|&c| c.clone()).collect(),
             welcome: Some(Bytes::from_static(b"welcome")),
+            ratchet_tree: Bytes::from_static(b"ratchet tree"),
             ..commit(group, from_epoch, &label)
         },
     )

@@ -425,6 +425,7 @@ impl Store for MemoryStore {
                         group_id: commit.group_id.clone(),
                         commit_seq: entry.seq,
                         welcome: welcome.clone(),
+                        ratchet_tree: commit.ratchet_tree.clone(),
                     },
                 )?;
                 welcomes.push((client.clone(), inbox));

@@ -103,6 +103,9 @@ pub struct CommitRecord {
     /// Clients the commit adds; each gets `welcome` in its inbox.
     pub added: Vec<ClientId>,
     pub welcome: Option<Bytes>,
+    /// The ratchet tree after the commit, served to the joiners with the
+    /// Welcome (empty when the commit adds nobody).
+    pub ratchet_tree: Bytes,
     /// Clients the commit removes; they see the commit itself, nothing after.
     pub removed: Vec<ClientId>,
 }

@@ -162,27 +162,31 @@ pub(super) async fn push_inbox(
     let stmt = db
         .prepare_cached(
             "INSERT INTO inbox
-                 (user_name, device_name, seq, kind, group_id, commit_seq, available, payload)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                 (user_name, device_name, seq, kind, group_id, commit_seq, available, payload,
+                  ratchet_tree)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .await?;
-    let (kind, group_id, commit_seq, available, payload) = match item {
+    let (kind, group_id, commit_seq, available, payload, ratchet_tree) = match item {
         InboxItem::Welcome {
             group_id,
             commit_seq,
             welcome,
+            ratchet_tree,
         } => (
             WELCOME,
             Some(group_id.as_slice()),
             Some(to_db(*commit_seq, "seq")?),
             None,
             Some(&welcome[..]),
+            Some(&ratchet_tree[..]),
         ),
         InboxItem::KeyPackagesLow { available } => (
             KEY_PACKAGES_LOW,
             None,
             None,
             Some(i32::try_from(*available).unwrap_or(i32::MAX)),
+            None,
             None,
         ),
     };
@@ -197,6 +201,7 @@ pub(super) async fn push_inbox(
             &commit_seq,
             &available,
             &payload,
+            &ratchet_tree,
         ],
     )
     .await?;
@@ -229,7 +234,7 @@ pub(super) async fn read_inbox(
 ) -> StoreResult<Vec<InboxEntry>> {
     let stmt = db
         .prepare_cached(
-            "SELECT seq, kind, group_id, commit_seq, available, payload FROM inbox
+            "SELECT seq, kind, group_id, commit_seq, available, payload, ratchet_tree FROM inbox
              WHERE user_name = $1 AND device_name = $2 AND seq > $3
              ORDER BY seq
              LIMIT $4",
@@ -261,6 +266,10 @@ fn inbox_entry_from_row(row: &Row) -> StoreResult<InboxEntry> {
                     group_id: group_id(group)?,
                     commit_seq: from_db(commit_seq)?,
                     welcome: Bytes::from(payload),
+                    ratchet_tree: row
+                        .try_get::<_, Option<Vec<u8>>>(6)?
+                        .map(Bytes::from)
+                        .unwrap_or_default(),
                 },
                 _ => return Err(malformed_inbox_row()),
             }

@@ -164,6 +164,7 @@ pub(super) async fn accept_commit(
                 group_id: commit.group_id.clone(),
                 commit_seq: entry.seq,
                 welcome: welcome.clone(),
+                ratchet_tree: commit.ratchet_tree.clone(),
             };
             let inbox_entry = delivery::push_inbox(&tx, client, &item).await?;
             welcomes.push((client.clone(), inbox_entry));
