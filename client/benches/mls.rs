@@ -1,0 +1,298 @@
+//! MLS operations by group size (10, 100, 1,000), on the client and on the
+//! DS, with the same ciphersuite, wire format policy and extensions Confide
+//! uses: a member creating a self-update, another member processing and
+//! merging it, the DS validating (`PublicGroup`) and merging the same
+//! commit, creating an add, and joining from a Welcome.
+//!
+//! `cargo bench --bench mls`; `cargo bench --bench mls -- 1000` for one size.
+
+use std::time::{Duration, Instant};
+
+use confide_ds::domain::ClientId;
+use confide_ds::mls::{CIPHERSUITE, GroupHandle};
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
+use openmls::prelude::*;
+use openmls_basic_credential::SignatureKeyPair;
+use openmls_rust_crypto::OpenMlsRustCrypto;
+
+const SIZES: [usize; 3] = [10, 100, 1000];
+
+/// One device: its crypto provider (and storage), key and credential.
+struct Device {
+    id: ClientId,
+    provider: OpenMlsRustCrypto,
+    signer: SignatureKeyPair,
+    credential: CredentialWithKey,
+}
+
+impl Device {
+    fn new(index: usize) -> Self {
+        let id = ClientId::new(format!("u{index}"), "d0").expect("a valid id");
+        let provider = OpenMlsRustCrypto::default();
+        let signer = SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).expect("a key");
+        signer.store(provider.storage()).expect("storing the key");
+        let credential = CredentialWithKey {
+            credential: BasicCredential::new(id.identity()).into(),
+            signature_key: signer.public().into(),
+        };
+        Self {
+            id,
+            provider,
+            signer,
+            credential,
+        }
+    }
+
+    fn key_package(&self) -> KeyPackage {
+        KeyPackage::builder()
+            .build(
+                CIPHERSUITE,
+                &self.provider,
+                &self.signer,
+                self.credential.clone(),
+            )
+            .expect("a key package")
+            .key_package()
+            .clone()
+    }
+}
+
+/// As in the client library: no ratchet tree in Welcomes (the DS serves it).
+fn create_config() -> MlsGroupCreateConfig {
+    MlsGroupCreateConfig::builder()
+        .ciphersuite(CIPHERSUITE)
+        .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
+        .build()
+}
+
+fn join_config() -> MlsGroupJoinConfig {
+    MlsGroupJoinConfig::builder()
+        .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
+        .build()
+}
+
+/// The tree a joiner gets from the DS: the group's after the commit that
+/// added it (the DS exports the same from its `PublicGroup`).
+fn served_tree(group: &MlsGroup) -> RatchetTreeIn {
+    group.export_ratchet_tree().into()
+}
+
+fn bytes(message: &MlsMessageOut) -> Vec<u8> {
+    message.tls_serialize_detached().expect("serialising")
+}
+
+/// A group of `size`: Alice (who commits), Bob (who processes), the DS's
+/// public view of it, and a spare device for joins.
+struct Fixture {
+    alice: Device,
+    alice_group: MlsGroup,
+    bob: Device,
+    bob_group: MlsGroup,
+    ds: GroupHandle,
+    next_index: usize,
+}
+
+/// What one self-update round cost each party, on the same commit.
+struct Round {
+    create: Duration,
+    process_merge: Duration,
+    ds_stage_merge: Duration,
+}
+
+impl Fixture {
+    fn new(size: usize) -> Self {
+        let alice = Device::new(0);
+        let mut alice_group = MlsGroup::new(
+            &alice.provider,
+            &alice.signer,
+            &create_config(),
+            alice.credential.clone(),
+        )
+        .expect("a group");
+        let bob = Device::new(1);
+        let mut key_packages = vec![bob.key_package()];
+        key_packages.extend((2..size).map(|i| Device::new(i).key_package()));
+        let (_, welcome, _) = alice_group
+            .add_members(&alice.provider, &alice.signer, &key_packages)
+            .expect("adding everyone");
+        alice_group
+            .merge_pending_commit(&alice.provider)
+            .expect("merging");
+        let MlsMessageBodyIn::Welcome(welcome) =
+            MlsMessageIn::tls_deserialize_exact(bytes(&welcome))
+                .expect("a Welcome")
+                .extract()
+        else {
+            unreachable!("add_members returns a Welcome")
+        };
+        let bob_group = StagedWelcome::new_from_welcome(
+            &bob.provider,
+            &join_config(),
+            welcome,
+            Some(served_tree(&alice_group)),
+        )
+        .expect("bob's welcome")
+        .into_group(&bob.provider)
+        .expect("bob joins");
+        let group_info = alice_group
+            .export_group_info(alice.provider.crypto(), &alice.signer, false)
+            .expect("a GroupInfo");
+        let tree = alice_group
+            .export_ratchet_tree()
+            .tls_serialize_detached()
+            .expect("a tree");
+        let ds = GroupHandle::create(&bytes(&group_info), &tree).expect("the DS's view");
+        Self {
+            alice,
+            alice_group,
+            bob,
+            bob_group,
+            ds,
+            next_index: size,
+        }
+    }
+
+    /// Alice updates her keys; Bob and the DS process the commit; everyone
+    /// moves to the next epoch.
+    fn self_update_round(&mut self) -> Round {
+        let started = Instant::now();
+        let bundle = self
+            .alice_group
+            .self_update(
+                &self.alice.provider,
+                &self.alice.signer,
+                LeafNodeParameters::default(),
+            )
+            .expect("a self-update");
+        let create = started.elapsed();
+        let commit = bytes(bundle.commit());
+        let group_info = bytes(&MlsMessageOut::from(
+            bundle.group_info().expect("a GroupInfo").clone(),
+        ));
+        self.alice_group
+            .merge_pending_commit(&self.alice.provider)
+            .expect("alice merges");
+
+        let started = Instant::now();
+        let message = MlsMessageIn::tls_deserialize_exact(&commit)
+            .expect("a message")
+            .try_into_protocol_message()
+            .expect("a protocol message");
+        let processed = self
+            .bob_group
+            .process_message(&self.bob.provider, message)
+            .expect("bob processes");
+        let ProcessedMessageContent::StagedCommitMessage(staged) = processed.into_content() else {
+            unreachable!("a commit")
+        };
+        self.bob_group
+            .merge_staged_commit(&self.bob.provider, *staged)
+            .expect("bob merges");
+        let process_merge = started.elapsed();
+
+        let started = Instant::now();
+        let staged = self
+            .ds
+            .stage_commit(&self.alice.id, &commit, None, &group_info)
+            .expect("the DS validates");
+        self.ds.merge(staged).expect("the DS merges");
+        let ds_stage_merge = started.elapsed();
+        Round {
+            create,
+            process_merge,
+            ds_stage_merge,
+        }
+    }
+
+    /// Alice creates a commit adding a new device and drops it; returns the
+    /// time to create it.
+    fn add(&mut self) -> Duration {
+        let newcomer = Device::new(self.next_index);
+        self.next_index += 1;
+        let key_package = newcomer.key_package();
+        let started = Instant::now();
+        self.alice_group
+            .add_members(&self.alice.provider, &self.alice.signer, &[key_package])
+            .expect("an add");
+        let create = started.elapsed();
+        self.alice_group
+            .clear_pending_commit(self.alice.provider.storage())
+            .expect("dropping the add");
+        create
+    }
+
+    /// Alice adds a new device, which joins from the Welcome and the tree the
+    /// DS serves (timed), and then removes it again, so the group keeps its
+    /// size. Bob and the DS do not follow: run this last.
+    fn join(&mut self) -> Duration {
+        let (alice, group) = (&self.alice, &mut self.alice_group);
+        let newcomer = Device::new(self.next_index);
+        self.next_index += 1;
+        let (_, welcome, _) = group
+            .add_members(&alice.provider, &alice.signer, &[newcomer.key_package()])
+            .expect("an add");
+        group
+            .merge_pending_commit(&alice.provider)
+            .expect("merging");
+        let MlsMessageBodyIn::Welcome(welcome) =
+            MlsMessageIn::tls_deserialize_exact(bytes(&welcome))
+                .expect("a Welcome")
+                .extract()
+        else {
+            unreachable!("add_members returns a Welcome")
+        };
+        let tree = served_tree(group);
+        let started = Instant::now();
+        let joined = StagedWelcome::new_from_welcome(
+            &newcomer.provider,
+            &join_config(),
+            welcome,
+            Some(tree),
+        )
+        .expect("a valid Welcome")
+        .into_group(&newcomer.provider)
+        .expect("joining");
+        let joining = started.elapsed();
+        group
+            .remove_members(&alice.provider, &alice.signer, &[joined.own_leaf_index()])
+            .expect("a remove");
+        group
+            .merge_pending_commit(&alice.provider)
+            .expect("merging");
+        joining
+    }
+}
+
+fn sum(iterations: u64, mut one: impl FnMut() -> Duration) -> Duration {
+    (0..iterations).map(|_| one()).sum()
+}
+
+fn benches(c: &mut Criterion) {
+    for size in SIZES {
+        let mut fixture = Fixture::new(size);
+        let mut group = c.benchmark_group("mls");
+        if size >= 1000 {
+            group.sample_size(10);
+        }
+        group.bench_function(BenchmarkId::new("self_update_create", size), |b| {
+            b.iter_custom(|n| sum(n, || fixture.self_update_round().create))
+        });
+        group.bench_function(BenchmarkId::new("process_merge", size), |b| {
+            b.iter_custom(|n| sum(n, || fixture.self_update_round().process_merge))
+        });
+        group.bench_function(BenchmarkId::new("ds_stage_merge", size), |b| {
+            b.iter_custom(|n| sum(n, || fixture.self_update_round().ds_stage_merge))
+        });
+        group.bench_function(BenchmarkId::new("add_create", size), |b| {
+            b.iter_custom(|n| sum(n, || fixture.add()))
+        });
+        group.bench_function(BenchmarkId::new("join_from_welcome", size), |b| {
+            b.iter_custom(|n| sum(n, || fixture.join()))
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(mls, benches);
+criterion_main!(mls);
