@@ -82,6 +82,43 @@ fn bytes(message: &MlsMessageOut) -> Vec<u8> {
     message.tls_serialize_detached().expect("serialising")
 }
 
+/// An add as `Client` commits it: no update path, a GroupInfo for the DS.
+fn stage_add(device: &Device, group: &mut MlsGroup, key_packages: &[KeyPackage]) -> MlsMessageOut {
+    let (_, welcome, _) = group
+        .commit_builder()
+        .propose_adds(key_packages.iter().cloned())
+        .load_psks(device.provider.storage())
+        .expect("no PSKs")
+        .create_group_info(true)
+        .build(
+            device.provider.rand(),
+            device.provider.crypto(),
+            &device.signer,
+            |_| true,
+        )
+        .expect("an add")
+        .stage_commit(&device.provider)
+        .expect("staging the add")
+        .into_messages();
+    welcome.expect("an add has a Welcome")
+}
+
+/// `device` adds the owners of `key_packages` to `group` and merges; returns
+/// the Welcome.
+fn add_and_merge(device: &Device, group: &mut MlsGroup, key_packages: &[KeyPackage]) -> Welcome {
+    let welcome = stage_add(device, group, key_packages);
+    group
+        .merge_pending_commit(&device.provider)
+        .expect("merging");
+    let MlsMessageBodyIn::Welcome(welcome) = MlsMessageIn::tls_deserialize_exact(bytes(&welcome))
+        .expect("a Welcome")
+        .extract()
+    else {
+        unreachable!("add_members returns a Welcome")
+    };
+    welcome
+}
+
 /// A group of `size`: Alice (who commits), Bob (who processes), the DS's
 /// public view of it, and a spare device for joins.
 struct Fixture {
@@ -113,19 +150,7 @@ impl Fixture {
         let bob = Device::new(1);
         let mut key_packages = vec![bob.key_package()];
         key_packages.extend((2..size).map(|i| Device::new(i).key_package()));
-        let (_, welcome, _) = alice_group
-            .add_members(&alice.provider, &alice.signer, &key_packages)
-            .expect("adding everyone");
-        alice_group
-            .merge_pending_commit(&alice.provider)
-            .expect("merging");
-        let MlsMessageBodyIn::Welcome(welcome) =
-            MlsMessageIn::tls_deserialize_exact(bytes(&welcome))
-                .expect("a Welcome")
-                .extract()
-        else {
-            unreachable!("add_members returns a Welcome")
-        };
+        let welcome = add_and_merge(&alice, &mut alice_group, &key_packages);
         let bob_group = StagedWelcome::new_from_welcome(
             &bob.provider,
             &join_config(),
@@ -157,19 +182,28 @@ impl Fixture {
     /// moves to the next epoch.
     fn self_update_round(&mut self) -> Round {
         let started = Instant::now();
-        let bundle = self
+        let alice = &self.alice;
+        let (commit, _, group_info) = self
             .alice_group
-            .self_update(
-                &self.alice.provider,
-                &self.alice.signer,
-                LeafNodeParameters::default(),
+            .commit_builder()
+            .consume_proposal_store(true)
+            .force_self_update(true)
+            .load_psks(alice.provider.storage())
+            .expect("no PSKs")
+            .create_group_info(true)
+            .build(
+                alice.provider.rand(),
+                alice.provider.crypto(),
+                &alice.signer,
+                |_| true,
             )
-            .expect("a self-update");
+            .expect("a self-update")
+            .stage_commit(&alice.provider)
+            .expect("staging the self-update")
+            .into_messages();
         let create = started.elapsed();
-        let commit = bytes(bundle.commit());
-        let group_info = bytes(&MlsMessageOut::from(
-            bundle.group_info().expect("a GroupInfo").clone(),
-        ));
+        let commit = bytes(&commit);
+        let group_info = bytes(&group_info.expect("a GroupInfo"));
         self.alice_group
             .merge_pending_commit(&self.alice.provider)
             .expect("alice merges");
@@ -212,9 +246,7 @@ impl Fixture {
         self.next_index += 1;
         let key_package = newcomer.key_package();
         let started = Instant::now();
-        self.alice_group
-            .add_members(&self.alice.provider, &self.alice.signer, &[key_package])
-            .expect("an add");
+        stage_add(&self.alice, &mut self.alice_group, &[key_package]);
         let create = started.elapsed();
         self.alice_group
             .clear_pending_commit(self.alice.provider.storage())
@@ -229,19 +261,7 @@ impl Fixture {
         let (alice, group) = (&self.alice, &mut self.alice_group);
         let newcomer = Device::new(self.next_index);
         self.next_index += 1;
-        let (_, welcome, _) = group
-            .add_members(&alice.provider, &alice.signer, &[newcomer.key_package()])
-            .expect("an add");
-        group
-            .merge_pending_commit(&alice.provider)
-            .expect("merging");
-        let MlsMessageBodyIn::Welcome(welcome) =
-            MlsMessageIn::tls_deserialize_exact(bytes(&welcome))
-                .expect("a Welcome")
-                .extract()
-        else {
-            unreachable!("add_members returns a Welcome")
-        };
+        let welcome = add_and_merge(alice, group, &[newcomer.key_package()]);
         let tree = served_tree(group);
         let started = Instant::now();
         let joined = StagedWelcome::new_from_welcome(
