@@ -263,6 +263,15 @@ mod tests {
     }
 
     #[test]
+    fn the_example_scenario_in_config_can_run() {
+        let example: Scenario =
+            serde_yaml::from_str(include_str!("../../../config/confide-sim.example.yaml"))
+                .expect("the example parses");
+        assert_eq!(example.validate(), Ok(()));
+        assert!(example.groups.iter().any(|g| g.size == 1000));
+    }
+
+    #[test]
     fn the_rate_ramps_up_linearly() {
         let scenario = Scenario {
             message_rate: 100.0,
