@@ -17,7 +17,7 @@ use super::body::{self, Header};
 use super::report::{FinalView, Observed, Sent, micros};
 use crate::{Api, Client, ClientError, ClientId, Event, GroupId};
 
-/// Every group entry the counters need to ack before the DS may forget it.
+/// A counter acks a group's stream after this many new entries of it.
 const COUNTER_ACK_EVERY: u64 = 64;
 /// Pause after a failed live stream before subscribing again.
 const RESUBSCRIBE_AFTER: Duration = Duration::from_millis(50);

@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{Api, Client, ClientError, ClientId, StateLocation, TlsOptions};
 use actors::{Counter, Directory, FullMember, Order, Progress};
 pub use report::Report;
-use report::{FinalView, GroupFacts, Inputs, Observed, Sent, Setup};
+use report::{FinalView, Inputs, Observed, Sent, Setup};
 pub use scenario::{GroupSpec, Scenario, ScenarioError};
 
 /// Users added to a group per commit while it is built.
@@ -396,10 +396,7 @@ pub async fn run(
         offered: offered_for,
         messages_offered: offered,
         delivery_window: last_arrival.saturating_duration_since(start),
-        groups: members_of
-            .iter()
-            .map(|m| GroupFacts { members: m.len() })
-            .collect(),
+        group_members: directory.members.clone(),
         sent,
         observed,
         views,

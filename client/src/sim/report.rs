@@ -130,11 +130,6 @@ pub struct Report {
     pub send_latency: Latency,
 }
 
-/// One group's members for the report: how many, and who sent.
-pub struct GroupFacts {
-    pub members: usize,
-}
-
 /// The final MLS view of one full member of one group.
 pub struct FinalView {
     pub group: u32,
@@ -150,7 +145,8 @@ pub struct Inputs {
     pub messages_offered: u64,
     /// Time from the first message offered to the last delivery.
     pub delivery_window: Duration,
-    pub groups: Vec<GroupFacts>,
+    /// Members of each group, by group index.
+    pub group_members: Vec<usize>,
     pub sent: Vec<Sent>,
     pub observed: Vec<Observed>,
     pub views: Vec<FinalView>,
@@ -173,7 +169,7 @@ impl Report {
         let acknowledged = due.len() as u64;
         let expected: u64 = due
             .keys()
-            .map(|(g, _)| inputs.groups[*g as usize].members.saturating_sub(1) as u64)
+            .map(|(g, _)| inputs.group_members[*g as usize].saturating_sub(1) as u64)
             .sum();
 
         let mut latency = histogram();
