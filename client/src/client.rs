@@ -8,6 +8,7 @@
 //! doing anything.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::time::Duration;
 
 use confide_ds::domain::ClientId;
 use confide_ds::mls::{CIPHERSUITE, client_of};
@@ -19,7 +20,7 @@ use openmls_traits::signatures::Signer;
 use rand::RngCore;
 
 use crate::api::Api;
-use crate::error::{ClientError, ClientResult, mls, wrong_epoch};
+use crate::error::{ClientError, ClientResult, in_doubt, mls, wrong_epoch};
 use crate::events::{Event, GroupId};
 use crate::roster::{self, GroupMember};
 use crate::store::{self, Provider, StateDb, StateLocation, StoredIdentity, Stream};
@@ -29,6 +30,10 @@ use crate::store::{self, Provider, StateDb, StateLocation, StoredIdentity, Strea
 const MAX_PAST_EPOCHS: usize = 8;
 /// How often an operation is rebuilt after losing a commit race.
 const MAX_COMMIT_ATTEMPTS: u32 = 32;
+/// Times a commit whose answer never came is sent again, and the pause
+/// before the first resend (growing linearly).
+const COMMIT_RESENDS: u32 = 10;
+const COMMIT_RESEND_AFTER: Duration = Duration::from_millis(200);
 /// Key packages uploaded at registration and on each low-pool notice.
 pub const KEY_PACKAGE_BATCH: usize = 20;
 const FETCH_PAGE: u32 = 500;
@@ -98,6 +103,13 @@ pub struct CommitSummary {
     pub retries: u32,
 }
 
+/// What [`Client::add_users`] did: the clients it added and its commit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Added {
+    pub clients: Vec<ClientId>,
+    pub commit: CommitSummary,
+}
+
 pub struct Client {
     id: ClientId,
     signer: SignatureKeyPair,
@@ -106,7 +118,8 @@ pub struct Client {
     db: StateDb,
     api: Api,
     groups: HashMap<GroupId, MlsGroup>,
-    events: VecDeque<Event>,
+    /// Events not yet handed over, with their numbers in the state file.
+    events: VecDeque<(i64, Event)>,
     stream: Option<tonic::Streaming<v1::Envelope>>,
     /// Groups with a DS removal proposal this client has yet to commit.
     external_removals: BTreeSet<GroupId>,
@@ -183,6 +196,7 @@ impl Client {
         provider: Provider,
         db: StateDb,
     ) -> ClientResult<Self> {
+        let events = db.events()?.into();
         let credential = CredentialWithKey {
             credential: BasicCredential::new(id.identity()).into(),
             signature_key: signer.to_public_vec().into(),
@@ -195,7 +209,7 @@ impl Client {
             db,
             api,
             groups: HashMap::new(),
-            events: VecDeque::new(),
+            events,
             stream: None,
             external_removals: BTreeSet::new(),
         })
@@ -347,12 +361,8 @@ impl Client {
     }
 
     /// Claims a key package for every device of each user and adds them all
-    /// in one commit. Returns the clients added.
-    pub async fn add_users(
-        &mut self,
-        group_id: &[u8],
-        users: &[&str],
-    ) -> ClientResult<Vec<ClientId>> {
+    /// in one commit.
+    pub async fn add_users(&mut self, group_id: &[u8], users: &[&str]) -> ClientResult<Added> {
         let mut key_packages = Vec::new();
         let mut added = Vec::new();
         for user in users {
@@ -372,8 +382,11 @@ impl Client {
                 key_packages.push(key_package);
             }
         }
-        self.commit(group_id, Change::Add(key_packages)).await?;
-        Ok(added)
+        let commit = self.commit(group_id, Change::Add(key_packages)).await?;
+        Ok(Added {
+            clients: added,
+            commit,
+        })
     }
 
     /// Checks a claimed key package is valid and really names a device of `user`,
@@ -479,7 +492,7 @@ impl Client {
                 .into_messages();
             let group_info = group_info
                 .ok_or_else(|| ClientError::Mls("openmls produced no GroupInfo".into()))?;
-            let request = self.api.request(v1::SubmitCommitRequest {
+            let request = v1::SubmitCommitRequest {
                 group_id: group_id.to_vec().into(),
                 commit: to_bytes(commit)?.into(),
                 welcome: welcome
@@ -488,8 +501,36 @@ impl Client {
                     .unwrap_or_default()
                     .into(),
                 group_info: to_bytes(group_info)?.into(),
-            });
-            match self.api.groups().submit_commit(request).await {
+            };
+            let mut answer = self
+                .api
+                .groups()
+                .submit_commit(self.api.request(request.clone()))
+                .await;
+            // No answer (the DS restarting, the connection lost) does not
+            // mean the commit was refused: the DS may have accepted it. The
+            // same bytes again get the original answer (a commit is accepted
+            // once per epoch), so resend rather than give up on a commit the
+            // group may already have merged.
+            for resend in 1..=COMMIT_RESENDS {
+                match &answer {
+                    Err(status) if in_doubt(status) => {
+                        tracing::debug!(client = %self.id, %status, resend, "no answer to a commit; sending it again");
+                        tokio::time::sleep(COMMIT_RESEND_AFTER * resend).await;
+                        answer = self
+                            .api
+                            .groups()
+                            .submit_commit(self.api.request(request.clone()))
+                            .await;
+                    }
+                    _ => break,
+                }
+            }
+            let group = self
+                .groups
+                .get_mut(group_id)
+                .ok_or(ClientError::UnknownGroup)?;
+            match answer {
                 Ok(response) => {
                     let response = response.into_inner();
                     group.merge_pending_commit(&self.provider).map_err(mls)?;
@@ -566,7 +607,27 @@ impl Client {
             self.catch_up_group(&group_id).await?;
         }
         self.commit_external_removals().await?;
-        Ok(self.events.drain(..).collect())
+        let events: Vec<(i64, Event)> = self.events.drain(..).collect();
+        if let Some((last, _)) = events.last() {
+            self.db.events_taken(*last)?;
+        }
+        Ok(events.into_iter().map(|(_, event)| event).collect())
+    }
+
+    /// Keeps an event (in the state file too) until it is handed over.
+    fn emit(&mut self, event: Event) -> ClientResult<()> {
+        let id = self.db.push_event(&event)?;
+        self.events.push_back((id, event));
+        Ok(())
+    }
+
+    /// Hands over the oldest event kept, if any.
+    fn take_event(&mut self) -> ClientResult<Option<Event>> {
+        let Some((id, event)) = self.events.pop_front() else {
+            return Ok(None);
+        };
+        self.db.events_taken(id)?;
+        Ok(Some(event))
     }
 
     /// Commits the removals the DS proposed (deprovisioned devices). Every
@@ -591,11 +652,11 @@ impl Client {
     /// The next event from the live stream (opened on first use).
     pub async fn next_event(&mut self) -> ClientResult<Event> {
         loop {
-            if let Some(event) = self.events.pop_front() {
+            if let Some(event) = self.take_event()? {
                 return Ok(event);
             }
             self.commit_external_removals().await?;
-            if let Some(event) = self.events.pop_front() {
+            if let Some(event) = self.take_event()? {
                 return Ok(event);
             }
             if self.stream.is_none() {
@@ -724,21 +785,22 @@ impl Client {
         }
         if entry.seq > processed + 1 && self.groups.contains_key(&group_id) {
             tracing::warn!(client = %self.id, after = processed, next = entry.seq, "entries withheld");
-            self.events.push_back(Event::Gap {
+            self.emit(Event::Gap {
                 group: group_id.clone(),
                 after: processed,
                 next: entry.seq,
-            });
+            })?;
         }
         if self.db.take_own(&group_id, entry.seq)? {
             self.db.set_processed(&stream, entry.seq)?;
             return Ok(true);
         }
+        let joined_epoch = self.db.joined_epoch(&group_id)?;
         let Some(group) = self.groups.get_mut(&group_id) else {
             return Ok(false);
         };
         let mut removed = false;
-        match process_entry(group, &self.provider, &entry) {
+        match process_entry(group, &self.provider, &entry, joined_epoch) {
             Ok(events) => {
                 if group
                     .pending_proposals()
@@ -748,16 +810,16 @@ impl Client {
                 }
                 for event in events {
                     removed |= matches!(event, Event::Removed { .. });
-                    self.events.push_back(event);
+                    self.emit(event)?;
                 }
             }
             Err(reason) => {
-                tracing::warn!(client = %self.id, seq = entry.seq, %reason, "could not process an entry");
-                self.events.push_back(Event::Undecryptable {
+                tracing::warn!(client = %self.id, group = %hex::encode(&group_id[..group_id.len().min(4)]), seq = entry.seq, %reason, "could not process an entry");
+                self.emit(Event::Undecryptable {
                     group: group_id.clone(),
                     seq: entry.seq,
                     reason,
-                });
+                })?;
             }
         }
         if removed {
@@ -778,21 +840,20 @@ impl Client {
         }
         match entry.item {
             Some(v1::inbox_entry::Item::Welcome(item)) => match self.join(&item) {
-                Ok(event) => self.events.push_back(event),
+                Ok(event) => self.emit(event)?,
                 Err(error) => {
                     tracing::warn!(client = %self.id, %error, "could not join from a Welcome");
-                    self.events.push_back(Event::Undecryptable {
+                    self.emit(Event::Undecryptable {
                         group: item.group_id.to_vec(),
                         seq: item.commit_seq,
                         reason: error.to_string(),
-                    });
+                    })?;
                 }
             },
             Some(v1::inbox_entry::Item::KeyPackagesLow(_)) => {
                 let uploaded = KEY_PACKAGE_BATCH;
                 self.publish_key_packages(uploaded, false).await?;
-                self.events
-                    .push_back(Event::KeyPackagesReplenished { uploaded });
+                self.emit(Event::KeyPackagesReplenished { uploaded })?;
             }
             None => {}
         }
@@ -826,6 +887,7 @@ impl Client {
         }
         let members = roster::roster(&group);
         let epoch = group.epoch().as_u64();
+        self.db.set_joined_epoch(&group_id, epoch)?;
         self.db
             .set_processed(&Stream::Group(group_id.clone()), item.commit_seq)?;
         self.groups.insert(group_id.clone(), group);
@@ -930,16 +992,32 @@ fn client_futures_are_send(client: &mut Client, group: &[u8]) {
 }
 
 /// Processes one MLS message of a group log into events.
+/// Applies one entry of a group's log; `joined_epoch` is the epoch this
+/// client joined at.
 fn process_entry(
     group: &mut MlsGroup,
     provider: &Provider,
     entry: &v1::GroupEntry,
+    joined_epoch: u64,
 ) -> Result<Vec<Event>, String> {
     let group_id = entry.group_id.to_vec();
     let message = MlsMessageIn::tls_deserialize_exact(&entry.message).map_err(|e| e.to_string())?;
     let message = message
         .try_into_protocol_message()
         .map_err(|e| e.to_string())?;
+    let message_epoch = message.epoch().as_u64();
+    if message_epoch < joined_epoch {
+        // Sent to the members of an epoch before this client joined (by a
+        // member that had not yet seen the commit adding it, which the DS
+        // accepts for a few epochs): not encrypted for this client.
+        tracing::debug!(
+            seq = entry.seq,
+            message_epoch,
+            joined_epoch,
+            "an entry from before this client joined"
+        );
+        return Ok(Vec::new());
+    }
     let processed = group
         .process_message(provider, message)
         .map_err(|e| e.to_string())?;

@@ -27,6 +27,18 @@ pub enum ClientError {
 
 pub type ClientResult<T> = Result<T, ClientError>;
 
+impl ClientError {
+    /// Whether the DS gave no verdict (see [`in_doubt`]): the same call may be
+    /// made again, with the same idempotency key.
+    pub fn is_in_doubt(&self) -> bool {
+        match self {
+            Self::Rpc(status) => in_doubt(status),
+            Self::Transport(_) | Self::StreamEnded => true,
+            _ => false,
+        }
+    }
+}
+
 /// Wraps any openmls error.
 pub fn mls<E: std::fmt::Display>(error: E) -> ClientError {
     ClientError::Mls(error.to_string())
@@ -42,4 +54,18 @@ pub fn wrong_epoch(status: &tonic::Status) -> Option<u64> {
         return None;
     }
     info.metadata.get(META_CURRENT_EPOCH)?.parse().ok()
+}
+
+/// Whether a call failed without a verdict from the DS (it restarted, the
+/// connection was lost, its database failed): the call may or may not have
+/// been carried out.
+pub fn in_doubt(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable
+            | tonic::Code::Internal
+            | tonic::Code::Unknown
+            | tonic::Code::Cancelled
+            | tonic::Code::DeadlineExceeded
+    )
 }

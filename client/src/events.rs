@@ -9,7 +9,10 @@ use crate::roster::GroupMember;
 /// A group id as the client sees it.
 pub type GroupId = Vec<u8>;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Kept in the client's state until handed over, so a client that stops
+/// after processing an entry but before its application took the event
+/// still delivers it after a restart.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Event {
     /// An application message, decrypted.
     Message {

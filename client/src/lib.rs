@@ -17,7 +17,7 @@ pub mod sim;
 pub mod store;
 
 pub use api::{Api, TlsOptions};
-pub use client::{Client, CommitSummary};
+pub use client::{Added, Client, CommitSummary};
 pub use confide_ds::domain::ClientId;
 pub use error::{ClientError, ClientResult};
 pub use events::{Event, GroupId};

@@ -187,7 +187,7 @@ async fn main() -> anyhow::Result<()> {
             let mut client = open(&conn).await?;
             let users: Vec<&str> = users.iter().map(String::as_str).collect();
             let added = client.add_users(&group_id(&group)?, &users).await?;
-            for member in added {
+            for member in added.clients {
                 println!("added {member}");
             }
         }

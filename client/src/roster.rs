@@ -17,7 +17,9 @@ use openmls::prelude::*;
 use sha2::{Digest, Sha256};
 
 /// One leaf of a group's ratchet tree, as this client's own MLS state has it.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct GroupMember {
     /// The client the credential names (user and device).
     pub client: ClientId,

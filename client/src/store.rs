@@ -10,6 +10,7 @@ use openmls_traits::OpenMlsProvider;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::error::{ClientError, ClientResult};
+use crate::events::Event;
 
 /// Where a client keeps its state.
 #[derive(Clone, Debug)]
@@ -88,7 +89,15 @@ pub struct StoredIdentity {
 
 fn open_connection(location: &StateLocation, memory_name: &str) -> rusqlite::Result<Connection> {
     match location {
-        StateLocation::File(path) => Connection::open(path),
+        StateLocation::File(path) => {
+            let conn = Connection::open(path)?;
+            // Write-ahead logging: one fsync per transaction instead of the
+            // rollback journal's several; still synchronous = FULL, so what
+            // was processed (and acknowledged to the DS) survives a crash.
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.busy_timeout(std::time::Duration::from_secs(5))?;
+            Ok(conn)
+        }
         // A named shared-cache memory database, so the openmls connection and
         // ours see the same data.
         StateLocation::Memory => Connection::open_with_flags(
@@ -140,7 +149,13 @@ impl StateDb {
              CREATE TABLE IF NOT EXISTS confide_own_entries (
                  group_id BLOB NOT NULL,
                  seq INTEGER NOT NULL,
-                 PRIMARY KEY (group_id, seq));",
+                 PRIMARY KEY (group_id, seq));
+             CREATE TABLE IF NOT EXISTS confide_joined (
+                 group_id BLOB PRIMARY KEY,
+                 epoch INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS confide_events (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT,
+                 event TEXT NOT NULL);",
         )?;
         Ok(Self { conn })
     }
@@ -197,6 +212,39 @@ impl StateDb {
         Ok(())
     }
 
+    /// Keeps an event until the application takes it; returns its number.
+    pub fn push_event(&self, event: &Event) -> ClientResult<i64> {
+        let json = serde_json::to_string(event)
+            .map_err(|e| ClientError::Invalid(format!("storing an event: {e}")))?;
+        self.conn
+            .execute("INSERT INTO confide_events (event) VALUES (?1)", [json])?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Events not yet taken by the application, oldest first.
+    pub fn events(&self) -> ClientResult<Vec<(i64, Event)>> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT id, event FROM confide_events ORDER BY id")?;
+        let rows = statement.query_map([], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+        })?;
+        rows.map(|row| {
+            let (id, json) = row?;
+            let event = serde_json::from_str(&json)
+                .map_err(|e| ClientError::Invalid(format!("a stored event: {e}")))?;
+            Ok((id, event))
+        })
+        .collect()
+    }
+
+    /// Forgets the events up to `id`: the application has them.
+    pub fn events_taken(&self, id: i64) -> ClientResult<()> {
+        self.conn
+            .execute("DELETE FROM confide_events WHERE id <= ?1", [id])?;
+        Ok(())
+    }
+
     pub fn forget_stream(&self, stream: &Stream) -> ClientResult<()> {
         self.conn.execute(
             "DELETE FROM confide_streams WHERE stream = ?1",
@@ -212,6 +260,29 @@ impl StateDb {
             .prepare("SELECT stream FROM confide_streams WHERE stream <> x''")?;
         let rows = statement.query_map([], |row| row.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Records the epoch this client joined a group at (by a Welcome).
+    pub fn set_joined_epoch(&self, group_id: &[u8], epoch: u64) -> ClientResult<()> {
+        self.conn.execute(
+            "INSERT INTO confide_joined (group_id, epoch) VALUES (?1, ?2)
+             ON CONFLICT (group_id) DO UPDATE SET epoch = excluded.epoch",
+            params![group_id, epoch as i64],
+        )?;
+        Ok(())
+    }
+
+    /// The epoch this client joined the group at; 0 for a group it created.
+    pub fn joined_epoch(&self, group_id: &[u8]) -> ClientResult<u64> {
+        let epoch: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT epoch FROM confide_joined WHERE group_id = ?1",
+                [group_id],
+                |row| row.get(0),
+            )
+            .optional()?;
+        Ok(epoch.unwrap_or(0) as u64)
     }
 
     /// Records that `seq` of a group is this client's own entry, already applied.

@@ -11,7 +11,10 @@ pub const MAX_NAME_LEN: usize = 64;
 pub const MAX_GROUP_ID_LEN: usize = 255;
 
 /// One client: a device of a user. Its MLS credential identity is `user/device`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
 pub struct ClientId {
     user: String,
     device: String,
@@ -71,6 +74,21 @@ impl ClientId {
         let text = std::str::from_utf8(identity).map_err(|_| InvalidClientId::BadIdentity)?;
         let (user, device) = text.split_once('/').ok_or(InvalidClientId::BadIdentity)?;
         Self::new(user, device)
+    }
+}
+
+/// As its identity string `user/device` (checked when read back).
+impl TryFrom<String> for ClientId {
+    type Error = InvalidClientId;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        Self::from_identity(text.as_bytes())
+    }
+}
+
+impl From<ClientId> for String {
+    fn from(client: ClientId) -> Self {
+        client.to_string()
     }
 }
 

@@ -195,7 +195,11 @@ async fn every_device_of_a_user_joins_and_leaves_together() -> anyhow::Result<()
     let mut phone = app.client("bob", "phone").await;
     let mut laptop = app.client("bob", "laptop").await;
     let added = alice.add_users(&group, &["bob"]).await?;
-    assert_eq!(added.len(), 2, "one key package per device: {added:?}");
+    assert_eq!(
+        added.clients.len(),
+        2,
+        "one key package per device: {added:?}"
+    );
     phone.expect_joined(&group).await;
     laptop.expect_joined(&group).await;
 
