@@ -69,9 +69,43 @@ struct Cli {
     connections: Option<usize>,
     #[arg(long)]
     seed: Option<u64>,
-    /// Where to write the report as JSON.
+    /// Churn, per minute over all groups: full members refreshing their keys.
+    #[arg(long)]
+    self_updates_per_minute: Option<f64>,
+    /// Users added to a group they are not in, per minute.
+    #[arg(long)]
+    adds_per_minute: Option<f64>,
+    /// Counting-only users removed from a group, per minute.
+    #[arg(long)]
+    removes_per_minute: Option<f64>,
+    /// Fault: every full member of a group commits at once, per minute.
+    #[arg(long)]
+    commit_storms_per_minute: Option<f64>,
+    /// Fault: the fraction of sends whose answer is thrown away, so the
+    /// client sends again with the same idempotency key.
+    #[arg(long)]
+    dropped_responses: Option<f64>,
+    /// Fault: full members stopped and restarted from their state, per minute.
+    #[arg(long)]
+    client_restarts_per_minute: Option<f64>,
+    /// Fault: restarts of the in-process DS (needs `--store postgres`).
+    #[arg(long)]
+    ds_restarts: Option<u32>,
+    /// Run the scenario once per rate (messages/s), e.g. `--sweep
+    /// 100,200,400`, and report each; with `--plot-sweep`, chart latency
+    /// against offered load.
+    #[arg(long, value_delimiter = ',')]
+    sweep: Vec<f64>,
+    /// Where to write the report as JSON (a list of reports for a sweep).
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Where to draw end-to-end latency second by second, as SVG (the last
+    /// run of a sweep).
+    #[arg(long)]
+    plot_latency: Option<PathBuf>,
+    /// Where to draw a sweep's latency against offered load, as SVG.
+    #[arg(long, requires = "sweep")]
+    plot_sweep: Option<PathBuf>,
     /// No progress display.
     #[arg(long)]
     quiet: bool,
@@ -91,7 +125,13 @@ impl Cli {
         flag!(users => users, devices_per_user => devices_per_user, rate => message_rate,
               message_size => message_size, duration => duration_secs, ramp_up => ramp_up_secs,
               senders_per_group => senders_per_group, verifiers_per_group => verifiers_per_group,
-              connections => connections, seed => seed);
+              connections => connections, seed => seed,
+              self_updates_per_minute => self_updates_per_minute,
+              adds_per_minute => adds_per_minute, removes_per_minute => removes_per_minute,
+              commit_storms_per_minute => commit_storms_per_minute,
+              dropped_responses => dropped_responses,
+              client_restarts_per_minute => client_restarts_per_minute,
+              ds_restarts => ds_restarts);
         if !self.groups.is_empty() {
             scenario.groups = self.groups.clone();
         }
@@ -142,14 +182,46 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Runs the simulation and prints the report; returns whether it was clean.
+/// Runs the simulation (once, or once per rate of a sweep) and prints each
+/// report; returns whether every run was clean.
 async fn run(cli: Cli) -> anyhow::Result<bool> {
     let scenario = cli.scenario()?;
-    let report = sim::run(scenario, cli.target()?, !cli.quiet).await?;
-    println!("{report}");
+    let runs: Vec<Scenario> = match cli.sweep.is_empty() {
+        true => vec![scenario],
+        false => cli
+            .sweep
+            .iter()
+            .map(|&rate| Scenario {
+                message_rate: rate,
+                ..scenario.clone()
+            })
+            .collect(),
+    };
+    // Every run is checked before the first starts.
+    for run in &runs {
+        run.validate()?;
+    }
+    let mut reports = Vec::with_capacity(runs.len());
+    for run in runs {
+        if !cli.sweep.is_empty() {
+            eprintln!("confide-sim: {} messages/s", run.message_rate);
+        }
+        let report = sim::run(run, cli.target()?, !cli.quiet).await?;
+        println!("{report}");
+        reports.push(report);
+    }
     if let Some(path) = &cli.json {
-        let json = serde_json::to_string_pretty(&report)?;
+        let json = match reports.as_slice() {
+            [one] => serde_json::to_string_pretty(one)?,
+            all => serde_json::to_string_pretty(all)?,
+        };
         std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
     }
-    Ok(report.is_clean())
+    if let (Some(path), Some(last)) = (&cli.plot_latency, reports.last()) {
+        sim::plot::latency_over_time(last, path).map_err(anyhow::Error::msg)?;
+    }
+    if let Some(path) = &cli.plot_sweep {
+        sim::plot::load_sweep(&reports, path).map_err(anyhow::Error::msg)?;
+    }
+    Ok(reports.iter().all(|r| r.is_clean()))
 }

@@ -68,6 +68,28 @@ pub struct Scenario {
     pub drain_secs: f64,
     /// Random seed for arrivals and choices, so runs can be repeated.
     pub seed: u64,
+    /// Membership churn over all groups while messages flow (Poisson, per
+    /// minute): a full member refreshes its leaf keys (a commit with an
+    /// update path).
+    pub self_updates_per_minute: f64,
+    /// A full member adds a user who is not in its group.
+    pub adds_per_minute: f64,
+    /// A full member removes a user whose devices only count (senders and
+    /// verifiers stay, so every group keeps someone to check it).
+    pub removes_per_minute: f64,
+    /// Faults: moments at which every full member of one group commits a
+    /// self-update at once, so all but one lose the race and retry.
+    pub commit_storms_per_minute: f64,
+    /// Fraction of acknowledged sends whose response the simulator throws
+    /// away, so the client sends again with the same idempotency key and must
+    /// get the same sequence number back.
+    pub dropped_responses: f64,
+    /// Full members stopped and restarted from their state file (on disk),
+    /// per minute; messages sent meanwhile must reach them after the restart.
+    pub client_restarts_per_minute: f64,
+    /// Times the in-process DS is stopped and started again on the same
+    /// address while messages flow (PostgreSQL store only). Clients retry.
+    pub ds_restarts: u32,
 }
 
 impl Default for Scenario {
@@ -88,6 +110,13 @@ impl Default for Scenario {
             connections: 4,
             drain_secs: 30.0,
             seed: 1,
+            self_updates_per_minute: 0.0,
+            adds_per_minute: 0.0,
+            removes_per_minute: 0.0,
+            commit_storms_per_minute: 0.0,
+            dropped_responses: 0.0,
+            client_restarts_per_minute: 0.0,
+            ds_restarts: 0,
         }
     }
 }
@@ -168,6 +197,45 @@ impl Scenario {
         if self.connections == 0 {
             problems.push("connections must be at least 1".into());
         }
+        for (name, rate) in [
+            ("self_updates_per_minute", self.self_updates_per_minute),
+            ("adds_per_minute", self.adds_per_minute),
+            ("removes_per_minute", self.removes_per_minute),
+            ("commit_storms_per_minute", self.commit_storms_per_minute),
+            (
+                "client_restarts_per_minute",
+                self.client_restarts_per_minute,
+            ),
+        ] {
+            if !(rate.is_finite() && rate >= 0.0) {
+                problems.push(format!("{name} must be 0 or more, not {rate}"));
+            }
+        }
+        if !(0.0..1.0).contains(&self.dropped_responses) {
+            problems.push(format!(
+                "dropped_responses is a fraction of sends, at least 0 and below 1, not {}",
+                self.dropped_responses
+            ));
+        }
+        let has_counters = self.groups.iter().any(|g| {
+            g.count > 0 && g.size * self.devices_per_user > members + self.devices_per_user
+        });
+        if self.removes_per_minute > 0.0 && !has_counters {
+            problems.push(
+                "removes need a group with a member that is neither a sender nor a verifier \
+                 (only those are removed)"
+                    .into(),
+            );
+        }
+        if self.adds_per_minute > 0.0
+            && self
+                .groups
+                .iter()
+                .all(|g| g.count == 0 || g.size >= self.users)
+        {
+            problems
+                .push("adds need a group smaller than the number of users (someone to add)".into());
+        }
         match problems.is_empty() {
             true => Ok(()),
             false => Err(ScenarioError::Invalid(format!(
@@ -175,6 +243,17 @@ impl Scenario {
                 problems.join("; ")
             ))),
         }
+    }
+
+    /// Whether the run changes membership or injects faults.
+    pub fn has_churn_or_faults(&self) -> bool {
+        self.self_updates_per_minute > 0.0
+            || self.adds_per_minute > 0.0
+            || self.removes_per_minute > 0.0
+            || self.commit_storms_per_minute > 0.0
+            || self.dropped_responses > 0.0
+            || self.client_restarts_per_minute > 0.0
+            || self.ds_restarts > 0
     }
 
     pub fn clients(&self) -> usize {
@@ -231,6 +310,35 @@ mod tests {
             ..Scenario::default()
         };
         assert!(scenario.validate().is_err());
+    }
+
+    #[test]
+    fn impossible_churn_and_faults_are_refused_with_their_reasons() {
+        let scenario = Scenario {
+            users: 10,
+            groups: vec![GroupSpec { count: 1, size: 3 }],
+            senders_per_group: 2,
+            verifiers_per_group: 1,
+            removes_per_minute: 5.0,
+            self_updates_per_minute: -1.0,
+            dropped_responses: 1.0,
+            ..Scenario::default()
+        };
+        let Err(ScenarioError::Invalid(reason)) = scenario.validate() else {
+            panic!("an impossible scenario was accepted");
+        };
+        assert!(
+            reason.contains("removes need a group with a member"),
+            "{reason}"
+        );
+        assert!(
+            reason.contains("self_updates_per_minute must be 0 or more"),
+            "{reason}"
+        );
+        assert!(
+            reason.contains("dropped_responses is a fraction"),
+            "{reason}"
+        );
     }
 
     #[test]
