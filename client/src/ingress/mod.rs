@@ -525,3 +525,43 @@ async fn measure_storage(
         sent.figures.errors,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_never_reaches_a_message() {
+        assert_eq!(
+            redacted("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redacted("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redacted("postgres://h:5432/db"), "postgres://h:5432/db");
+    }
+
+    #[test]
+    fn messages_are_split_among_callers_in_order() {
+        let messages: Vec<Bytes> = (0u8..7).map(|i| Bytes::from(vec![i])).collect();
+        let parts = split(messages, 3);
+        let lens: Vec<usize> = parts.iter().map(Vec::len).collect();
+        assert_eq!(lens, [3, 3, 1]);
+        assert_eq!(parts[2][0], Bytes::from(vec![6]));
+    }
+
+    #[test]
+    fn options_that_cannot_run_are_refused_with_every_reason() {
+        let options = Options {
+            concurrency: 4,
+            groups: 5,
+            duration_secs: 0.0,
+            ..Options::default()
+        };
+        let Err(IngressError::Invalid(reasons)) = options.validate() else {
+            panic!("refused");
+        };
+        assert!(reasons.contains("groups"), "{reasons}");
+        assert!(reasons.contains("duration"), "{reasons}");
+        assert!(Options::default().validate().is_ok());
+    }
+}
