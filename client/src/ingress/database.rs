@@ -1,11 +1,16 @@
 //! The run's own PostgreSQL database, and what the benchmark reads from it
 //! directly: server settings, the size of the group log, the stored entries.
 
+use std::sync::Arc;
+
+use bytes::Bytes;
 use confide_ds::store::postgres::testing::with_database;
+use rand::RngCore;
 use serde::Serialize;
 use tokio_postgres::{Client, NoTls};
 
 use super::IngressError;
+use super::load::{CallFuture, Caller};
 
 /// Prefix of the databases this tool creates (and drops when it is done).
 pub const DATABASE_PREFIX: &str = "confide_ingress_";
@@ -69,6 +74,55 @@ impl RunDatabase {
             ))
             .await
             .map_err(|e| IngressError::Database(format!("dropping {}: {e}", self.name)))
+    }
+
+    /// Callers that each insert one row of `payload_len` random bytes per
+    /// call into a table of their own (`bench_insert`, not the DS's schema),
+    /// one transaction per row, over `connections` connections: the most
+    /// durable commits/s this server gives these callers, the floor under
+    /// anything the DS does per message.
+    pub async fn insert_callers(
+        &self,
+        connections: usize,
+        concurrency: usize,
+        payload_len: usize,
+    ) -> Result<Vec<impl Caller + use<>>, IngressError> {
+        let failed =
+            |e: tokio_postgres::Error| IngressError::Database(format!("bench_insert: {e}"));
+        self.inspector
+            .batch_execute(
+                "CREATE TABLE bench_insert (id bigserial PRIMARY KEY, payload bytea NOT NULL)",
+            )
+            .await
+            .map_err(failed)?;
+        let mut clients = Vec::with_capacity(connections);
+        for _ in 0..connections.max(1) {
+            let client = connect(&self.url).await.map_err(failed)?;
+            let insert = client
+                .prepare("INSERT INTO bench_insert (payload) VALUES ($1)")
+                .await
+                .map_err(failed)?;
+            clients.push((Arc::new(client), insert));
+        }
+        Ok((0..concurrency)
+            .map(|index| {
+                let (client, insert) = clients[index % clients.len()].clone();
+                let mut payload = vec![0u8; payload_len];
+                rand::rng().fill_bytes(&mut payload);
+                let payload = Bytes::from(payload);
+                move || -> Option<CallFuture> {
+                    let (client, insert, payload) =
+                        (client.clone(), insert.clone(), payload.clone());
+                    Some(Box::pin(async move {
+                        client
+                            .execute(&insert, &[&payload.as_ref()])
+                            .await
+                            .map(|_| None)
+                            .map_err(|e| tonic::Status::internal(e.to_string()))
+                    }))
+                }
+            })
+            .collect())
     }
 
     /// What makes a commit durable on this server.

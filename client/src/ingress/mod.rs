@@ -43,6 +43,9 @@ pub use report::{Check, Report, StorageFigures};
 /// with this much to spare: the DS does more per call than an echo, so it
 /// cannot need more messages than the echo server answered calls.
 const HEADROOM: f64 = 1.25;
+/// Bytes per row of PostgreSQL's own insert rate: about the MLS wire size of
+/// a 246-byte message (392 B).
+const WIRE_SIZE_GUESS: usize = 392;
 /// Callers sending a storage batch.
 const STORAGE_CALLERS: usize = 8;
 
@@ -217,7 +220,8 @@ async fn connections(endpoint: &str, count: usize) -> Result<Vec<Channel>, Ingre
 
 /// Serves a DS on the run's database on 127.0.0.1, port 0, with the
 /// per-client rate limits lifted (the benchmark is the only client).
-async fn start_ds(url: &str, stop: &CancellationToken) -> Result<String, IngressError> {
+/// Returns its endpoint and its database pool size.
+async fn start_ds(url: &str, stop: &CancellationToken) -> Result<(String, usize), IngressError> {
     let server = |e: &dyn std::fmt::Display| IngressError::Server(format!("the DS: {e}"));
     let mut settings = confide_ds::Settings::for_tests();
     settings.lift_limits();
@@ -230,9 +234,10 @@ async fn start_ds(url: &str, stop: &CancellationToken) -> Result<String, Ingress
         .await
         .map_err(|e| server(&e))?;
     let endpoint = format!("http://{}", listener.local_addr().map_err(|e| server(&e))?);
+    let pool_size = settings.database.max_connections;
     let state = confide_ds::state(storage, settings, stop.clone()).map_err(|e| server(&e))?;
     tokio::spawn(confide_ds::run(listener, state, stop.clone()));
-    Ok(endpoint)
+    Ok((endpoint, pool_size))
 }
 
 fn echo_callers(channels: &[Channel], options: &Options) -> Vec<impl load::Caller> {
@@ -338,7 +343,7 @@ async fn measure(
     stop: &CancellationToken,
     progress: &dyn Fn(&str),
 ) -> Result<Report, IngressError> {
-    let ds_endpoint = start_ds(&database.url, stop).await?;
+    let (ds_endpoint, pool_size) = start_ds(&database.url, stop).await?;
     let echo_endpoint = echo::start(stop.clone())
         .await
         .map_err(|e| IngressError::Server(format!("the echo server: {e}")))?;
@@ -353,6 +358,17 @@ async fn measure(
     let echo_channels = connections(&echo_endpoint, options.connections).await?;
     let echo = load::run(echo_callers(&echo_channels, options), window).await;
     drop(echo_channels);
+
+    // What PostgreSQL alone commits per second, over as many connections as
+    // the DS's pool: the floor under the DS.
+    progress(&format!(
+        "postgres: {} callers over {pool_size} connections",
+        options.concurrency
+    ));
+    let inserts = database
+        .insert_callers(pool_size, options.concurrency, WIRE_SIZE_GUESS)
+        .await?;
+    let postgres_insert = load::run(inserts, window).await;
 
     // The DS's members, groups and pre-encrypted messages.
     let ds_channels = connections(&ds_endpoint, options.connections).await?;
@@ -436,6 +452,11 @@ async fn measure(
         options.clone(),
         postgres,
         echo.figures,
+        report::PostgresInsert {
+            load: postgres_insert.figures,
+            connections: pool_size,
+            row_payload_bytes: WIRE_SIZE_GUESS,
+        },
         report::Ingress {
             load: ingress.figures,
             setup_secs,

@@ -59,6 +59,16 @@ impl Check {
     }
 }
 
+/// PostgreSQL alone: one-row INSERT transactions, as many connections as the
+/// DS's pool, the same callers.
+#[derive(Clone, Debug, Serialize)]
+pub struct PostgresInsert {
+    #[serde(flatten)]
+    pub load: LoadFigures,
+    pub connections: usize,
+    pub row_payload_bytes: usize,
+}
+
 /// The DS's timed run.
 #[derive(Clone, Debug, Serialize)]
 pub struct Ingress {
@@ -156,6 +166,9 @@ pub struct Report {
     pub postgres: ServerSettings,
     /// The trivial tonic echo server.
     pub echo: LoadFigures,
+    /// Durable single-row inserts straight into PostgreSQL: the floor under
+    /// the DS (the DS makes one such commit per message, and more).
+    pub postgres_insert: PostgresInsert,
     /// The DS, durable application-message ingress.
     pub ingress: Ingress,
     /// `ingress.calls_per_sec / echo.calls_per_sec`.
@@ -169,6 +182,7 @@ impl Report {
         options: Options,
         postgres: ServerSettings,
         echo: LoadFigures,
+        postgres_insert: PostgresInsert,
         ingress: Ingress,
         storage: Vec<StorageFigures>,
     ) -> Self {
@@ -195,6 +209,7 @@ impl Report {
             options,
             postgres,
             echo,
+            postgres_insert,
             ingress,
             ingress_to_echo_ratio: ratio,
             storage,
@@ -213,6 +228,12 @@ impl Report {
         let mut problems = Vec::new();
         if !self.echo.errors.is_empty() {
             problems.push(format!("echo calls failed: {:?}", self.echo.errors));
+        }
+        if !self.postgres_insert.load.errors.is_empty() {
+            problems.push(format!(
+                "inserts failed: {:?}",
+                self.postgres_insert.load.errors
+            ));
         }
         if !self.ingress.load.errors.is_empty() {
             problems.push(format!("sends failed: {:?}", self.ingress.load.errors));
@@ -286,6 +307,14 @@ impl fmt::Display for Report {
             )
         };
         row(f, "tonic echo (reference)", &self.echo)?;
+        row(
+            f,
+            &format!(
+                "PostgreSQL INSERT, {} connections",
+                self.postgres_insert.connections
+            ),
+            &self.postgres_insert.load,
+        )?;
         row(
             f,
             &format!("DS SendMessage, {} groups", o.groups),

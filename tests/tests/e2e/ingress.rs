@@ -30,6 +30,7 @@ async fn a_short_ingress_run_stores_each_acknowledged_message_once_and_measures_
         report.echo.calls > 0 && report.echo.calls_per_sec > 0.0,
         "{report}"
     );
+    assert!(report.postgres_insert.load.calls > 0, "{report}");
     let ingress = &report.ingress;
     assert!(ingress.load.calls > 0, "{report}");
     assert_eq!(ingress.check.stored, ingress.check.acknowledged, "{report}");
