@@ -12,11 +12,11 @@ async fn a_short_ingress_run_stores_each_acknowledged_message_once_and_measures_
         concurrency: 4,
         connections: 2,
         groups: 2,
-        warm_up_secs: 0.2,
-        duration_secs: 1.0,
+        warm_up_secs: 0.1,
+        duration_secs: 0.6,
         storage_group_sizes: vec![2, 3],
         storage_messages: 40,
-        // Far more than a DS in a test build accepts in 1.2 s with 4
+        // Far more than a DS in a test build accepts in 0.7 s with 4
         // callers, and quick to encrypt.
         max_messages: 4000,
         ..Options::default()
