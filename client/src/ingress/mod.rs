@@ -374,65 +374,29 @@ async fn measure(
     let ds_channels = connections(&ds_endpoint, options.connections).await?;
     let apis: Vec<Api> = ds_channels.iter().cloned().map(Api::from_channel).collect();
     let setup_started = Instant::now();
-    progress(&format!("ingress: {} groups of two", options.groups));
-    let users: Vec<String> = (0..options.groups)
-        .flat_map(|g| [format!("sender{g}"), format!("peer{g}")])
-        .collect();
-    let mut clients = setup::register(&apis, &users).await?.into_iter();
-    let mut work = Vec::with_capacity(options.groups);
-    let mut group_ids = Vec::with_capacity(options.groups);
-    let callers_of = |group: usize| (group..options.concurrency).step_by(options.groups).count();
     let total_secs = options.warm_up_secs + options.duration_secs;
     let per_caller = (echo.figures.calls_per_sec * total_secs * HEADROOM
         / options.concurrency as f64)
         .ceil() as usize;
     let per_caller = per_caller.clamp(1, options.max_messages / options.concurrency);
-    for group in 0..options.groups {
-        let mut sender = clients.next().expect("two clients per group");
-        let _peer = clients.next().expect("two clients per group");
-        let group_id =
-            setup::build_group(&mut sender, &users[2 * group + 1..2 * group + 2]).await?;
-        group_ids.push(group_id.clone());
-        work.push(setup::Encryption {
-            sender,
-            group_id,
-            count: per_caller * callers_of(group),
-        });
-    }
     progress(&format!(
-        "ingress: encrypting {} messages",
+        "ingress: {} groups of two, {} messages to encrypt",
+        options.groups,
         per_caller * options.concurrency
     ));
-    let encrypted = setup::encrypt_all(work, options.message_size).await?;
+    let prepared = prepare_senders(options, &apis, per_caller).await?;
     let setup_secs = setup_started.elapsed().as_secs_f64();
-    let wire = mean_len(encrypted.iter().flat_map(|(_, messages)| messages));
-    let mut sendings: Vec<Option<Sending>> = (0..options.concurrency).map(|_| None).collect();
-    for (group, (sender, messages)) in encrypted.into_iter().enumerate() {
-        let token = token_of(&sender)?;
-        let group_id = &group_ids[group];
-        let callers: Vec<usize> = (group..options.concurrency)
-            .step_by(options.groups)
-            .collect();
-        for (caller, messages) in callers.iter().zip(split(messages, callers.len())) {
-            sendings[*caller] = Some(Sending {
-                group_id: Bytes::from(group_id.clone()),
-                token: token.clone(),
-                messages,
-            });
-        }
-    }
-    let sendings = sendings
-        .into_iter()
-        .map(|s| s.expect("every caller has a group"))
-        .collect();
 
     // The subject.
     progress(&format!("ingress: {} callers", options.concurrency));
     let before = database.log_size().await?;
-    let ingress = load::run(ds_callers(&ds_channels, sendings), window).await;
+    let ingress = load::run(ds_callers(&ds_channels, prepared.sendings), window).await;
     let grown = database.log_size().await?.growth_since(before);
-    let mut acknowledged: Vec<(GroupId, Vec<u64>)> =
-        group_ids.iter().map(|g| (g.clone(), Vec::new())).collect();
+    let mut acknowledged: Vec<(GroupId, Vec<u64>)> = prepared
+        .group_ids
+        .into_iter()
+        .map(|g| (g, Vec::new()))
+        .collect();
     for (caller, seqs) in ingress.acknowledged.iter().enumerate() {
         acknowledged[caller % options.groups].1.extend(seqs);
     }
@@ -460,12 +424,74 @@ async fn measure(
         report::Ingress {
             load: ingress.figures,
             setup_secs,
-            wire_bytes_per_message: wire,
+            wire_bytes_per_message: prepared.wire_bytes_per_message,
             stored_bytes_per_message: per_message(grown.total, ingress_check.stored),
             check: ingress_check,
         },
         storage,
     ))
+}
+
+/// The timed run's callers, ready to send.
+struct Prepared {
+    /// Caller `i` sends to `group_ids[i % groups]`.
+    sendings: Vec<Sending>,
+    group_ids: Vec<GroupId>,
+    wire_bytes_per_message: f64,
+}
+
+/// Registers a sender and a peer per group, builds the groups and has each
+/// sender encrypt `per_caller` messages for every caller of its group.
+async fn prepare_senders(
+    options: &Options,
+    apis: &[Api],
+    per_caller: usize,
+) -> Result<Prepared, IngressError> {
+    let users: Vec<String> = (0..options.groups)
+        .flat_map(|g| [format!("sender{g}"), format!("peer{g}")])
+        .collect();
+    let mut clients = setup::register(apis, &users).await?.into_iter();
+    let callers_of = |group: usize| -> Vec<usize> {
+        (group..options.concurrency)
+            .step_by(options.groups)
+            .collect()
+    };
+    let mut work = Vec::with_capacity(options.groups);
+    let mut group_ids = Vec::with_capacity(options.groups);
+    for group in 0..options.groups {
+        let mut sender = clients.next().expect("two clients per group");
+        let _peer = clients.next().expect("two clients per group");
+        let group_id =
+            setup::build_group(&mut sender, &users[2 * group + 1..2 * group + 2]).await?;
+        group_ids.push(group_id.clone());
+        work.push(setup::Encryption {
+            sender,
+            group_id,
+            count: per_caller * callers_of(group).len(),
+        });
+    }
+    let encrypted = setup::encrypt_all(work, options.message_size).await?;
+    let wire_bytes_per_message = mean_len(encrypted.iter().flat_map(|(_, messages)| messages));
+    let mut sendings: Vec<Option<Sending>> = (0..options.concurrency).map(|_| None).collect();
+    for (group, (sender, messages)) in encrypted.into_iter().enumerate() {
+        let token = token_of(&sender)?;
+        let callers = callers_of(group);
+        for (caller, messages) in callers.iter().zip(split(messages, callers.len())) {
+            sendings[*caller] = Some(Sending {
+                group_id: Bytes::from(group_ids[group].clone()),
+                token: token.clone(),
+                messages,
+            });
+        }
+    }
+    Ok(Prepared {
+        sendings: sendings
+            .into_iter()
+            .map(|s| s.expect("every caller has a group"))
+            .collect(),
+        group_ids,
+        wire_bytes_per_message,
+    })
 }
 
 fn mean_len<'a>(messages: impl Iterator<Item = &'a Bytes>) -> f64 {
