@@ -1,5 +1,7 @@
 //! Generates the `confide.v1` types and services with a vendored `protoc`, so a
-//! fresh machine needs no system protobuf compiler.
+//! fresh machine needs no system protobuf compiler; and, apart from them (not
+//! in the reflection descriptor), the benchmark's echo service
+//! `confide.bench.v1`.
 
 use std::path::PathBuf;
 
@@ -20,7 +22,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .file_descriptor_set_path(out_dir.join("confide_v1_descriptor.bin"))
         .bytes(".")
         .compile_protos(&protos, &["."])?;
-    for proto in protos {
+    let bench = ["confide/bench/v1/echo.proto"];
+    tonic_prost_build::configure()
+        .bytes(".")
+        .compile_protos(&bench, &["."])?;
+    for proto in protos.iter().chain(&bench) {
         println!("cargo:rerun-if-changed={proto}");
     }
     Ok(())

@@ -571,17 +571,11 @@ impl Client {
         body: &[u8],
     ) -> ClientResult<u64> {
         for _ in 0..MAX_COMMIT_ATTEMPTS {
-            let group = self
-                .groups
-                .get_mut(group_id)
-                .ok_or(ClientError::UnknownGroup)?;
-            let message = group
-                .create_message(&self.provider, &self.signer, body)
-                .map_err(mls)?;
+            let message = self.encrypt_message(group_id, body)?;
             let request = self.api.request(v1::SendMessageRequest {
                 group_id: group_id.to_vec().into(),
                 message_id: message_id.to_vec().into(),
-                message: to_bytes(message)?.into(),
+                message: message.into(),
             });
             match self.api.groups().send_message(request).await {
                 Ok(response) => {
@@ -596,6 +590,25 @@ impl Client {
             }
         }
         Err(ClientError::TooManyRetries(MAX_COMMIT_ATTEMPTS))
+    }
+
+    /// Encrypts `body` for the group's current epoch and returns the MLS
+    /// PrivateMessage exactly as [`Client::send_with_id`] puts it in a
+    /// `SendMessageRequest`, without sending it. Each call advances this
+    /// member's sender ratchet, so each result is a distinct message; it stays
+    /// sendable until the group is `max_epoch_lag` epochs further on. For a
+    /// benchmark that keeps client crypto out of what it times
+    /// (`confide-ingress`); messages sent this way are not recorded as the
+    /// client's own, so the client would not recognise them in its log.
+    pub fn encrypt_message(&mut self, group_id: &[u8], body: &[u8]) -> ClientResult<Vec<u8>> {
+        let group = self
+            .groups
+            .get_mut(group_id)
+            .ok_or(ClientError::UnknownGroup)?;
+        let message = group
+            .create_message(&self.provider, &self.signer, body)
+            .map_err(mls)?;
+        to_bytes(message)
     }
 
     /// Pulls and processes everything pending (inbox, then every group) and

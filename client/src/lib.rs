@@ -11,6 +11,7 @@ pub mod client;
 pub mod demo;
 pub mod error;
 pub mod events;
+pub mod ingress;
 pub mod retry;
 pub mod roster;
 pub mod sim;

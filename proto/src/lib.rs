@@ -12,6 +12,15 @@ pub mod v1 {
     tonic::include_proto!("confide.v1");
 }
 
+/// `confide.bench.v1`: the trivial echo service `confide-ingress` measures
+/// the delivery service against. Not part of the API; no server serves it.
+pub mod bench {
+    #[allow(clippy::all, missing_docs)]
+    pub mod v1 {
+        tonic::include_proto!("confide.bench.v1");
+    }
+}
+
 /// Encoded `FileDescriptorSet` of `confide.v1`, for tonic-reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("confide_v1_descriptor");
 

@@ -10,6 +10,7 @@ mod epochs;
 mod ghost;
 mod handshakes;
 mod hostile;
+mod ingress;
 mod key_packages;
 mod limits;
 mod malformed;

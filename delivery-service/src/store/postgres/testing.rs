@@ -133,7 +133,7 @@ fn is_stale(name: &str, prefix: &str, now: u64) -> bool {
 
 /// `url` with its database replaced by `database`, for both URL
 /// (`postgres://host/db?opts`) and key-value (`host=... dbname=...`) forms.
-fn with_database(url: &str, database: &str) -> String {
+pub fn with_database(url: &str, database: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         // In key-value form a later key overrides an earlier one.
         return format!("{url} dbname={database}");

@@ -1,0 +1,614 @@
+//! `confide-ingress`: how fast the delivery service durably accepts
+//! application messages, against how fast tonic answers a call that does
+//! nothing, and how many bytes PostgreSQL stores per message.
+//!
+//! A run, in one process on one machine: create a fresh PostgreSQL database
+//! and serve a DS on it (synchronous commit as the server has it, `on` by
+//! default) and a trivial echo server, both on 127.0.0.1; drive the echo
+//! server with K closed-loop callers over a few shared HTTP/2 connections;
+//! register real MLS clients, build groups of two and have each sender
+//! encrypt its messages *before* the clock starts, so client crypto is not
+//! measured; drive the DS with the same callers sending those messages as
+//! raw `SendMessageRequest`s; check that the log holds every acknowledged
+//! message exactly once. Then, for a group of each size asked for (10 and
+//! 1,000 by default), send a batch of messages and measure how much
+//! `group_log` (heap, indexes, TOAST) grew per message, against the
+//! messages' MLS wire size. The database is dropped at the end.
+
+mod database;
+pub mod echo;
+pub mod load;
+pub mod report;
+mod setup;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use confide_proto::bench::v1::EchoMessage;
+use confide_proto::bench::v1::echo_service_client::EchoServiceClient;
+use confide_proto::v1;
+use confide_proto::v1::group_service_client::GroupServiceClient;
+use rand::RngCore;
+use tokio_util::sync::CancellationToken;
+use tonic::metadata::AsciiMetadataValue;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::{Api, Client, ClientError, GroupId};
+use database::RunDatabase;
+pub use database::{DATABASE_PREFIX, ServerSettings};
+use load::{CallFuture, Window};
+pub use report::{Check, Report, StorageFigures};
+
+/// Pre-encrypted messages per caller are sized from the echo server's rate
+/// with this much to spare: the DS does more per call than an echo, so it
+/// cannot need more messages than the echo server answered calls.
+const HEADROOM: f64 = 1.25;
+/// Bytes per row of PostgreSQL's own insert rate: about the MLS wire size of
+/// a 246-byte message (392 B).
+const WIRE_SIZE_GUESS: usize = 392;
+/// Callers sending a storage batch.
+const STORAGE_CALLERS: usize = 8;
+
+/// What to run.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Options {
+    /// The PostgreSQL server to create the run's database on (any database
+    /// on it; the URL's own database is not touched).
+    #[serde(skip)]
+    pub database_url: String,
+    /// Callers, each with one call in flight (closed loop).
+    pub concurrency: usize,
+    /// HTTP/2 connections the callers share, per server.
+    pub connections: usize,
+    /// Groups the timed DS run sends to (two members each); caller `i`
+    /// sends to group `i % groups`.
+    pub groups: usize,
+    pub warm_up_secs: f64,
+    pub duration_secs: f64,
+    /// Plaintext bytes per application message, and the echo payload size.
+    pub message_size: usize,
+    /// Group sizes (members) whose bytes stored per message are measured.
+    pub storage_group_sizes: Vec<usize>,
+    /// Messages sent to each of those groups.
+    pub storage_messages: usize,
+    /// Most messages encrypted ahead of the timed run (memory bound).
+    pub max_messages: usize,
+    /// Leave the database behind for a post-mortem.
+    pub keep_database: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            database_url: confide_ds::store::postgres::testing::DEFAULT_DATABASE_URL.to_owned(),
+            concurrency: 64,
+            connections: 4,
+            groups: 64,
+            warm_up_secs: 2.0,
+            duration_secs: 10.0,
+            message_size: 246,
+            storage_group_sizes: vec![10, 1000],
+            storage_messages: 2000,
+            max_messages: 400_000,
+            keep_database: false,
+        }
+    }
+}
+
+impl Options {
+    fn validate(&self) -> Result<(), IngressError> {
+        let mut problems = Vec::new();
+        if self.concurrency == 0 {
+            problems.push("concurrency must be at least 1");
+        }
+        if self.connections == 0 {
+            problems.push("connections must be at least 1");
+        }
+        if self.groups == 0 || self.groups > self.concurrency {
+            problems.push("groups must be between 1 and the concurrency");
+        }
+        let timed = self.duration_secs.is_finite()
+            && self.duration_secs > 0.0
+            && self.warm_up_secs.is_finite()
+            && self.warm_up_secs >= 0.0;
+        if !timed {
+            problems.push("the duration must be positive and the warm-up not negative");
+        }
+        if self.storage_group_sizes.iter().any(|&size| size < 2) {
+            problems.push("storage groups need at least 2 members");
+        }
+        if self.storage_messages == 0 {
+            problems.push("storage messages must be at least 1");
+        }
+        if self.max_messages < self.concurrency {
+            problems.push("max messages must be at least the concurrency");
+        }
+        match problems.is_empty() {
+            true => Ok(()),
+            false => Err(IngressError::Invalid(problems.join("; "))),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngressError {
+    #[error(
+        "PostgreSQL is not reachable at {url}: start it with \
+         `pg_ctlcluster --skip-systemctl-redirect 15 main start`, or point DATABASE_URL \
+         (or --database-url) at a running server ({source})"
+    )]
+    Unreachable {
+        url: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("PostgreSQL: {0}")]
+    Database(String),
+    #[error("starting a server: {0}")]
+    Server(String),
+    #[error("{what}: {source}")]
+    Client {
+        what: String,
+        #[source]
+        source: ClientError,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// `url` without its password, for messages.
+fn redacted(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|at| at + 3) else {
+        return url.to_owned();
+    };
+    let authority_end = url[scheme_end..]
+        .find(['/', '?'])
+        .map_or(url.len(), |at| scheme_end + at);
+    let authority = &url[scheme_end..authority_end];
+    match (authority.rfind('@'), authority.find(':')) {
+        (Some(at), Some(colon)) if colon < at => format!(
+            "{}{}:***{}",
+            &url[..scheme_end],
+            &authority[..colon],
+            &url[scheme_end + at..]
+        ),
+        _ => url.to_owned(),
+    }
+}
+
+/// Runs the benchmark. `progress` hears what is happening (for a terminal).
+pub async fn run(options: Options, progress: &dyn Fn(&str)) -> Result<Report, IngressError> {
+    options.validate()?;
+    let database =
+        RunDatabase::create(&options.database_url)
+            .await
+            .map_err(|error| match error {
+                IngressError::Unreachable { source, .. } => IngressError::Unreachable {
+                    url: redacted(&options.database_url),
+                    source,
+                },
+                other => other,
+            })?;
+    progress(&format!("database {}", database.name));
+    let stop = CancellationToken::new();
+    let result = measure(&options, &database, &stop, progress).await;
+    stop.cancel();
+    if options.keep_database {
+        progress(&format!("kept database {}", database.name));
+    } else {
+        let name = database.name.clone();
+        if let Err(error) = database.drop_database().await {
+            progress(&format!("could not drop database {name}: {error}"));
+        }
+    }
+    result
+}
+
+async fn connections(endpoint: &str, count: usize) -> Result<Vec<Channel>, IngressError> {
+    let mut channels = Vec::with_capacity(count);
+    for _ in 0..count {
+        let channel = Endpoint::from_shared(endpoint.to_owned())
+            .map_err(|e| IngressError::Server(format!("{endpoint}: {e}")))?
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .map_err(|e| IngressError::Server(format!("connecting to {endpoint}: {e}")))?;
+        channels.push(channel);
+    }
+    Ok(channels)
+}
+
+/// Serves a DS on the run's database on 127.0.0.1, port 0, with the
+/// per-client rate limits lifted (the benchmark is the only client).
+/// Returns its endpoint and its database pool size.
+async fn start_ds(url: &str, stop: &CancellationToken) -> Result<(String, usize), IngressError> {
+    let server = |e: &dyn std::fmt::Display| IngressError::Server(format!("the DS: {e}"));
+    let mut settings = confide_ds::Settings::for_tests();
+    settings.lift_limits();
+    settings.store = confide_ds::config::StoreKind::Postgres;
+    settings.database.url = url.to_owned();
+    let storage = confide_ds::open_store(&settings)
+        .await
+        .map_err(|e| server(&e))?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| server(&e))?;
+    let endpoint = format!("http://{}", listener.local_addr().map_err(|e| server(&e))?);
+    let pool_size = settings.database.max_connections;
+    let state = confide_ds::state(storage, settings, stop.clone()).map_err(|e| server(&e))?;
+    tokio::spawn(confide_ds::run(listener, state, stop.clone()));
+    Ok((endpoint, pool_size))
+}
+
+fn echo_callers(channels: &[Channel], options: &Options) -> Vec<impl load::Caller> {
+    (0..options.concurrency)
+        .map(|index| {
+            let client = EchoServiceClient::new(channels[index % channels.len()].clone());
+            let mut payload = vec![0u8; options.message_size];
+            rand::rng().fill_bytes(&mut payload);
+            let payload = Bytes::from(payload);
+            move || -> Option<CallFuture> {
+                let mut client = client.clone();
+                let request = EchoMessage {
+                    payload: payload.clone(),
+                };
+                Some(Box::pin(
+                    async move { client.echo(request).await.map(|_| None) },
+                ))
+            }
+        })
+        .collect()
+}
+
+/// What one caller sends to the DS: pre-encrypted messages for one group,
+/// as its sender.
+struct Sending {
+    group_id: Bytes,
+    token: AsciiMetadataValue,
+    messages: Vec<Bytes>,
+}
+
+fn ds_callers(channels: &[Channel], sendings: Vec<Sending>) -> Vec<impl load::Caller> {
+    sendings
+        .into_iter()
+        .enumerate()
+        .map(|(index, sending)| {
+            let client = GroupServiceClient::new(channels[index % channels.len()].clone());
+            let Sending {
+                group_id,
+                token,
+                messages,
+            } = sending;
+            let mut messages = messages.into_iter();
+            move || -> Option<CallFuture> {
+                let message = messages.next()?;
+                let mut message_id = [0u8; 16];
+                rand::rng().fill_bytes(&mut message_id);
+                let mut request = tonic::Request::new(v1::SendMessageRequest {
+                    group_id: group_id.clone(),
+                    message_id: Bytes::copy_from_slice(&message_id),
+                    message,
+                });
+                request
+                    .metadata_mut()
+                    .insert(confide_proto::AUTHORIZATION_HEADER, token.clone());
+                let mut client = client.clone();
+                Some(Box::pin(async move {
+                    let response = client.send_message(request).await?;
+                    Ok(Some(response.into_inner().seq))
+                }))
+            }
+        })
+        .collect()
+}
+
+/// The session token the client's calls carry.
+fn token_of(client: &Client) -> Result<AsciiMetadataValue, IngressError> {
+    client
+        .api()
+        .request(())
+        .metadata()
+        .get(confide_proto::AUTHORIZATION_HEADER)
+        .cloned()
+        .ok_or_else(|| IngressError::Invalid(format!("{} has no session", client.id())))
+}
+
+/// Splits `messages` into `parts` nearly equal runs.
+fn split(messages: Vec<Bytes>, parts: usize) -> Vec<Vec<Bytes>> {
+    let mut out: Vec<Vec<Bytes>> = (0..parts).map(|_| Vec::new()).collect();
+    let per = messages.len().div_ceil(parts.max(1)).max(1);
+    for (index, message) in messages.into_iter().enumerate() {
+        out[index / per].push(message);
+    }
+    out
+}
+
+/// Compares what each group's callers were acknowledged with what the
+/// group's log holds.
+async fn check(
+    database: &RunDatabase,
+    groups: &[(GroupId, Vec<u64>)],
+) -> Result<Check, IngressError> {
+    let mut check = Check::default();
+    for (group_id, acknowledged) in groups {
+        let stored = database.application_seqs(group_id).await?;
+        check.add(acknowledged.clone(), &stored);
+    }
+    Ok(check)
+}
+
+async fn measure(
+    options: &Options,
+    database: &RunDatabase,
+    stop: &CancellationToken,
+    progress: &dyn Fn(&str),
+) -> Result<Report, IngressError> {
+    let (ds_endpoint, pool_size) = start_ds(&database.url, stop).await?;
+    let echo_endpoint = echo::start(stop.clone())
+        .await
+        .map_err(|e| IngressError::Server(format!("the echo server: {e}")))?;
+    let postgres = database.settings().await?;
+    let window = Window {
+        warm_up: Duration::from_secs_f64(options.warm_up_secs),
+        duration: Some(Duration::from_secs_f64(options.duration_secs)),
+    };
+
+    // The reference.
+    progress(&format!("echo: {} callers", options.concurrency));
+    let echo_channels = connections(&echo_endpoint, options.connections).await?;
+    let echo = load::run(echo_callers(&echo_channels, options), window).await;
+    drop(echo_channels);
+
+    // What PostgreSQL alone commits per second, over as many connections as
+    // the DS's pool: the floor under the DS.
+    progress(&format!(
+        "postgres: {} callers over {pool_size} connections",
+        options.concurrency
+    ));
+    let inserts = database
+        .insert_callers(pool_size, options.concurrency, WIRE_SIZE_GUESS)
+        .await?;
+    let postgres_insert = load::run(inserts, window).await;
+
+    // The DS's members, groups and pre-encrypted messages.
+    let ds_channels = connections(&ds_endpoint, options.connections).await?;
+    let apis: Vec<Api> = ds_channels.iter().cloned().map(Api::from_channel).collect();
+    let setup_started = Instant::now();
+    let total_secs = options.warm_up_secs + options.duration_secs;
+    let per_caller = (echo.figures.calls_per_sec * total_secs * HEADROOM
+        / options.concurrency as f64)
+        .ceil() as usize;
+    let per_caller = per_caller.clamp(1, options.max_messages / options.concurrency);
+    progress(&format!(
+        "ingress: {} groups of two, {} messages to encrypt",
+        options.groups,
+        per_caller * options.concurrency
+    ));
+    let prepared = prepare_senders(options, &apis, per_caller).await?;
+    let setup_secs = setup_started.elapsed().as_secs_f64();
+
+    // The subject.
+    progress(&format!("ingress: {} callers", options.concurrency));
+    let before = database.log_size().await?;
+    let ingress = load::run(ds_callers(&ds_channels, prepared.sendings), window).await;
+    let grown = database.log_size().await?.growth_since(before);
+    let mut acknowledged: Vec<(GroupId, Vec<u64>)> = prepared
+        .group_ids
+        .into_iter()
+        .map(|g| (g, Vec::new()))
+        .collect();
+    for (caller, seqs) in ingress.acknowledged.iter().enumerate() {
+        acknowledged[caller % options.groups].1.extend(seqs);
+    }
+    let ingress_check = check(database, &acknowledged).await?;
+
+    // Bytes stored per message, by group size.
+    let mut storage = Vec::with_capacity(options.storage_group_sizes.len());
+    for &size in &options.storage_group_sizes {
+        progress(&format!(
+            "storage: a group of {size}, {} messages",
+            options.storage_messages
+        ));
+        storage.push(measure_storage(options, database, &ds_channels, &apis, size).await?);
+    }
+
+    Ok(Report::new(
+        options.clone(),
+        postgres,
+        echo.figures,
+        report::PostgresInsert {
+            load: postgres_insert.figures,
+            connections: pool_size,
+            row_payload_bytes: WIRE_SIZE_GUESS,
+        },
+        report::Ingress {
+            load: ingress.figures,
+            setup_secs,
+            wire_bytes_per_message: prepared.wire_bytes_per_message,
+            stored_bytes_per_message: per_message(grown.total, ingress_check.stored),
+            check: ingress_check,
+        },
+        storage,
+    ))
+}
+
+/// The timed run's callers, ready to send.
+struct Prepared {
+    /// Caller `i` sends to `group_ids[i % groups]`.
+    sendings: Vec<Sending>,
+    group_ids: Vec<GroupId>,
+    wire_bytes_per_message: f64,
+}
+
+/// Registers a sender and a peer per group, builds the groups and has each
+/// sender encrypt `per_caller` messages for every caller of its group.
+async fn prepare_senders(
+    options: &Options,
+    apis: &[Api],
+    per_caller: usize,
+) -> Result<Prepared, IngressError> {
+    let users: Vec<String> = (0..options.groups)
+        .flat_map(|g| [format!("sender{g}"), format!("peer{g}")])
+        .collect();
+    let mut clients = setup::register(apis, &users).await?.into_iter();
+    let callers_of = |group: usize| -> Vec<usize> {
+        (group..options.concurrency)
+            .step_by(options.groups)
+            .collect()
+    };
+    let mut work = Vec::with_capacity(options.groups);
+    let mut group_ids = Vec::with_capacity(options.groups);
+    for group in 0..options.groups {
+        let mut sender = clients.next().expect("two clients per group");
+        let _peer = clients.next().expect("two clients per group");
+        let group_id =
+            setup::build_group(&mut sender, &users[2 * group + 1..2 * group + 2]).await?;
+        group_ids.push(group_id.clone());
+        work.push(setup::Encryption {
+            sender,
+            group_id,
+            count: per_caller * callers_of(group).len(),
+        });
+    }
+    let encrypted = setup::encrypt_all(work, options.message_size).await?;
+    let wire_bytes_per_message = mean_len(encrypted.iter().flat_map(|(_, messages)| messages));
+    let mut sendings: Vec<Option<Sending>> = (0..options.concurrency).map(|_| None).collect();
+    for (group, (sender, messages)) in encrypted.into_iter().enumerate() {
+        let token = token_of(&sender)?;
+        let callers = callers_of(group);
+        for (caller, messages) in callers.iter().zip(split(messages, callers.len())) {
+            sendings[*caller] = Some(Sending {
+                group_id: Bytes::from(group_ids[group].clone()),
+                token: token.clone(),
+                messages,
+            });
+        }
+    }
+    Ok(Prepared {
+        sendings: sendings
+            .into_iter()
+            .map(|s| s.expect("every caller has a group"))
+            .collect(),
+        group_ids,
+        wire_bytes_per_message,
+    })
+}
+
+fn mean_len<'a>(messages: impl Iterator<Item = &'a Bytes>) -> f64 {
+    let (count, bytes) = messages.fold((0u64, 0u64), |(count, bytes), message| {
+        (count + 1, bytes + message.len() as u64)
+    });
+    if count == 0 {
+        0.0
+    } else {
+        bytes as f64 / count as f64
+    }
+}
+
+fn per_message(bytes: i64, messages: u64) -> f64 {
+    if messages == 0 {
+        0.0
+    } else {
+        bytes as f64 / messages as f64
+    }
+}
+
+/// A group of `size` members (the creator sends; the others are registered
+/// and added but never come online), `storage_messages` messages sent to it,
+/// and how much `group_log` grew.
+async fn measure_storage(
+    options: &Options,
+    database: &RunDatabase,
+    channels: &[Channel],
+    apis: &[Api],
+    size: usize,
+) -> Result<StorageFigures, IngressError> {
+    let users: Vec<String> = (0..size).map(|i| format!("g{size}m{i}")).collect();
+    let mut members = setup::register(apis, &users).await?;
+    let mut sender = members.swap_remove(0);
+    drop(members);
+    let group_id = setup::build_group(&mut sender, &users[1..]).await?;
+    let token = token_of(&sender)?;
+    let (_, messages) = setup::encrypt_all(
+        vec![setup::Encryption {
+            sender,
+            group_id: group_id.clone(),
+            count: options.storage_messages,
+        }],
+        options.message_size,
+    )
+    .await?
+    .pop()
+    .expect("one sender");
+    let wire = mean_len(messages.iter());
+    let callers = STORAGE_CALLERS.min(messages.len());
+    let sendings = split(messages, callers)
+        .into_iter()
+        .map(|messages| Sending {
+            group_id: Bytes::from(group_id.clone()),
+            token: token.clone(),
+            messages,
+        })
+        .collect();
+    let before = database.log_size().await?;
+    let sent = load::run(
+        ds_callers(channels, sendings),
+        Window {
+            warm_up: Duration::ZERO,
+            duration: None,
+        },
+    )
+    .await;
+    let grown = database.log_size().await?.growth_since(before);
+    let acknowledged = sent.acknowledged.into_iter().flatten().collect();
+    let check = check(database, &[(group_id.clone(), acknowledged)]).await?;
+    let rows = database.row_sizes(&group_id).await?;
+    Ok(StorageFigures::new(
+        size,
+        wire,
+        grown,
+        rows,
+        check,
+        sent.figures.errors,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_never_reaches_a_message() {
+        assert_eq!(
+            redacted("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redacted("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redacted("postgres://h:5432/db"), "postgres://h:5432/db");
+    }
+
+    #[test]
+    fn messages_are_split_among_callers_in_order() {
+        let messages: Vec<Bytes> = (0u8..7).map(|i| Bytes::from(vec![i])).collect();
+        let parts = split(messages, 3);
+        let lens: Vec<usize> = parts.iter().map(Vec::len).collect();
+        assert_eq!(lens, [3, 3, 1]);
+        assert_eq!(parts[2][0], Bytes::from(vec![6]));
+    }
+
+    #[test]
+    fn options_that_cannot_run_are_refused_with_every_reason() {
+        let options = Options {
+            concurrency: 4,
+            groups: 5,
+            duration_secs: 0.0,
+            ..Options::default()
+        };
+        let Err(IngressError::Invalid(reasons)) = options.validate() else {
+            panic!("refused");
+        };
+        assert!(reasons.contains("groups"), "{reasons}");
+        assert!(reasons.contains("duration"), "{reasons}");
+        assert!(Options::default().validate().is_ok());
+    }
+}
