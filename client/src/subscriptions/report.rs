@@ -77,7 +77,7 @@ impl Outcome {
             clients: self.clients,
             connections: self.connections,
             streams_per_connection: self.clients.div_ceil(self.connections.max(1)),
-            ds_settings: ds_settings.to_vec(),
+            ds_settings: ds_settings.iter().cloned().collect(),
             register_secs: self.register_secs,
             subscribe_secs: self.subscribe_secs,
             rss_idle_bytes: self.memory_idle.map(|m| m.rss_bytes),
@@ -108,7 +108,7 @@ pub struct Json {
     pub connections: u64,
     pub streams_per_connection: u64,
     /// The DS configuration set for the run (environment variables).
-    pub ds_settings: Vec<(String, String)>,
+    pub ds_settings: std::collections::BTreeMap<String, String>,
     pub register_secs: f64,
     pub subscribe_secs: f64,
     pub rss_idle_bytes: Option<u64>,
@@ -142,7 +142,7 @@ impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{} clients, {} HTTP/2 connections ({} streams each); registered in {:.1} s, \
+            "{} clients, {} HTTP/2 connections ({} streams per connection); registered in {:.1} s, \
              subscribed in {:.1} s",
             self.clients,
             self.connections,
