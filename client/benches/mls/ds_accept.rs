@@ -1,6 +1,7 @@
 //! The DS's whole accept-commit path, as `SubmitCommit` runs it
 //! (`Ds::submit_commit`): the caller's membership, the cached `PublicGroup`
-//! (its version checked against the store), staging and checking the commit
+//! (warm, as on a replica in steady state; its version checked against the
+//! store), staging and checking the commit
 //! and its GroupInfo, the committer's leaf against its registered key, the
 //! merge, and the one store transaction that locks the group row, checks
 //! the epoch and state version, stores the new state blob and GroupInfo and
@@ -31,20 +32,12 @@ pub struct DsGroup {
     ds: AppState,
     group_id: GroupId,
     committer: ClientId,
-    /// Cancelled on drop, ending the DS's background work.
-    shutdown: CancellationToken,
 }
 
 /// The group's first member, who commits.
 pub struct Committer {
     alice: Device,
     group: MlsGroup,
-}
-
-impl Drop for DsGroup {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
 }
 
 /// Whether PostgreSQL answers at `DATABASE_URL` (or the tests' default).
@@ -71,8 +64,8 @@ pub fn group(runtime: &Runtime, store: StoreKind, size: usize) -> (Committer, Ds
             .0
             .into(),
     };
-    let shutdown = CancellationToken::new();
-    let ds = confide_ds::state(storage, settings, shutdown.clone())
+    // Without `confide_ds::run` no background task starts: nothing to stop.
+    let ds = confide_ds::state(storage, settings, CancellationToken::new())
         .expect("no external sender key to load");
     let devices: Vec<Device> = (0..size).map(Device::new).collect();
     runtime.block_on(async {
@@ -121,7 +114,6 @@ pub fn group(runtime: &Runtime, store: StoreKind, size: usize) -> (Committer, Ds
         ds,
         group_id,
         committer: alice.id.clone(),
-        shutdown,
     };
     (Committer { alice, group }, server)
 }
