@@ -33,6 +33,8 @@ pub use report::{Outcome, Point};
 
 /// Users added to the sample group per commit.
 const ADD_BATCH: usize = 100;
+/// Longest a Subscribe call may take to start its stream.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Plaintext of the message the sample must receive.
 const PROBE_MESSAGE: &[u8] = b"confide-subscriptions: are you there?";
 
@@ -315,7 +317,21 @@ pub async fn run(
                     let api = apis[index].clone().expect("every client registered");
                     async move {
                         let request = api.request(v1::SubscribeRequest {});
-                        let opened = api.delivery().subscribe(request).await;
+                        // A stream that cannot start (say, queued behind
+                        // the DS's per-connection stream limit) counts as
+                        // refused instead of stalling the run. Only the
+                        // start is timed: a gRPC deadline would end the
+                        // stream too.
+                        let opened = tokio::time::timeout(
+                            SUBSCRIBE_TIMEOUT,
+                            api.delivery().subscribe(request),
+                        )
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(tonic::Status::deadline_exceeded(format!(
+                                "the stream did not start within {SUBSCRIBE_TIMEOUT:?}"
+                            )))
+                        });
                         (index, opened.map(tonic::Response::into_inner))
                     }
                 })
@@ -354,19 +370,31 @@ pub async fn run(
     let (creator_index, creator) = &mut full[0];
     let creator_index = *creator_index;
     let sent = Instant::now();
-    creator
-        .send(&group, PROBE_MESSAGE)
-        .await
-        .map_err(client_error("sending the sample message"))?;
+    let deadline = tokio::time::Instant::now() + options.delivery_timeout;
+    // The send shares a connection with streams; if they took every slot
+    // the DS allows per connection, it waits for one that never frees.
+    let delivered =
+        match tokio::time::timeout_at(deadline, creator.send(&group, PROBE_MESSAGE)).await {
+            Ok(sent) => {
+                sent.map_err(client_error("sending the sample message"))?;
+                true
+            }
+            Err(_) => {
+                first_failure.get_or_insert(format!(
+                    "the sample message was not sent within {:?}",
+                    options.delivery_timeout
+                ));
+                false
+            }
+        };
     let mut waiting: HashSet<usize> = sample
         .iter()
         .copied()
         .filter(|&i| i != creator_index)
         .collect();
     let expected = waiting.len() as u64;
-    let deadline = tokio::time::Instant::now() + options.delivery_timeout;
     let mut delivery_ms = None;
-    while !waiting.is_empty() {
+    while delivered && !waiting.is_empty() {
         match tokio::time::timeout_at(deadline, received_rx.recv()).await {
             Ok(Some(index)) => {
                 waiting.remove(&index);
@@ -374,7 +402,7 @@ pub async fn run(
             Ok(None) | Err(_) => break,
         }
     }
-    if waiting.is_empty() {
+    if delivered && waiting.is_empty() {
         delivery_ms = Some(sent.elapsed().as_secs_f64() * 1000.0);
     }
     let memory_end = probe.memory();
