@@ -2,15 +2,23 @@
 //! DS, with the same ciphersuite, wire format policy and extensions Confide
 //! uses: a member creating a self-update, another member processing and
 //! merging it, the DS validating (`PublicGroup`) and merging the same
-//! commit, creating an add, and joining from a Welcome.
+//! commit, creating an add, and joining from a Welcome; and the DS's whole
+//! accept-commit path (`ds_accept`) on the in-memory store and PostgreSQL.
 //!
-//! `cargo bench --bench mls`; `cargo bench --bench mls -- 1000` for one size.
+//! `cargo bench --bench mls`; `cargo bench --bench mls -- 1000` for one size,
+//! `-- ds_accept_commit` for the DS's accept path alone. The PostgreSQL
+//! variant needs `DATABASE_URL` (default the tests'); without a reachable
+//! PostgreSQL it is skipped, saying so.
+
+#[path = "mls/ds_accept.rs"]
+mod ds_accept;
 
 use std::time::{Duration, Instant};
 
+use confide_ds::config::StoreKind;
 use confide_ds::domain::ClientId;
 use confide_ds::mls::{CIPHERSUITE, GroupHandle};
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::*;
 use openmls_basic_credential::SignatureKeyPair;
@@ -82,9 +90,17 @@ fn bytes(message: &MlsMessageOut) -> Vec<u8> {
     message.tls_serialize_detached().expect("serialising")
 }
 
+/// What a commit hands the DS: the commit, the Welcome if it adds anyone,
+/// and the new epoch's GroupInfo.
+struct CommitMessages {
+    commit: MlsMessageOut,
+    welcome: Option<MlsMessageOut>,
+    group_info: MlsMessageOut,
+}
+
 /// An add as `Client` commits it: no update path, a GroupInfo for the DS.
-fn stage_add(device: &Device, group: &mut MlsGroup, key_packages: &[KeyPackage]) -> MlsMessageOut {
-    let (_, welcome, _) = group
+fn stage_add(device: &Device, group: &mut MlsGroup, key_packages: &[KeyPackage]) -> CommitMessages {
+    let (commit, welcome, group_info) = group
         .commit_builder()
         .propose_adds(key_packages.iter().cloned())
         .load_psks(device.provider.storage())
@@ -100,13 +116,46 @@ fn stage_add(device: &Device, group: &mut MlsGroup, key_packages: &[KeyPackage])
         .stage_commit(&device.provider)
         .expect("staging the add")
         .into_messages();
-    welcome.expect("an add has a Welcome")
+    CommitMessages {
+        commit,
+        welcome: Some(welcome.expect("an add has a Welcome")),
+        group_info: group_info.expect("a GroupInfo"),
+    }
+}
+
+/// A self-update as `Client` commits it (with any queued proposals), with a
+/// GroupInfo for the DS; left pending in `group`.
+fn stage_self_update(device: &Device, group: &mut MlsGroup) -> CommitMessages {
+    let (commit, welcome, group_info) = group
+        .commit_builder()
+        .consume_proposal_store(true)
+        .force_self_update(true)
+        .load_psks(device.provider.storage())
+        .expect("no PSKs")
+        .create_group_info(true)
+        .build(
+            device.provider.rand(),
+            device.provider.crypto(),
+            &device.signer,
+            |_| true,
+        )
+        .expect("a self-update")
+        .stage_commit(&device.provider)
+        .expect("staging the self-update")
+        .into_messages();
+    CommitMessages {
+        commit,
+        welcome,
+        group_info: group_info.expect("a GroupInfo"),
+    }
 }
 
 /// `device` adds the owners of `key_packages` to `group` and merges; returns
 /// the Welcome.
 fn add_and_merge(device: &Device, group: &mut MlsGroup, key_packages: &[KeyPackage]) -> Welcome {
-    let welcome = stage_add(device, group, key_packages);
+    let welcome = stage_add(device, group, key_packages)
+        .welcome
+        .expect("an add has a Welcome");
     group
         .merge_pending_commit(&device.provider)
         .expect("merging");
@@ -182,28 +231,10 @@ impl Fixture {
     /// moves to the next epoch.
     fn self_update_round(&mut self) -> Round {
         let started = Instant::now();
-        let alice = &self.alice;
-        let (commit, _, group_info) = self
-            .alice_group
-            .commit_builder()
-            .consume_proposal_store(true)
-            .force_self_update(true)
-            .load_psks(alice.provider.storage())
-            .expect("no PSKs")
-            .create_group_info(true)
-            .build(
-                alice.provider.rand(),
-                alice.provider.crypto(),
-                &alice.signer,
-                |_| true,
-            )
-            .expect("a self-update")
-            .stage_commit(&alice.provider)
-            .expect("staging the self-update")
-            .into_messages();
+        let messages = stage_self_update(&self.alice, &mut self.alice_group);
         let create = started.elapsed();
-        let commit = bytes(&commit);
-        let group_info = bytes(&group_info.expect("a GroupInfo"));
+        let commit = bytes(&messages.commit);
+        let group_info = bytes(&messages.group_info);
         self.alice_group
             .merge_pending_commit(&self.alice.provider)
             .expect("alice merges");
@@ -289,6 +320,15 @@ fn sum(iterations: u64, mut one: impl FnMut() -> Duration) -> Duration {
 }
 
 fn benches(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let postgres = ds_accept::postgres_reachable(&runtime);
+    if let Err(why) = &postgres {
+        eprintln!("skipping ds_accept_commit_postgres: {why}");
+    }
     for size in SIZES {
         let mut fixture = Fixture::new(size);
         let mut group = c.benchmark_group("mls");
@@ -310,6 +350,23 @@ fn benches(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("join_from_welcome", size), |b| {
             b.iter_custom(|n| sum(n, || fixture.join()))
         });
+        let mut stores = vec![("ds_accept_commit_memory", StoreKind::Memory)];
+        if postgres.is_ok() {
+            stores.push(("ds_accept_commit_postgres", StoreKind::Postgres));
+        }
+        for (name, store) in stores {
+            // Built only if the filter selects this benchmark.
+            let mut fixture = None;
+            group.bench_function(BenchmarkId::new(name, size), |b| {
+                let (committer, ds) =
+                    fixture.get_or_insert_with(|| ds_accept::group(&runtime, store, size));
+                b.iter_batched(
+                    || committer.next_commit(),
+                    |commit| ds.accept(&runtime, commit),
+                    BatchSize::SmallInput,
+                )
+            });
+        }
         group.finish();
     }
 }

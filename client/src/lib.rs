@@ -16,6 +16,7 @@ pub mod retry;
 pub mod roster;
 pub mod sim;
 pub mod store;
+pub mod subscriptions;
 
 pub use api::{Api, TlsOptions};
 pub use client::{Added, Client, CommitSummary};

@@ -20,4 +20,5 @@ mod replay;
 mod replicas;
 mod restart;
 mod simulator;
+mod subscriptions;
 mod tls;

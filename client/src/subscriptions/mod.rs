@@ -1,0 +1,456 @@
+//! `confide-subscriptions`: how many live `Subscribe` streams one DS holds,
+//! and what each costs it in memory.
+//!
+//! A run registers `clients` clients through the real RPCs, opens one live
+//! stream per client over a few shared HTTP/2 connections, reading the DS's
+//! memory at checkpoints on the way, keeps every stream open, and then checks
+//! they are live: a sample of the clients (spread over every connection) is
+//! one MLS group, one of them sends a message, and every other sample member's
+//! stream must deliver it. Every stream must still be open at the end.
+//!
+//! Most clients register with raw RPCs (a key pair, RegisterClient, a signed
+//! challenge), which is all a subscriber needs; the sample members are full
+//! [`Client`]s, since they have to be added to a group.
+
+pub mod ds_process;
+pub mod report;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use confide_proto::v1;
+use futures::StreamExt;
+use openmls_basic_credential::SignatureKeyPair;
+use openmls_traits::signatures::Signer;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Api, Client, ClientError, ClientId, GroupId, StateLocation};
+pub use ds_process::{DsProcess, Memory};
+pub use report::{Outcome, Point};
+
+/// Users added to the sample group per commit.
+const ADD_BATCH: usize = 100;
+/// Longest a Subscribe call may take to start its stream.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Plaintext of the message the sample must receive.
+const PROBE_MESSAGE: &[u8] = b"confide-subscriptions: are you there?";
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Clients registered, each with one live stream.
+    pub clients: usize,
+    /// HTTP/2 connections the streams are spread over (round robin).
+    pub connections: usize,
+    /// Clients in the group whose message checks liveness (at least 2).
+    pub sample: usize,
+    /// Open subscriptions at which the DS's memory is read, besides all.
+    pub checkpoints: Vec<usize>,
+    /// Registrations and Subscribe calls in flight at once.
+    pub parallelism: usize,
+    /// Wait after each batch of subscriptions before reading memory, so
+    /// the DS has finished setting them up.
+    pub settle: Duration,
+    /// Longest wait for the sample's message to arrive everywhere.
+    pub delivery_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            clients: 50_000,
+            connections: 250,
+            sample: 100,
+            checkpoints: vec![10_000, 25_000],
+            parallelism: 128,
+            settle: Duration::from_secs(2),
+            delivery_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubscriptionsError {
+    #[error("{what}: {source}")]
+    Client {
+        what: String,
+        #[source]
+        source: ClientError,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn client_error(what: impl Into<String>) -> impl FnOnce(ClientError) -> SubscriptionsError {
+    let what = what.into();
+    move |source| SubscriptionsError::Client { what, source }
+}
+
+/// Reads the DS's memory; `None` when it cannot (a DS in this process, or
+/// not on Linux).
+pub trait Probe {
+    fn memory(&self) -> Option<Memory>;
+}
+
+/// For a DS whose memory is not measured (the tests' in-process DS).
+pub struct NoProbe;
+
+impl Probe for NoProbe {
+    fn memory(&self) -> Option<Memory> {
+        None
+    }
+}
+
+/// Shared by every stream holder.
+#[derive(Default)]
+struct Streams {
+    ended: AtomicU64,
+    first_error: std::sync::Mutex<Option<String>>,
+}
+
+impl Streams {
+    fn end(&self, why: String) {
+        self.ended.fetch_add(1, Ordering::Relaxed);
+        let mut first = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
+        first.get_or_insert(why);
+    }
+}
+
+/// Client `i` is `u<i>/d0` and uses connection `i % connections`. The sample
+/// is spread evenly over the indices, one per block of `clients / sample`,
+/// offset within its block so that it lands on as many connections as it can.
+fn sample_indices(clients: usize, sample: usize, connections: usize) -> Vec<usize> {
+    let stride = clients / sample;
+    let spread = stride.min(connections).max(1);
+    (0..sample).map(|k| k * stride + k % spread).collect()
+}
+
+fn client_id(index: usize) -> ClientId {
+    ClientId::new(format!("u{index}"), "d0").expect("a valid client name")
+}
+
+/// Registers through the raw RPCs and returns the authenticated connection.
+async fn register_raw(api: Api, id: &ClientId) -> Result<Api, ClientError> {
+    let signer = SignatureKeyPair::new(confide_ds::mls::CIPHERSUITE.signature_algorithm())
+        .map_err(|e| ClientError::Mls(format!("a key pair: {e:?}")))?;
+    api.auth()
+        .register_client(v1::RegisterClientRequest {
+            client: Some(id.into()),
+            signature_public_key: signer.to_public_vec().into(),
+            registration_token: String::new(),
+        })
+        .await?;
+    let challenge = api
+        .auth()
+        .create_challenge(v1::CreateChallengeRequest {
+            client: Some(id.into()),
+        })
+        .await?
+        .into_inner()
+        .challenge;
+    let signature = signer
+        .sign(&confide_proto::challenge_signing_payload(&challenge))
+        .map_err(|e| ClientError::Mls(format!("signing the challenge: {e:?}")))?;
+    let session = api
+        .auth()
+        .authenticate(v1::AuthenticateRequest {
+            client: Some(id.into()),
+            challenge,
+            signature: signature.into(),
+        })
+        .await?
+        .into_inner();
+    let mut api = api;
+    api.set_token(&session.session_token)?;
+    Ok(api)
+}
+
+/// Keeps one stream open until `stop`, reporting the sample group's
+/// application messages on `received` and counting a stream that ends.
+async fn hold(
+    index: usize,
+    mut stream: tonic::Streaming<v1::Envelope>,
+    group: Arc<GroupId>,
+    received: mpsc::UnboundedSender<usize>,
+    streams: Arc<Streams>,
+    stop: CancellationToken,
+) {
+    loop {
+        let message = tokio::select! {
+            _ = stop.cancelled() => return,
+            message = stream.message() => message,
+        };
+        match message {
+            Ok(Some(v1::Envelope {
+                entry: Some(v1::envelope::Entry::Group(entry)),
+            })) if entry.kind == v1::EntryKind::Application as i32
+                && entry.group_id.as_ref() == group.as_slice() =>
+            {
+                let _ = received.send(index);
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => return streams.end(format!("the stream of u{index} ended")),
+            Err(status) => return streams.end(format!("the stream of u{index} failed: {status}")),
+        }
+    }
+}
+
+/// Runs against the DS at `endpoint` (which must allow `clients` ×3
+/// unauthenticated calls from one address), reading its memory with `probe`.
+pub async fn run(
+    endpoint: &str,
+    options: &Options,
+    probe: &dyn Probe,
+) -> Result<Outcome, SubscriptionsError> {
+    let clients = options.clients;
+    if options.sample < 2 || options.sample > clients {
+        return Err(SubscriptionsError::Invalid(format!(
+            "the sample must have 2 to {clients} clients, not {}",
+            options.sample
+        )));
+    }
+    if options.connections == 0 || options.parallelism == 0 {
+        return Err(SubscriptionsError::Invalid(
+            "connections and parallelism must be at least 1".into(),
+        ));
+    }
+    let mut connections = Vec::with_capacity(options.connections);
+    for _ in 0..options.connections {
+        connections.push(
+            Api::connect(endpoint)
+                .await
+                .map_err(client_error(format!("connecting to {endpoint}")))?,
+        );
+    }
+    let memory_idle = probe.memory();
+
+    // Register: the sample as full clients, everyone else with raw RPCs.
+    let started = Instant::now();
+    let sample = sample_indices(clients, options.sample, options.connections);
+    let in_sample: HashSet<usize> = sample.iter().copied().collect();
+    let mut full: Vec<(usize, Client)> = futures::stream::iter(sample.iter().copied())
+        .map(|index| {
+            let api = connections[index % connections.len()].clone();
+            async move {
+                let id = client_id(index);
+                Client::register(api, id.clone(), &StateLocation::Memory, "")
+                    .await
+                    .map(|client| (index, client))
+                    .map_err(client_error(format!("registering {id}")))
+            }
+        })
+        .buffer_unordered(options.parallelism)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    full.sort_by_key(|(index, _)| *index);
+    let mut apis: Vec<Option<Api>> = vec![None; clients];
+    for (index, client) in &full {
+        apis[*index] = Some(client.api().clone());
+    }
+    let raw: Vec<(usize, Api)> =
+        futures::stream::iter((0..clients).filter(|i| !in_sample.contains(i)))
+            .map(|index| {
+                let api = connections[index % connections.len()].clone();
+                async move {
+                    let id = client_id(index);
+                    register_raw(api, &id)
+                        .await
+                        .map(|api| (index, api))
+                        .map_err(client_error(format!("registering {id}")))
+                }
+            })
+            .buffer_unordered(options.parallelism)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?;
+    for (index, api) in raw {
+        apis[index] = Some(api);
+    }
+    let register_secs = started.elapsed().as_secs_f64();
+
+    // The sample group: its first member adds the others.
+    let (_, creator) = &mut full[0];
+    let group = creator
+        .create_group()
+        .await
+        .map_err(client_error("creating the sample group"))?;
+    let users: Vec<String> = sample[1..].iter().map(|i| format!("u{i}")).collect();
+    for batch in users.chunks(ADD_BATCH) {
+        let batch: Vec<&str> = batch.iter().map(String::as_str).collect();
+        creator
+            .add_users(&group, &batch)
+            .await
+            .map_err(client_error("adding the sample to its group"))?;
+    }
+    let memory_before = probe.memory();
+
+    // Subscribe everyone, reading memory at each checkpoint.
+    let started = Instant::now();
+    let group = Arc::new(group);
+    let streams = Arc::new(Streams::default());
+    let stop = CancellationToken::new();
+    let (received_tx, mut received_rx) = mpsc::unbounded_channel();
+    let mut holders = tokio::task::JoinSet::new();
+    let mut marks: Vec<usize> = options
+        .checkpoints
+        .iter()
+        .copied()
+        .filter(|&c| c > 0 && c < clients)
+        .collect();
+    marks.push(clients);
+    marks.sort_unstable();
+    marks.dedup();
+    let mut curve = Vec::with_capacity(marks.len());
+    let mut subscribe_failures = 0u64;
+    let mut first_failure: Option<String> = None;
+    let mut from = 0;
+    for mark in marks {
+        let opened: Vec<(usize, Result<tonic::Streaming<v1::Envelope>, tonic::Status>)> =
+            futures::stream::iter(from..mark)
+                .map(|index| {
+                    let api = apis[index].clone().expect("every client registered");
+                    async move {
+                        let request = api.request(v1::SubscribeRequest {});
+                        // A stream that cannot start (say, queued behind
+                        // the DS's per-connection stream limit) counts as
+                        // refused instead of stalling the run. Only the
+                        // start is timed: a gRPC deadline would end the
+                        // stream too.
+                        let opened = tokio::time::timeout(
+                            SUBSCRIBE_TIMEOUT,
+                            api.delivery().subscribe(request),
+                        )
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(tonic::Status::deadline_exceeded(format!(
+                                "the stream did not start within {SUBSCRIBE_TIMEOUT:?}"
+                            )))
+                        });
+                        (index, opened.map(tonic::Response::into_inner))
+                    }
+                })
+                .buffer_unordered(options.parallelism)
+                .collect()
+                .await;
+        for (index, opened) in opened {
+            match opened {
+                Ok(stream) => {
+                    holders.spawn(hold(
+                        index,
+                        stream,
+                        group.clone(),
+                        received_tx.clone(),
+                        streams.clone(),
+                        stop.clone(),
+                    ));
+                }
+                Err(status) => {
+                    subscribe_failures += 1;
+                    first_failure.get_or_insert(format!("subscribing u{index}: {status}"));
+                }
+            }
+        }
+        from = mark;
+        tokio::time::sleep(options.settle).await;
+        curve.push(Point {
+            subscriptions: mark as u64 - subscribe_failures,
+            memory: probe.memory(),
+        });
+    }
+    let subscribe_secs = started.elapsed().as_secs_f64();
+    let memory_with = curve.last().and_then(|p| p.memory);
+
+    // Liveness: the sample's message reaches every other sample member.
+    let (creator_index, creator) = &mut full[0];
+    let creator_index = *creator_index;
+    let sent = Instant::now();
+    let deadline = tokio::time::Instant::now() + options.delivery_timeout;
+    // The send shares a connection with streams; if they took every slot
+    // the DS allows per connection, it waits for one that never frees.
+    let delivered =
+        match tokio::time::timeout_at(deadline, creator.send(&group, PROBE_MESSAGE)).await {
+            Ok(sent) => {
+                sent.map_err(client_error("sending the sample message"))?;
+                true
+            }
+            Err(_) => {
+                first_failure.get_or_insert(format!(
+                    "the sample message was not sent within {:?}",
+                    options.delivery_timeout
+                ));
+                false
+            }
+        };
+    let mut waiting: HashSet<usize> = sample
+        .iter()
+        .copied()
+        .filter(|&i| i != creator_index)
+        .collect();
+    let expected = waiting.len() as u64;
+    let mut delivery_ms = None;
+    while delivered && !waiting.is_empty() {
+        match tokio::time::timeout_at(deadline, received_rx.recv()).await {
+            Ok(Some(index)) => {
+                waiting.remove(&index);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    if delivered && waiting.is_empty() {
+        delivery_ms = Some(sent.elapsed().as_secs_f64() * 1000.0);
+    }
+    let memory_end = probe.memory();
+    let ended = streams.ended.load(Ordering::Relaxed);
+    let first_error = streams
+        .first_error
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+        .or(first_failure);
+    let open = holders.len() as u64 - ended;
+    stop.cancel();
+    while holders.join_next().await.is_some() {}
+
+    Ok(Outcome {
+        clients: clients as u64,
+        connections: options.connections as u64,
+        register_secs,
+        subscribe_secs,
+        memory_idle,
+        memory_before,
+        memory_with,
+        memory_end,
+        curve,
+        streams_open: open,
+        streams_ended: ended,
+        subscribe_failures,
+        first_error,
+        sample_expected: expected,
+        sample_received: expected - waiting.len() as u64,
+        delivery_ms,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sample_indices;
+
+    #[test]
+    fn the_sample_spreads_over_the_clients_and_the_connections() {
+        assert_eq!(sample_indices(1000, 4, 250), vec![0, 251, 502, 753]);
+        assert_eq!(sample_indices(5, 5, 2), vec![0, 1, 2, 3, 4]);
+        // 50,000 clients on 250 connections: a stride of 500 alone would put
+        // the whole sample on connection 0.
+        let sample = sample_indices(50_000, 100, 250);
+        let connections: std::collections::HashSet<usize> =
+            sample.iter().map(|i| i % 250).collect();
+        assert_eq!(connections.len(), 100);
+        assert!(sample.iter().all(|&i| i < 50_000));
+    }
+}
