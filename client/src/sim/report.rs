@@ -176,7 +176,8 @@ pub struct LostMessage {
     /// Group index and sequence number.
     pub group: u32,
     pub seq: u64,
-    /// The members (user/device) it never reached.
+    /// How many members it never reached, and the first few (user/device).
+    pub missing_count: usize,
     pub missing: Vec<String>,
 }
 
@@ -412,8 +413,10 @@ impl Report {
             lost.push(LostMessage {
                 group,
                 seq,
+                missing_count: missing.len(),
                 missing: missing
                     .into_iter()
+                    .take(LOST_EXAMPLES)
                     .filter_map(|c| inputs.client_ids.get(c).map(ToString::to_string))
                     .collect(),
             });
@@ -570,15 +573,19 @@ impl fmt::Display for Report {
             "lost acknowledged messages",
             self.lost_acknowledged.to_string(),
         )?;
-        for lost in &self.lost {
+        for lost in self.lost.iter().take(5) {
             row(
                 f,
                 "  lost",
                 format!(
-                    "group {} seq {}: never reached {}",
+                    "group {} seq {}: never reached {}{}",
                     lost.group,
                     lost.seq,
-                    lost.missing.join(", ")
+                    lost.missing[..lost.missing.len().min(3)].join(", "),
+                    match lost.missing_count.saturating_sub(3) {
+                        0 => String::new(),
+                        more => format!(" and {more} more"),
+                    }
                 ),
             )?;
         }
