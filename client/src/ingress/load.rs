@@ -12,6 +12,8 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio::task::JoinSet;
 
+use crate::sim::report::{Latency, histogram, micros};
+
 /// One call in flight: `Ok(Some(seq))` for an acknowledged append (kept for
 /// the check against the log), `Ok(None)` for any other success.
 pub type CallFuture = Pin<Box<dyn Future<Output = Result<Option<u64>, tonic::Status>> + Send>>;
@@ -29,30 +31,6 @@ pub struct Window {
     /// Counting stops after this long, and callers start no more calls;
     /// `None`: callers run until they have nothing left.
     pub duration: Option<Duration>,
-}
-
-/// Latency percentiles in milliseconds.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Latency {
-    pub p50_ms: f64,
-    pub p90_ms: f64,
-    pub p99_ms: f64,
-    pub max_ms: f64,
-}
-
-impl Latency {
-    fn of(histogram: &Histogram<u64>) -> Self {
-        if histogram.is_empty() {
-            return Self::default();
-        }
-        let ms = |micros: u64| micros as f64 / 1000.0;
-        Self {
-            p50_ms: ms(histogram.value_at_quantile(0.5)),
-            p90_ms: ms(histogram.value_at_quantile(0.9)),
-            p99_ms: ms(histogram.value_at_quantile(0.99)),
-            max_ms: ms(histogram.max()),
-        }
-    }
 }
 
 /// What a load run measured.
@@ -88,17 +66,6 @@ struct CallerResult {
     acknowledged: Vec<u64>,
     errors: BTreeMap<String, u64>,
     exhausted: bool,
-}
-
-fn histogram() -> Histogram<u64> {
-    // Microseconds, up to a minute.
-    Histogram::new_with_bounds(1, 60_000_000, 3).expect("static bounds are valid")
-}
-
-fn micros(duration: Duration) -> u64 {
-    u64::try_from(duration.as_micros())
-        .unwrap_or(u64::MAX)
-        .max(1)
 }
 
 /// Runs every caller as its own task until the window closes (or, without a

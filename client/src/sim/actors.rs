@@ -263,19 +263,8 @@ impl FullMember {
             if let Outcome::Stopped = outcome {
                 // Read the log to its end, so the final view is the group's
                 // latest epoch unless this member could not follow it.
-                match until_answered!(sent.send_retries, client.sync().await) {
-                    Ok(events) => {
-                        for event in &events {
-                            observe(event, &directory, &progress, &mut observed, &mut last);
-                        }
-                    }
-                    Err(error) => {
-                        *sent
-                            .errors
-                            .entry(format!("final sync: {}", error_label(&error)))
-                            .or_default() += 1;
-                    }
-                }
+                let seen = (&*directory, &*progress, &mut observed, &mut last);
+                catch_up(&mut client, seen, &mut sent, "final sync").await;
                 break;
             }
             // A kill: the process's memory (MLS groups, the live stream) is
@@ -299,19 +288,8 @@ impl FullMember {
                     return (sent, observed, Vec::new());
                 }
             };
-            match until_answered!(sent.send_retries, client.sync().await) {
-                Ok(events) => {
-                    for event in &events {
-                        observe(event, &directory, &progress, &mut observed, &mut last);
-                    }
-                }
-                Err(error) => {
-                    *sent
-                        .errors
-                        .entry(format!("sync after restart: {}", error_label(&error)))
-                        .or_default() += 1;
-                }
-            }
+            let seen = (&*directory, &*progress, &mut observed, &mut last);
+            catch_up(&mut client, seen, &mut sent, "sync after restart").await;
             sent.restarts += 1;
             tracing::debug!(client = self.index, "restarted from its state");
             progress.pending_changes.fetch_sub(1, Ordering::Relaxed);
@@ -364,11 +342,8 @@ impl FullMember {
                         tracing::debug!(client = %client.id(), %error, "live stream failed; catching up and subscribing again");
                         progress.resubscribes.fetch_add(1, Ordering::Relaxed);
                         tokio::time::sleep(RESUBSCRIBE_AFTER).await;
-                        if let Ok(events) = client.sync().await {
-                            for event in &events {
-                                observe(event, directory, progress, observed, last);
-                            }
-                        }
+                        let seen = (directory, progress, &mut *observed, &mut *last);
+                        catch_up(client, seen, sent, "sync after a broken stream").await;
                     }
                 },
             }
@@ -444,6 +419,33 @@ impl FullMember {
                 *sent.errors.entry(error_label(&error)).or_default() += 1;
                 progress.failed.fetch_add(1, Ordering::Relaxed);
             }
+        }
+    }
+}
+
+/// Where a full member's observations go.
+type Seen<'a> = (
+    &'a Directory,
+    &'a Progress,
+    &'a mut Observed,
+    &'a mut HashMap<u32, u64>,
+);
+
+/// Reads everything pending (retrying while the DS gives no verdict) and
+/// observes it; a failure is counted under `what`.
+async fn catch_up(client: &mut Client, seen: Seen<'_>, sent: &mut Sent, what: &str) {
+    let (directory, progress, observed, last) = seen;
+    match until_answered!(sent.send_retries, client.sync().await) {
+        Ok(events) => {
+            for event in &events {
+                observe(event, directory, progress, observed, last);
+            }
+        }
+        Err(error) => {
+            *sent
+                .errors
+                .entry(format!("{what}: {}", error_label(&error)))
+                .or_default() += 1;
         }
     }
 }
