@@ -570,6 +570,11 @@ fn observe(
 pub struct Counter {
     pub index: usize,
     pub api: Api,
+    /// Its groups and the last entry of each as built: a counter stands
+    /// for a device that was online while its groups were built, so it
+    /// acknowledges the building commits (one Add per member added after
+    /// it: a 10,000-member group's would be gigabytes) before subscribing.
+    pub built: Vec<(u32, u64)>,
 }
 
 impl Counter {
@@ -586,6 +591,16 @@ impl Counter {
         // The highest entry received of each group, over every stream.
         let mut last: HashMap<u32, u64> = HashMap::new();
         let mut unacked: HashMap<u32, u64> = HashMap::new();
+        for &(group, seq) in &self.built {
+            let group_id = directory.group_ids[group as usize].clone();
+            let selector = v1::StreamSelector {
+                stream: Some(v1::stream_selector::Stream::GroupId(group_id.into())),
+            };
+            if seq > 0 && self.api.ack(selector, seq).await.is_err() {
+                progress.resubscribes.fetch_add(1, Ordering::Relaxed);
+            }
+            last.insert(group, seq);
+        }
         while !stop.is_cancelled() {
             let request = self.api.request(v1::SubscribeRequest {});
             let mut stream = match self.api.delivery().subscribe(request).await {

@@ -436,20 +436,26 @@ async fn simulate(
     bar.set_message(format!("building {} groups", groups.len()));
     let started = Instant::now();
     let mut group_ids = Vec::with_capacity(groups.len());
+    // The last entry of each group's log once built.
+    let mut built_at = Vec::with_capacity(groups.len());
     for (users, members) in groups.iter().zip(&members_of) {
         let client = clients[members[0]].as_mut().expect("every client is here");
         let group_id = client
             .create_group()
             .await
             .map_err(client_error("creating a group"))?;
+        let mut last = 0;
         for batch in users[1..].chunks(ADD_BATCH) {
             let batch: Vec<&str> = batch.iter().map(|u| user_names[*u].as_str()).collect();
-            client
+            last = client
                 .add_users(&group_id, &batch)
                 .await
-                .map_err(client_error("adding members"))?;
+                .map_err(client_error("adding members"))?
+                .commit
+                .seq;
         }
         group_ids.push(group_id);
+        built_at.push(last);
     }
     let groups_secs = started.elapsed().as_secs_f64();
     let expected_joins: u64 = members_of
@@ -504,6 +510,12 @@ async fn simulate(
             let counter = Counter {
                 index,
                 api: client.api().clone(),
+                built: members_of
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, members)| members.contains(&index))
+                    .map(|(group, _)| (group as u32, built_at[group]))
+                    .collect(),
             };
             counter_tasks.spawn(counter.run(directory, progress, stop));
         }
