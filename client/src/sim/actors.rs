@@ -573,7 +573,8 @@ pub struct Counter {
     /// Its groups and the last entry of each as built: a counter stands
     /// for a device that was online while its groups were built, so it
     /// acknowledges the building commits (one Add per member added after
-    /// it: a 10,000-member group's would be gigabytes) before subscribing.
+    /// it: a 10,000-member group's would be gigabytes) and its Welcomes
+    /// before subscribing.
     pub built: Vec<(u32, u64)>,
 }
 
@@ -600,6 +601,16 @@ impl Counter {
                 progress.resubscribes.fetch_add(1, Ordering::Relaxed);
             }
             last.insert(group, seq);
+        }
+        // And its Welcomes, one per group it was added to: each comes with
+        // the group's ratchet tree (megabytes at 10,000 members), which a
+        // counter does not use.
+        let welcomes = self.built.len() as u64;
+        let inbox = v1::StreamSelector {
+            stream: Some(v1::stream_selector::Stream::Inbox(v1::Inbox {})),
+        };
+        if welcomes > 0 && self.api.ack(inbox, welcomes).await.is_err() {
+            progress.resubscribes.fetch_add(1, Ordering::Relaxed);
         }
         while !stop.is_cancelled() {
             let request = self.api.request(v1::SubscribeRequest {});
