@@ -612,7 +612,7 @@ async fn simulate(
     // for a while.
     let drain_deadline = Instant::now() + Duration::from_secs_f64(scenario.drain_secs);
     let mut last_seen = (progress.deliveries.load(Ordering::Relaxed), Instant::now());
-    loop {
+    let drain = loop {
         let deliveries = progress.deliveries.load(Ordering::Relaxed);
         let answered = progress.acknowledged.load(Ordering::Relaxed)
             + progress.failed.load(Ordering::Relaxed)
@@ -623,12 +623,25 @@ async fn simulate(
         }
         let arrived = deliveries >= progress.owed.load(Ordering::Relaxed);
         let quiet = last_seen.1.elapsed() > QUIET_FOR;
-        if (answered && (arrived || quiet)) || Instant::now() > drain_deadline {
-            break;
+        if answered && arrived {
+            break "every acknowledged message arrived".to_string();
+        }
+        if answered && quiet {
+            break format!("nothing arrived for {QUIET_FOR:?}");
+        }
+        if Instant::now() > drain_deadline {
+            break format!(
+                "the drain time ({}) ran out with {} still arriving",
+                humantime(scenario.drain_secs),
+                match answered {
+                    true => "deliveries",
+                    false => "sends and deliveries",
+                }
+            );
         }
         draw(bar, &progress, offered, "waiting for deliveries");
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    };
     stop.cancel();
 
     let mut sent: Vec<Sent> = Vec::new();
@@ -671,10 +684,15 @@ async fn simulate(
         client_ids: ids.clone(),
         ds_restarts,
         resubscribes: progress.resubscribes.load(Ordering::Relaxed),
+        drain,
         sent,
         observed,
         views,
     }))
+}
+
+fn humantime(secs: f64) -> String {
+    format!("{secs:.0} s")
 }
 
 /// The drain ends early once nothing has arrived for this long.

@@ -210,6 +210,10 @@ pub struct Report {
     pub lost_acknowledged: u64,
     /// The first few messages some member never received, and who.
     pub lost: Vec<LostMessage>,
+    /// How the wait for deliveries after the last message ended: a run cut
+    /// off while deliveries still arrive counts what had not arrived as
+    /// lost.
+    pub drain: String,
     /// Deliveries to a client that was not a member for that message (its
     /// sender, removed, or added in a later epoch): must be 0.
     pub misdelivered: u64,
@@ -261,6 +265,8 @@ pub struct Inputs {
     pub client_ids: Vec<crate::ClientId>,
     pub ds_restarts: u32,
     pub resubscribes: u64,
+    /// How the wait for deliveries ended.
+    pub drain: String,
     pub sent: Vec<Sent>,
     pub observed: Vec<Observed>,
     pub views: Vec<FinalView>,
@@ -456,6 +462,7 @@ impl Report {
             deliveries,
             expected_deliveries: expected,
             lost_acknowledged: expected.saturating_sub(delivered),
+            drain: inputs.drain,
             misdelivered: unowed.len() as u64,
             misdelivered_examples: unowed
                 .iter()
@@ -568,6 +575,7 @@ impl fmt::Display for Report {
                 ),
             )?;
         }
+        row(f, "drain", self.drain.clone())?;
         row(
             f,
             "lost acknowledged messages",
