@@ -100,36 +100,29 @@ struct CommitMessages {
 
 /// An add as `Client` commits it: no update path, a GroupInfo for the DS.
 fn stage_add(device: &Device, group: &mut MlsGroup, key_packages: &[KeyPackage]) -> CommitMessages {
-    let (commit, welcome, group_info) = group
-        .commit_builder()
-        .propose_adds(key_packages.iter().cloned())
-        .load_psks(device.provider.storage())
-        .expect("no PSKs")
-        .create_group_info(true)
-        .build(
-            device.provider.rand(),
-            device.provider.crypto(),
-            &device.signer,
-            |_| true,
-        )
-        .expect("an add")
-        .stage_commit(&device.provider)
-        .expect("staging the add")
-        .into_messages();
-    CommitMessages {
-        commit,
-        welcome: Some(welcome.expect("an add has a Welcome")),
-        group_info: group_info.expect("a GroupInfo"),
-    }
+    let staged = stage(device, group, |builder| {
+        builder.propose_adds(key_packages.iter().cloned())
+    });
+    assert!(staged.welcome.is_some(), "an add has a Welcome");
+    staged
 }
 
 /// A self-update as `Client` commits it (with any queued proposals), with a
 /// GroupInfo for the DS; left pending in `group`.
 fn stage_self_update(device: &Device, group: &mut MlsGroup) -> CommitMessages {
-    let (commit, welcome, group_info) = group
-        .commit_builder()
-        .consume_proposal_store(true)
-        .force_self_update(true)
+    stage(device, group, |builder| {
+        builder.consume_proposal_store(true).force_self_update(true)
+    })
+}
+
+/// Builds and stages the commit `change` describes, as `Client` does:
+/// always with a GroupInfo for the DS; left pending in `group`.
+fn stage(
+    device: &Device,
+    group: &mut MlsGroup,
+    change: impl FnOnce(CommitBuilder<'_, Initial>) -> CommitBuilder<'_, Initial>,
+) -> CommitMessages {
+    let (commit, welcome, group_info) = change(group.commit_builder())
         .load_psks(device.provider.storage())
         .expect("no PSKs")
         .create_group_info(true)
@@ -139,9 +132,9 @@ fn stage_self_update(device: &Device, group: &mut MlsGroup) -> CommitMessages {
             &device.signer,
             |_| true,
         )
-        .expect("a self-update")
+        .expect("a commit")
         .stage_commit(&device.provider)
-        .expect("staging the self-update")
+        .expect("staging the commit")
         .into_messages();
     CommitMessages {
         commit,

@@ -631,8 +631,8 @@ async fn simulate(
         }
         if Instant::now() > drain_deadline {
             break format!(
-                "the drain time ({}) ran out with {} still arriving",
-                humantime(scenario.drain_secs),
+                "the drain time ({:.0} s) ran out with {} still arriving",
+                scenario.drain_secs,
                 match answered {
                     true => "deliveries",
                     false => "sends and deliveries",
@@ -689,10 +689,6 @@ async fn simulate(
         observed,
         views,
     }))
-}
-
-fn humantime(secs: f64) -> String {
-    format!("{secs:.0} s")
 }
 
 /// The drain ends early once nothing has arrived for this long.
