@@ -6,7 +6,8 @@
 //! fetched pages), substitute the key packages a claim returns, and answer a
 //! commit itself instead of passing it on (to fork a member off the group's
 //! history). Tests of the client library put members behind one and check
-//! that the client notices each of these.
+//! that the client notices each of these. It can also play a failing
+//! network, losing commits or their answers ([`CommitLoss`]).
 //!
 //! [`write_external_commit`] is the operator going further: crafting an
 //! external commit that adds a member of its own, from the GroupInfo and
@@ -61,12 +62,23 @@ type ClaimRewrite =
 type CommitAnswer =
     Box<dyn FnMut(&v1::SubmitCommitRequest) -> Option<v1::SubmitCommitResponse> + Send>;
 
+/// What a lossy link between a client and the DS does to a commit; the
+/// client gets UNAVAILABLE either way, as when the connection breaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommitLoss {
+    /// The DS gets the commit (and decides on it); its answer is lost.
+    Answer,
+    /// The commit never reaches the DS.
+    Commit,
+}
+
 /// What the operator does to the traffic; everything not set passes through.
 #[derive(Default)]
 struct Attack {
     entries: Option<EntryRewrite>,
     claims: Option<ClaimRewrite>,
     commits: Option<CommitAnswer>,
+    commit_loss: Option<CommitLoss>,
 }
 
 type Shared = Arc<Mutex<Attack>>;
@@ -112,11 +124,17 @@ impl HostileDs {
     /// Registers `user/device` through this DS, as a [`Member`] that
     /// records what its client reports about the DS rather than failing.
     pub async fn client(&self, user: &str, device: &str) -> Member {
+        self.client_at(user, device, &StateLocation::Memory).await
+    }
+
+    /// Like [`HostileDs::client`], keeping the client's state at `state`
+    /// (a file, for a client that is restarted).
+    pub async fn client_at(&self, user: &str, device: &str, state: &StateLocation) -> Member {
         let api = Api::connect(&self.endpoint)
             .await
             .expect("connecting to the hostile DS");
         let id = ClientId::new(user, device).expect("a valid client name");
-        let client = Client::register(api, id, &StateLocation::Memory, "")
+        let client = Client::register(api, id, state, "")
             .await
             .unwrap_or_else(|e| panic!("registering {user}/{device}: {e}"));
         Member::under_attack(client)
@@ -151,6 +169,12 @@ impl HostileDs {
         + 'static,
     ) {
         self.attack.lock().expect("attack lock").commits = Some(Box::new(answer));
+    }
+
+    /// From now on, every commit, and every resend of it, is lost as `loss`
+    /// says.
+    pub fn lose_commits(&self, loss: CommitLoss) {
+        self.attack.lock().expect("attack lock").commit_loss = Some(loss);
     }
 
     /// Everything passes through unchanged again.
@@ -321,10 +345,26 @@ proxy! {
         &self,
         request: Request<v1::SubmitCommitRequest>,
     ) -> Result<Response<v1::SubmitCommitResponse>, Status> {
-        let answer = match &mut self.attack.lock().expect("attack lock").commits {
-            Some(answer) => answer(request.get_ref()),
-            None => None,
+        let (answer, loss) = {
+            let mut attack = self.attack.lock().expect("attack lock");
+            let answer = match &mut attack.commits {
+                Some(answer) => answer(request.get_ref()),
+                None => None,
+            };
+            (answer, attack.commit_loss)
         };
+        let lost = || Status::unavailable("connection lost");
+        match loss {
+            Some(CommitLoss::Commit) => return Err(lost()),
+            Some(CommitLoss::Answer) => {
+                let decided = GroupServiceClient::new(self.channel.clone())
+                    .submit_commit(forward(request))
+                    .await;
+                tracing::debug!(?decided, "the DS's answer to a commit, lost on its way");
+                return Err(lost());
+            }
+            None => {}
+        }
         match answer {
             Some(response) => Ok(Response::new(response)),
             None => {
