@@ -5,7 +5,8 @@
 //! Ratchet-tree operations and membership changes happen here. A commit that
 //! loses the race for its epoch is dropped, the client catches up from the
 //! group log, and the operation is rebuilt and retried without the caller
-//! doing anything.
+//! doing anything. A commit that never got an answer stays pending, in doubt,
+//! until the group log shows whether the group took it.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
@@ -23,7 +24,7 @@ use crate::api::Api;
 use crate::error::{ClientError, ClientResult, in_doubt, mls, wrong_epoch};
 use crate::events::{Event, GroupId};
 use crate::roster::{self, GroupMember};
-use crate::store::{self, Provider, StateDb, StateLocation, StoredIdentity, Stream};
+use crate::store::{self, CommitInDoubt, Provider, StateDb, StateLocation, StoredIdentity, Stream};
 
 /// Past epochs whose secrets are kept, so messages sent just before a commit
 /// still decrypt after it.
@@ -31,7 +32,7 @@ const MAX_PAST_EPOCHS: usize = 8;
 /// How often an operation is rebuilt after losing a commit race.
 const MAX_COMMIT_ATTEMPTS: u32 = 32;
 /// Times a commit whose answer never came is sent again, and the pause
-/// before the first resend (growing linearly).
+/// before the first resend (growing linearly): 11 s in all.
 const COMMIT_RESENDS: u32 = 10;
 const COMMIT_RESEND_AFTER: Duration = Duration::from_millis(200);
 /// Key packages uploaded at registration and on each low-pool notice.
@@ -123,6 +124,8 @@ pub struct Client {
     stream: Option<tonic::Streaming<v1::Envelope>>,
     /// Groups with a DS removal proposal this client has yet to commit.
     external_removals: BTreeSet<GroupId>,
+    /// The pause before the first resend of an unanswered commit.
+    commit_resend_after: Duration,
 }
 
 impl Client {
@@ -177,12 +180,18 @@ impl Client {
         .ok_or_else(|| ClientError::Invalid("the signature key is missing".into()))?;
         let mut client = Self::assemble(api, id, signer, provider, db)?;
         for group_id in client.db.groups()? {
-            let group = MlsGroup::load(
+            let mut group = MlsGroup::load(
                 client.provider.storage(),
                 &openmls::group::GroupId::from_slice(&group_id),
             )
             .map_err(mls)?
             .ok_or_else(|| ClientError::Invalid("a group's state is missing".into()))?;
+            if group.pending_commit().is_some() && client.db.commit_in_doubt(&group_id)?.is_none() {
+                // Staged but stopped before it was recorded, so never sent.
+                group
+                    .clear_pending_commit(client.provider.storage())
+                    .map_err(mls)?;
+            }
             client.groups.insert(group_id, group);
         }
         client.authenticate().await?;
@@ -212,11 +221,20 @@ impl Client {
             events,
             stream: None,
             external_removals: BTreeSet::new(),
+            commit_resend_after: COMMIT_RESEND_AFTER,
         })
     }
 
     pub fn id(&self) -> &ClientId {
         &self.id
+    }
+
+    /// Sets the pause before the first resend of a commit that got no
+    /// answer; the pause grows linearly over the resends, so the default
+    /// 200 ms gives the DS about 11 s before the commit is left in doubt
+    /// ([`ClientError::CommitInDoubt`]). For tests, which shorten it.
+    pub fn set_commit_resend_pause(&mut self, pause: Duration) {
+        self.commit_resend_after = pause;
     }
 
     /// The authenticated connection, for calls the library does not wrap.
@@ -435,6 +453,7 @@ impl Client {
     async fn commit(&mut self, group_id: &[u8], change: Change) -> ClientResult<CommitSummary> {
         for retries in 0..MAX_COMMIT_ATTEMPTS {
             self.catch_up_group(group_id).await?;
+            self.settle_commit_in_doubt(group_id).await?;
             let group = self
                 .groups
                 .get_mut(group_id)
@@ -492,67 +511,128 @@ impl Client {
                 .into_messages();
             let group_info = group_info
                 .ok_or_else(|| ClientError::Mls("openmls produced no GroupInfo".into()))?;
-            let request = v1::SubmitCommitRequest {
-                group_id: group_id.to_vec().into(),
-                commit: to_bytes(commit)?.into(),
-                welcome: welcome
-                    .map(to_bytes)
-                    .transpose()?
-                    .unwrap_or_default()
-                    .into(),
-                group_info: to_bytes(group_info)?.into(),
+            let submitted = CommitInDoubt {
+                epoch: group.epoch().as_u64(),
+                commit: to_bytes(commit)?,
+                welcome: welcome.map(to_bytes).transpose()?.unwrap_or_default(),
+                group_info: to_bytes(group_info)?,
             };
-            let mut answer = self
+            // Recorded before it leaves: from here until a verdict, the
+            // group may have taken it.
+            self.db.set_commit_in_doubt(group_id, &submitted)?;
+            let answer = self.submit_commit(group_id, &submitted).await;
+            if let Some(accepted) = self.conclude_commit(group_id, answer)? {
+                return Ok(CommitSummary {
+                    seq: accepted.seq,
+                    epoch: accepted.epoch,
+                    retries,
+                });
+            }
+            tracing::debug!(client = %self.id, retries, "lost a commit race; catching up");
+        }
+        Err(ClientError::TooManyRetries(MAX_COMMIT_ATTEMPTS))
+    }
+
+    /// Submits a commit, resending the same bytes while no answer comes.
+    ///
+    /// No answer (the DS restarting, the connection lost) does not mean the
+    /// commit was refused: the DS may have accepted it. The same bytes again
+    /// get the original answer (a commit is accepted once per epoch), so
+    /// resend rather than give up on a commit the group may already have
+    /// merged.
+    async fn submit_commit(
+        &mut self,
+        group_id: &[u8],
+        commit: &CommitInDoubt,
+    ) -> Result<v1::SubmitCommitResponse, tonic::Status> {
+        let request = v1::SubmitCommitRequest {
+            group_id: group_id.to_vec().into(),
+            commit: commit.commit.clone().into(),
+            welcome: commit.welcome.clone().into(),
+            group_info: commit.group_info.clone().into(),
+        };
+        let mut resend = 0;
+        loop {
+            let answer = self
                 .api
                 .groups()
                 .submit_commit(self.api.request(request.clone()))
                 .await;
-            // No answer (the DS restarting, the connection lost) does not
-            // mean the commit was refused: the DS may have accepted it. The
-            // same bytes again get the original answer (a commit is accepted
-            // once per epoch), so resend rather than give up on a commit the
-            // group may already have merged.
-            for resend in 1..=COMMIT_RESENDS {
-                match &answer {
-                    Err(status) if in_doubt(status) => {
-                        tracing::debug!(client = %self.id, %status, resend, "no answer to a commit; sending it again");
-                        tokio::time::sleep(COMMIT_RESEND_AFTER * resend).await;
-                        answer = self
-                            .api
-                            .groups()
-                            .submit_commit(self.api.request(request.clone()))
-                            .await;
-                    }
-                    _ => break,
-                }
-            }
-            let group = self
-                .groups
-                .get_mut(group_id)
-                .ok_or(ClientError::UnknownGroup)?;
             match answer {
-                Ok(response) => {
-                    let response = response.into_inner();
-                    group.merge_pending_commit(&self.provider).map_err(mls)?;
-                    self.db.mark_own(group_id, response.seq)?;
-                    return Ok(CommitSummary {
-                        seq: response.seq,
-                        epoch: response.epoch,
-                        retries,
-                    });
+                Err(status) if in_doubt(&status) && resend < COMMIT_RESENDS => {
+                    resend += 1;
+                    tracing::debug!(client = %self.id, %status, resend, "no answer to a commit; sending it again");
+                    tokio::time::sleep(self.commit_resend_after * resend).await;
                 }
-                Err(status) => {
-                    group
-                        .clear_pending_commit(self.provider.storage())
-                        .map_err(mls)?;
-                    if wrong_epoch(&status).is_none() {
-                        return Err(status.into());
-                    }
-                    tracing::debug!(client = %self.id, retries, "lost a commit race; catching up");
+                answer => return answer.map(tonic::Response::into_inner),
+            }
+        }
+    }
+
+    /// Acts on the DS's answer to the group's pending commit: merges it when
+    /// accepted (`Some`), drops it when refused (`None` for a lost race, the
+    /// error otherwise), and keeps it, in doubt, when there was no answer.
+    fn conclude_commit(
+        &mut self,
+        group_id: &[u8],
+        answer: Result<v1::SubmitCommitResponse, tonic::Status>,
+    ) -> ClientResult<Option<v1::SubmitCommitResponse>> {
+        let group = self
+            .groups
+            .get_mut(group_id)
+            .ok_or(ClientError::UnknownGroup)?;
+        match answer {
+            Ok(accepted) => {
+                group.merge_pending_commit(&self.provider).map_err(mls)?;
+                self.db.mark_own(group_id, accepted.seq)?;
+                self.db.forget_commit_in_doubt(group_id)?;
+                Ok(Some(accepted))
+            }
+            Err(status) if in_doubt(&status) => {
+                tracing::warn!(client = %self.id, %status, "no answer to a commit; it stays pending until the group's log settles it");
+                Err(ClientError::CommitInDoubt)
+            }
+            Err(status) => {
+                group
+                    .clear_pending_commit(self.provider.storage())
+                    .map_err(mls)?;
+                self.db.forget_commit_in_doubt(group_id)?;
+                match wrong_epoch(&status) {
+                    Some(_) => Ok(None),
+                    None => Err(status.into()),
                 }
             }
         }
-        Err(ClientError::TooManyRetries(MAX_COMMIT_ATTEMPTS))
+    }
+
+    /// Settles the group's commit left in doubt, if any, before anything new
+    /// is built on the group. The log settles it when it holds a commit for
+    /// that epoch (ours is merged, another's replaces it: see
+    /// [`Client::apply_group_entry`]); when it holds none yet, the DS never
+    /// got the commit or has not finished with it, and sending the same
+    /// bytes again gets its verdict.
+    async fn settle_commit_in_doubt(&mut self, group_id: &[u8]) -> ClientResult<()> {
+        if self.db.commit_in_doubt(group_id)?.is_none() {
+            return Ok(());
+        }
+        self.catch_up_group(group_id).await?;
+        let Some(in_doubt) = self.db.commit_in_doubt(group_id)? else {
+            return Ok(());
+        };
+        if self
+            .groups
+            .get(group_id)
+            .is_none_or(|group| group.epoch().as_u64() > in_doubt.epoch)
+        {
+            // Settled by the log before a stop left the record behind.
+            return self.db.forget_commit_in_doubt(group_id);
+        }
+        let answer = self.submit_commit(group_id, &in_doubt).await;
+        if self.conclude_commit(group_id, answer)?.is_none() {
+            // Another commit took the epoch; the log has it.
+            self.catch_up_group(group_id).await?;
+        }
+        Ok(())
     }
 
     /// Encrypts and sends an application message; returns its sequence number.
@@ -570,6 +650,8 @@ impl Client {
         message_id: &[u8],
         body: &[u8],
     ) -> ClientResult<u64> {
+        // Not in the epoch before a commit the group may have taken.
+        self.settle_commit_in_doubt(group_id).await?;
         for _ in 0..MAX_COMMIT_ATTEMPTS {
             let message = self.encrypt_message(group_id, body)?;
             let request = self.api.request(v1::SendMessageRequest {
@@ -618,6 +700,7 @@ impl Client {
         let groups: Vec<GroupId> = self.groups.keys().cloned().collect();
         for group_id in groups {
             self.catch_up_group(&group_id).await?;
+            self.settle_commit_in_doubt(&group_id).await?;
         }
         self.commit_external_removals().await?;
         let events: Vec<(i64, Event)> = self.events.drain(..).collect();
@@ -809,11 +892,24 @@ impl Client {
             return Ok(true);
         }
         let joined_epoch = self.db.joined_epoch(&group_id)?;
+        let in_doubt = self.db.commit_in_doubt(&group_id)?;
         let Some(group) = self.groups.get_mut(&group_id) else {
             return Ok(false);
         };
         let mut removed = false;
-        match process_entry(group, &self.provider, &entry, joined_epoch) {
+        // A commit left in doubt is settled by the log: the entry that is
+        // ours merges it (openmls recognises its pending commit), another
+        // commit for that epoch replaces it (`process_entry`); either moves
+        // the group on.
+        let processed = process_entry(group, &self.provider, &entry, joined_epoch);
+        if let Some(commit) = &in_doubt
+            && group.epoch().as_u64() > commit.epoch
+        {
+            let ours = entry.message.as_ref() == commit.commit.as_slice();
+            tracing::debug!(client = %self.id, seq = entry.seq, ours, "the log settled a commit in doubt");
+            self.db.forget_commit_in_doubt(&group_id)?;
+        }
+        match processed {
             Ok(events) => {
                 if group
                     .pending_proposals()
@@ -841,6 +937,7 @@ impl Client {
                 group.delete(self.provider.storage()).map_err(mls)?;
             }
             self.db.forget_stream(&stream)?;
+            self.db.forget_commit_in_doubt(&group_id)?;
             return Ok(false);
         }
         self.db.set_processed(&stream, entry.seq)?;
@@ -1070,6 +1167,11 @@ fn process_entry(
             // commit) goes unreported.
             let before = roster::roster(group);
             let self_removed = staged.self_removed();
+            // Another's commit took the epoch: a pending commit of ours for
+            // it (one left in doubt) can never be accepted now.
+            group
+                .clear_pending_commit(provider.storage())
+                .map_err(|e| e.to_string())?;
             group
                 .merge_staged_commit(provider, *staged)
                 .map_err(|e| e.to_string())?;

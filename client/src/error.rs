@@ -23,6 +23,13 @@ pub enum ClientError {
     StreamEnded,
     #[error("nothing is pending to commit")]
     NothingToCommit,
+    /// The DS never answered the commit, so whether the group took it is
+    /// unknown; the client keeps it and settles it from the group's log at
+    /// the next sync (or before its next commit or send in the group).
+    #[error(
+        "the delivery service did not answer the commit: whether the group took it is unknown until the next sync settles it"
+    )]
+    CommitInDoubt,
 }
 
 pub type ClientResult<T> = Result<T, ClientError>;
@@ -33,7 +40,7 @@ impl ClientError {
     pub fn is_in_doubt(&self) -> bool {
         match self {
             Self::Rpc(status) => in_doubt(status),
-            Self::Transport(_) | Self::StreamEnded => true,
+            Self::Transport(_) | Self::StreamEnded | Self::CommitInDoubt => true,
             _ => false,
         }
     }

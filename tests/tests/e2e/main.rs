@@ -10,6 +10,7 @@ mod epochs;
 mod ghost;
 mod handshakes;
 mod hostile;
+mod in_doubt;
 mod ingress;
 mod key_packages;
 mod limits;
