@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use confide_client::display::safe;
 use confide_client::{Api, Client, ClientId, Event, StateLocation, TlsOptions};
 
 #[derive(Parser)]
@@ -134,6 +135,9 @@ fn group_id(hex_id: &str) -> anyhow::Result<Vec<u8>> {
     hex::decode(hex_id).context("the group id is hex")
 }
 
+/// Everything the CLI prints that came from the network goes through here or
+/// through `Event`'s `Display`, which show it with [`safe`]: a member's text
+/// cannot drive the terminal or pass for a line of its own.
 fn print(event: &Event) {
     match event {
         Event::Message {
@@ -142,9 +146,10 @@ fn print(event: &Event) {
             body,
             ..
         } => println!(
-            "[{}] {sender}: {}",
+            "[{}] {}: {}",
             hex::encode(group),
-            String::from_utf8_lossy(body)
+            safe(&sender.to_string()),
+            safe(&String::from_utf8_lossy(body))
         ),
         other => match other.group() {
             Some(group) => println!("[{}] {other}", hex::encode(group)),
@@ -188,7 +193,7 @@ async fn main() -> anyhow::Result<()> {
             let users: Vec<&str> = users.iter().map(String::as_str).collect();
             let added = client.add_users(&group_id(&group)?, &users).await?;
             for member in added.clients {
-                println!("added {member}");
+                println!("added {}", safe(&member.to_string()));
             }
         }
         Command::Remove { conn, group, users } => {
@@ -219,7 +224,11 @@ async fn main() -> anyhow::Result<()> {
                 } else {
                     ""
                 };
-                println!("{:<32} key {}{you}", member.client, member.fingerprint);
+                println!(
+                    "{:<32} key {}{you}",
+                    safe(&member.client.to_string()),
+                    member.fingerprint
+                );
             }
             println!("safety code {}", client.safety_code(&group)?);
         }
