@@ -126,15 +126,53 @@ pub struct Client {
 }
 
 impl Client {
-    /// Creates a new identity at `location`, registers it with the DS,
-    /// authenticates and uploads key packages (and a last-resort one).
+    /// Creates a new identity at `location` (a state file made private),
+    /// registers it with the DS, authenticates and uploads key packages (and
+    /// a last-resort one). A state file it made is deleted again if the DS
+    /// did not register the identity: it would hold a client the DS does not
+    /// know, and block registering again at that path.
     pub async fn register(
         api: Api,
         id: ClientId,
         location: &StateLocation,
         registration_token: &str,
     ) -> ClientResult<Self> {
-        let (provider, db) = store::open(location)?;
+        let (provider, db, created) = store::create(location)?;
+        let registered = match Self::new_identity(&id, &provider, &db) {
+            Ok(signer) => api
+                .auth()
+                .register_client(v1::RegisterClientRequest {
+                    client: Some((&id).into()),
+                    signature_public_key: signer.to_public_vec().into(),
+                    registration_token: registration_token.to_string(),
+                })
+                .await
+                .map(|_| signer)
+                .map_err(ClientError::from),
+            Err(error) => Err(error),
+        };
+        let signer = match registered {
+            Ok(signer) => signer,
+            Err(error) => {
+                drop((provider, db));
+                if let (StateLocation::File(path), true) = (location, created) {
+                    store::remove(path);
+                }
+                return Err(error);
+            }
+        };
+        let mut client = Self::assemble(api, id, signer, provider, db)?;
+        client.authenticate().await?;
+        client.publish_key_packages(KEY_PACKAGE_BATCH, true).await?;
+        Ok(client)
+    }
+
+    /// Makes and stores a signature key for `id` in a state without a client.
+    fn new_identity(
+        id: &ClientId,
+        provider: &Provider,
+        db: &StateDb,
+    ) -> ClientResult<SignatureKeyPair> {
         if db.identity()?.is_some() {
             return Err(ClientError::Invalid(
                 "this state file already holds a client; open it instead".into(),
@@ -147,17 +185,7 @@ impl Client {
             device: id.device().to_string(),
             signature_public_key: signer.to_public_vec(),
         })?;
-        api.auth()
-            .register_client(v1::RegisterClientRequest {
-                client: Some((&id).into()),
-                signature_public_key: signer.to_public_vec().into(),
-                registration_token: registration_token.to_string(),
-            })
-            .await?;
-        let mut client = Self::assemble(api, id, signer, provider, db)?;
-        client.authenticate().await?;
-        client.publish_key_packages(KEY_PACKAGE_BATCH, true).await?;
-        Ok(client)
+        Ok(signer)
     }
 
     /// Restores a client from its state and authenticates; every group it

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use confide_client::display::safe;
-use confide_client::{Api, Client, ClientId, Event, StateLocation, TlsOptions};
+use confide_client::{Api, Client, ClientError, ClientId, Event, StateLocation, TlsOptions};
 
 #[derive(Parser)]
 #[command(version, about = "Confide: end-to-end encrypted group chat on MLS")]
@@ -125,6 +125,10 @@ enum Command {
 }
 
 async fn open(conn: &Conn) -> anyhow::Result<Client> {
+    if !conn.state.exists() {
+        // Before connecting, so that a mistyped path is reported as such.
+        return Err(ClientError::NoStateFile(conn.state.clone()).into());
+    }
     let api = conn.api().await?;
     Client::open(api, &StateLocation::File(conn.state.clone()))
         .await

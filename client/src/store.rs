@@ -109,14 +109,32 @@ fn open_connection(location: &StateLocation, memory_name: &str) -> rusqlite::Res
     }
 }
 
-/// Opens (creating if needed) the provider and Confide's tables at `location`.
+/// Opens the provider and Confide's tables at `location`. A state file must
+/// exist already ([`create`] makes one): a mistyped path is an error, not a
+/// new empty client.
 pub fn open(location: &StateLocation) -> ClientResult<(Provider, StateDb)> {
-    let memory_name = format!("confide-{}", uuid::Uuid::new_v4().simple());
     if let StateLocation::File(path) = location
-        && let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+        && !path.exists()
     {
-        std::fs::create_dir_all(parent).map_err(|e| ClientError::Invalid(e.to_string()))?;
+        return Err(ClientError::NoStateFile(path.clone()));
     }
+    open_existing(location)
+}
+
+/// Like [`open`], making the state file first if there is none. Returns
+/// whether it made the file, so a registration that fails can [`remove`] it.
+pub fn create(location: &StateLocation) -> ClientResult<(Provider, StateDb, bool)> {
+    let created = match location {
+        StateLocation::File(path) => create_private_file(path)
+            .map_err(|e| ClientError::Invalid(format!("creating {}: {e}", path.display())))?,
+        StateLocation::Memory => false,
+    };
+    let (provider, db) = open_existing(location)?;
+    Ok((provider, db, created))
+}
+
+fn open_existing(location: &StateLocation) -> ClientResult<(Provider, StateDb)> {
+    let memory_name = format!("confide-{}", uuid::Uuid::new_v4().simple());
     let db = StateDb::open(open_connection(location, &memory_name)?)?;
     let mut storage = SqliteStorageProvider::<JsonCodec, Connection>::new(open_connection(
         location,
@@ -132,6 +150,49 @@ pub fn open(location: &StateLocation) -> ClientResult<(Provider, StateDb)> {
         },
         db,
     ))
+}
+
+/// Makes an empty state file readable by its owner only (it holds private
+/// keys), in a directory made 0700 if it has to be made. SQLite gives the
+/// `-wal` and `-shm` files it adds the mode of the database file. Returns
+/// false if the file was there already.
+fn create_private_file(path: &Path) -> std::io::Result<bool> {
+    #[cfg(unix)]
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+        && !parent.exists()
+    {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        builder.mode(0o700);
+        builder.create(parent)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    match options.open(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Deletes a state file and SQLite's side files (after a failed
+/// registration: a file without a registered client is of no use).
+pub fn remove(path: &Path) {
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        let file = PathBuf::from(file);
+        if let Err(error) = std::fs::remove_file(&file)
+            && error.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %file.display(), %error, "could not delete");
+        }
+    }
 }
 
 impl StateDb {
@@ -307,4 +368,54 @@ impl StateDb {
 /// Path of a client's state file inside a directory.
 pub fn default_state_file(dir: &Path, user: &str, device: &str) -> PathBuf {
     dir.join(format!("{user}-{device}.sqlite"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opening_a_missing_state_file_says_to_register_and_creates_nothing() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("typo").join("alice.db");
+        let error = open(&StateLocation::File(path.clone()))
+            .err()
+            .expect("no state file to open");
+        assert!(matches!(error, ClientError::NoStateFile(_)), "{error:?}");
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "no state file at {}; run `confide register` first",
+                path.display()
+            )
+        );
+        assert!(!path.parent().expect("a parent").exists());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_new_state_file_its_side_files_and_its_new_directory_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+
+        let mode = |path: &Path| {
+            std::fs::metadata(path)
+                .unwrap_or_else(|e| panic!("{path:?}: {e}"))
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("confide").join("alice.db");
+        let location = StateLocation::File(path.clone());
+        let (_provider, db, created) = create(&location).expect("creating the state");
+        assert!(created);
+        db.set_processed(&Stream::Inbox, 1).expect("a write");
+        assert_eq!(mode(&dir.path().join("confide")), 0o700);
+        for suffix in ["", "-wal", "-shm"] {
+            let file = PathBuf::from(format!("{}{suffix}", path.display()));
+            assert_eq!(mode(&file), 0o600, "{file:?}");
+        }
+        let (_, _, created) = create(&location).expect("opening it again");
+        assert!(!created, "the file was there already");
+    }
 }

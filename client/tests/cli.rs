@@ -112,3 +112,72 @@ async fn a_message_with_escape_sequences_and_newlines_is_printed_escaped_in_one_
         "a forged line: {printed:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mistyped_state_path_is_an_error_that_says_to_register_and_creates_nothing() {
+    let ds = spawn_ds().await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let typo = dir.path().join("alcie.db");
+    for command in [
+        &["sync"][..],
+        &["create-group"],
+        &["send", "--group", "00", "hi"],
+    ] {
+        let output = confide(&ds.endpoint, &typo, command).await;
+        assert!(!output.status.success(), "confide {command:?} succeeded");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let expected = format!(
+            "no state file at {}; run `confide register` first",
+            typo.display()
+        );
+        assert!(stderr.contains(&expected), "confide {command:?}: {stderr}");
+        assert!(!typo.exists(), "confide {command:?} created {typo:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_registration_leaves_no_state_file() {
+    let ds = spawn_ds().await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    register(&ds, &dir.path().join("first.db"), "alice").await;
+    let second = dir.path().join("second.db");
+    let output = confide(
+        &ds.endpoint,
+        &second,
+        &["register", "--user", "alice", "--device", "laptop"],
+    )
+    .await;
+    assert!(!output.status.success(), "alice/laptop registered twice");
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("listing the directory")
+        .map(|entry| entry.expect("an entry").file_name())
+        .filter(|name| name.to_string_lossy().starts_with("second"))
+        .collect();
+    assert!(left.is_empty(), "the failed registration left {left:?}");
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registered_state_file_and_the_directory_made_for_it_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let ds = spawn_ds().await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let state = dir.path().join("confide").join("alice.db");
+    register(&ds, &state, "alice").await;
+    let mode = |path: &Path| {
+        std::fs::metadata(path)
+            .unwrap_or_else(|e| panic!("{path:?}: {e}"))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(state.parent().expect("a parent")), 0o700);
+    let mut files = 0;
+    for entry in std::fs::read_dir(state.parent().expect("a parent")).expect("listing") {
+        let path = entry.expect("an entry").path();
+        assert_eq!(mode(&path), 0o600, "{path:?}");
+        files += 1;
+    }
+    assert!(files >= 1, "no state file written");
+}
