@@ -208,8 +208,16 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Send { conn, group, text } => {
             let mut client = open(&conn).await?;
-            let seq = client.send(&group_id(&group)?, text.as_bytes()).await?;
-            println!("sent as #{seq}");
+            match client.send(&group_id(&group)?, text.as_bytes()).await {
+                Ok(seq) => println!("sent as #{seq}"),
+                Err(error) if error.is_in_doubt() => anyhow::bail!(
+                    "no answer from the delivery service ({error}); the message is saved in {} \
+                     and will be resent, once, by the next `confide send` (of the same text \
+                     or another), `sync`, `members` or `listen`",
+                    conn.state.display()
+                ),
+                Err(error) => return Err(error.into()),
+            }
         }
         Command::Sync { conn } => {
             let mut client = open(&conn).await?;

@@ -216,7 +216,16 @@ impl StateDb {
                  epoch INTEGER NOT NULL);
              CREATE TABLE IF NOT EXISTS confide_events (
                  id INTEGER PRIMARY KEY AUTOINCREMENT,
-                 event TEXT NOT NULL);",
+                 event TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS confide_outbox (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT,
+                 group_id BLOB NOT NULL,
+                 message_id BLOB NOT NULL,
+                 message BLOB NOT NULL,
+                 epoch INTEGER NOT NULL,
+                 body BLOB NOT NULL,
+                 seq INTEGER,
+                 UNIQUE (group_id, message_id));",
         )?;
         Ok(Self { conn })
     }
@@ -362,6 +371,127 @@ impl StateDb {
             params![group_id, seq as i64],
         )?;
         Ok(removed > 0)
+    }
+}
+
+/// An application message on its way out, kept until the DS answers it.
+#[derive(Clone, Debug)]
+pub struct Outgoing {
+    /// Its place in the outbox: messages go out in this order.
+    pub id: i64,
+    pub group_id: Vec<u8>,
+    /// The idempotency key the DS knows it by.
+    pub message_id: Vec<u8>,
+    /// The MLS PrivateMessage exactly as sent: a resend must carry the same
+    /// bytes, which the DS may already have stored under `message_id`.
+    pub message: Vec<u8>,
+    /// The epoch `message` was encrypted in.
+    pub epoch: u64,
+    /// The plaintext, to encrypt again if the DS refused `message` for its
+    /// epoch (it then never stored it).
+    pub body: Vec<u8>,
+    /// Where it is in the group's log, once it was found there unanswered.
+    pub seq: Option<u64>,
+}
+
+/// The outbox: messages sent but not yet answered.
+impl StateDb {
+    /// Keeps a message before it is first sent; returns its place.
+    pub fn push_outgoing(
+        &self,
+        group_id: &[u8],
+        message_id: &[u8],
+        message: &[u8],
+        epoch: u64,
+        body: &[u8],
+    ) -> ClientResult<i64> {
+        self.conn.execute(
+            "INSERT INTO confide_outbox (group_id, message_id, message, epoch, body)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![group_id, message_id, message, epoch as i64, body],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// The oldest message kept after place `after`.
+    pub fn next_outgoing(&self, after: i64) -> ClientResult<Option<Outgoing>> {
+        Ok(self
+            .outgoing_where("id > ?1", params![after])?
+            .into_iter()
+            .next())
+    }
+
+    /// The unanswered message of the group with this idempotency key.
+    pub fn outgoing_by_id(
+        &self,
+        group_id: &[u8],
+        message_id: &[u8],
+    ) -> ClientResult<Option<Outgoing>> {
+        Ok(self
+            .outgoing_where(
+                "group_id = ?1 AND message_id = ?2",
+                params![group_id, message_id],
+            )?
+            .pop())
+    }
+
+    /// The oldest unanswered message of the group with this plaintext.
+    pub fn outgoing_by_body(&self, group_id: &[u8], body: &[u8]) -> ClientResult<Option<Outgoing>> {
+        Ok(self
+            .outgoing_where("group_id = ?1 AND body = ?2", params![group_id, body])?
+            .into_iter()
+            .next())
+    }
+
+    fn outgoing_where(
+        &self,
+        condition: &str,
+        values: &[&dyn rusqlite::ToSql],
+    ) -> ClientResult<Vec<Outgoing>> {
+        let mut statement = self.conn.prepare(&format!(
+            "SELECT id, group_id, message_id, message, epoch, body, seq FROM confide_outbox
+             WHERE {condition} ORDER BY id"
+        ))?;
+        let rows = statement.query_map(values, |row| {
+            Ok(Outgoing {
+                id: row.get(0)?,
+                group_id: row.get(1)?,
+                message_id: row.get(2)?,
+                message: row.get(3)?,
+                epoch: row.get::<_, i64>(4)? as u64,
+                body: row.get(5)?,
+                seq: row.get::<_, Option<i64>>(6)?.map(|seq| seq as u64),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Replaces a message's bytes after encrypting it again.
+    pub fn reencrypted(&self, id: i64, message: &[u8], epoch: u64) -> ClientResult<()> {
+        self.conn.execute(
+            "UPDATE confide_outbox SET message = ?2, epoch = ?3 WHERE id = ?1",
+            params![id, message, epoch as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets a message: the DS answered it (or refused it for good).
+    pub fn outgoing_done(&self, id: i64) -> ClientResult<()> {
+        self.conn
+            .execute("DELETE FROM confide_outbox WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
+    /// Notes that the unanswered message with exactly these bytes is entry
+    /// `seq` of the group's log (the DS stored it; its answer was lost).
+    /// Returns whether there was one.
+    pub fn outgoing_in_log(&self, group_id: &[u8], message: &[u8], seq: u64) -> ClientResult<bool> {
+        let found = self.conn.execute(
+            "UPDATE confide_outbox SET seq = ?3
+             WHERE group_id = ?1 AND message = ?2 AND seq IS NULL",
+            params![group_id, message, seq as i64],
+        )?;
+        Ok(found > 0)
     }
 }
 

@@ -61,12 +61,23 @@ type ClaimRewrite =
 type CommitAnswer =
     Box<dyn FnMut(&v1::SubmitCommitRequest) -> Option<v1::SubmitCommitResponse> + Send>;
 
+/// What becomes of a `SendMessage` that is lost: the caller gets UNAVAILABLE
+/// either way, as after a broken connection or a DS restart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lost {
+    /// The request never reaches the real DS.
+    Request,
+    /// The real DS stores the message; its answer never comes back.
+    Answer,
+}
+
 /// What the operator does to the traffic; everything not set passes through.
 #[derive(Default)]
 struct Attack {
     entries: Option<EntryRewrite>,
     claims: Option<ClaimRewrite>,
     commits: Option<CommitAnswer>,
+    sends: Option<Lost>,
 }
 
 type Shared = Arc<Mutex<Attack>>;
@@ -151,6 +162,12 @@ impl HostileDs {
         + 'static,
     ) {
         self.attack.lock().expect("attack lock").commits = Some(Box::new(answer));
+    }
+
+    /// From now on, every `SendMessage` is lost on the way (`Lost::Request`)
+    /// or on the way back (`Lost::Answer`), answered UNAVAILABLE.
+    pub fn lose_sends(&self, lost: Lost) {
+        self.attack.lock().expect("attack lock").sends = Some(lost);
     }
 
     /// Everything passes through unchanged again.
@@ -313,8 +330,29 @@ proxy! {
     GroupService via GroupServiceClient {
         create_group(CreateGroupRequest) -> CreateGroupResponse;
         submit_proposal(SubmitProposalRequest) -> SubmitProposalResponse;
-        send_message(SendMessageRequest) -> SendMessageResponse;
         get_group_info(GetGroupInfoRequest) -> GetGroupInfoResponse;
+    }
+
+    async fn send_message(
+        &self,
+        request: Request<v1::SendMessageRequest>,
+    ) -> Result<Response<v1::SendMessageResponse>, Status> {
+        let lost = self.attack.lock().expect("attack lock").sends;
+        let lost_answer = Status::unavailable("the connection was lost");
+        match lost {
+            Some(Lost::Request) => Err(lost_answer),
+            Some(Lost::Answer) => {
+                GroupServiceClient::new(self.channel.clone())
+                    .send_message(forward(request))
+                    .await?;
+                Err(lost_answer)
+            }
+            None => {
+                GroupServiceClient::new(self.channel.clone())
+                    .send_message(forward(request))
+                    .await
+            }
+        }
     }
 
     async fn submit_commit(
