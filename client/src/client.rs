@@ -18,13 +18,14 @@ use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::*;
 use openmls_basic_credential::SignatureKeyPair;
 use openmls_traits::signatures::Signer;
-use rand::RngCore;
 
 use crate::api::Api;
 use crate::error::{ClientError, ClientResult, in_doubt, mls, wrong_epoch};
 use crate::events::{Event, GroupId};
 use crate::roster::{self, GroupMember};
 use crate::store::{self, CommitInDoubt, Provider, StateDb, StateLocation, StoredIdentity, Stream};
+
+mod outbox;
 
 /// Past epochs whose secrets are kept, so messages sent just before a commit
 /// still decrypt after it.
@@ -129,15 +130,53 @@ pub struct Client {
 }
 
 impl Client {
-    /// Creates a new identity at `location`, registers it with the DS,
-    /// authenticates and uploads key packages (and a last-resort one).
+    /// Creates a new identity at `location` (a state file made private),
+    /// registers it with the DS, authenticates and uploads key packages (and
+    /// a last-resort one). A state file it made is deleted again if the DS
+    /// did not register the identity: it would hold a client the DS does not
+    /// know, and block registering again at that path.
     pub async fn register(
         api: Api,
         id: ClientId,
         location: &StateLocation,
         registration_token: &str,
     ) -> ClientResult<Self> {
-        let (provider, db) = store::open(location)?;
+        let (provider, db, created) = store::create(location)?;
+        let registered = match Self::new_identity(&id, &provider, &db) {
+            Ok(signer) => api
+                .auth()
+                .register_client(v1::RegisterClientRequest {
+                    client: Some((&id).into()),
+                    signature_public_key: signer.to_public_vec().into(),
+                    registration_token: registration_token.to_string(),
+                })
+                .await
+                .map(|_| signer)
+                .map_err(ClientError::from),
+            Err(error) => Err(error),
+        };
+        let signer = match registered {
+            Ok(signer) => signer,
+            Err(error) => {
+                drop((provider, db));
+                if let (StateLocation::File(path), true) = (location, created) {
+                    store::remove(path);
+                }
+                return Err(error);
+            }
+        };
+        let mut client = Self::assemble(api, id, signer, provider, db)?;
+        client.authenticate().await?;
+        client.publish_key_packages(KEY_PACKAGE_BATCH, true).await?;
+        Ok(client)
+    }
+
+    /// Makes and stores a signature key for `id` in a state without a client.
+    fn new_identity(
+        id: &ClientId,
+        provider: &Provider,
+        db: &StateDb,
+    ) -> ClientResult<SignatureKeyPair> {
         if db.identity()?.is_some() {
             return Err(ClientError::Invalid(
                 "this state file already holds a client; open it instead".into(),
@@ -150,17 +189,7 @@ impl Client {
             device: id.device().to_string(),
             signature_public_key: signer.to_public_vec(),
         })?;
-        api.auth()
-            .register_client(v1::RegisterClientRequest {
-                client: Some((&id).into()),
-                signature_public_key: signer.to_public_vec().into(),
-                registration_token: registration_token.to_string(),
-            })
-            .await?;
-        let mut client = Self::assemble(api, id, signer, provider, db)?;
-        client.authenticate().await?;
-        client.publish_key_packages(KEY_PACKAGE_BATCH, true).await?;
-        Ok(client)
+        Ok(signer)
     }
 
     /// Restores a client from its state and authenticates; every group it
@@ -635,45 +664,6 @@ impl Client {
         Ok(())
     }
 
-    /// Encrypts and sends an application message; returns its sequence number.
-    pub async fn send(&mut self, group_id: &[u8], body: &[u8]) -> ClientResult<u64> {
-        let mut message_id = [0u8; 16];
-        rand::rng().fill_bytes(&mut message_id);
-        self.send_with_id(group_id, &message_id, body).await
-    }
-
-    /// Like [`Client::send`] with a caller-chosen idempotency key: sending the
-    /// same id again returns the original sequence number, delivered once.
-    pub async fn send_with_id(
-        &mut self,
-        group_id: &[u8],
-        message_id: &[u8],
-        body: &[u8],
-    ) -> ClientResult<u64> {
-        // Not in the epoch before a commit the group may have taken.
-        self.settle_commit_in_doubt(group_id).await?;
-        for _ in 0..MAX_COMMIT_ATTEMPTS {
-            let message = self.encrypt_message(group_id, body)?;
-            let request = self.api.request(v1::SendMessageRequest {
-                group_id: group_id.to_vec().into(),
-                message_id: message_id.to_vec().into(),
-                message: message.into(),
-            });
-            match self.api.groups().send_message(request).await {
-                Ok(response) => {
-                    let seq = response.into_inner().seq;
-                    self.db.mark_own(group_id, seq)?;
-                    return Ok(seq);
-                }
-                Err(status) if wrong_epoch(&status).is_some() => {
-                    self.catch_up_group(group_id).await?;
-                }
-                Err(status) => return Err(status.into()),
-            }
-        }
-        Err(ClientError::TooManyRetries(MAX_COMMIT_ATTEMPTS))
-    }
-
     /// Encrypts `body` for the group's current epoch and returns the MLS
     /// PrivateMessage exactly as [`Client::send_with_id`] puts it in a
     /// `SendMessageRequest`, without sending it. Each call advances this
@@ -696,6 +686,7 @@ impl Client {
     /// Pulls and processes everything pending (inbox, then every group) and
     /// returns the events, in order.
     pub async fn sync(&mut self) -> ClientResult<Vec<Event>> {
+        self.flush_outbox().await?;
         self.catch_up_inbox().await?;
         let groups: Vec<GroupId> = self.groups.keys().cloned().collect();
         for group_id in groups {
@@ -747,6 +738,9 @@ impl Client {
 
     /// The next event from the live stream (opened on first use).
     pub async fn next_event(&mut self) -> ClientResult<Event> {
+        if self.stream.is_none() {
+            self.flush_outbox().await?;
+        }
         loop {
             if let Some(event) = self.take_event()? {
                 return Ok(event);
@@ -887,7 +881,13 @@ impl Client {
                 next: entry.seq,
             })?;
         }
-        if self.db.take_own(&group_id, entry.seq)? {
+        // Our own entry: answered when sent, or one whose answer never came
+        // (its bytes are in the outbox, which now learns its seq).
+        if self.db.take_own(&group_id, entry.seq)?
+            || self
+                .db
+                .outgoing_in_log(&group_id, &entry.message, entry.seq)?
+        {
             self.db.set_processed(&stream, entry.seq)?;
             return Ok(true);
         }

@@ -15,6 +15,8 @@ pub enum ClientError {
     Storage(#[from] rusqlite::Error),
     #[error("{0}")]
     Invalid(String),
+    #[error("no state file at {}; run `confide register` first", .0.display())]
+    NoStateFile(std::path::PathBuf),
     #[error("this client is not in that group")]
     UnknownGroup,
     #[error("gave up after losing {0} commit races in a row")]

@@ -4,6 +4,7 @@ use std::fmt;
 
 use confide_ds::domain::ClientId;
 
+use crate::display::Untrusted;
 use crate::roster::GroupMember;
 
 /// A group id as the client sees it.
@@ -69,14 +70,21 @@ pub enum Event {
 }
 
 fn names(members: &[GroupMember]) -> String {
-    members
+    let names = members
         .iter()
         .map(ToString::to_string)
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(", ");
+    Untrusted(&names).to_string()
 }
 
-/// One line for people: the CLI and the demo print events this way.
+fn name(client: &ClientId) -> String {
+    Untrusted(&client.to_string()).to_string()
+}
+
+/// One line for people: the CLI and the demo print events this way. Every
+/// string another party chose (a body, a name, a reason) is shown through
+/// [`Untrusted`], so it cannot steer the terminal or fake a line.
 impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -84,8 +92,9 @@ impl fmt::Display for Event {
                 seq, sender, body, ..
             } => write!(
                 f,
-                "#{seq} from {sender}: {:?}",
-                String::from_utf8_lossy(body)
+                "#{seq} from {}: {}",
+                name(sender),
+                Untrusted(&String::from_utf8_lossy(body))
             ),
             Event::Joined { members, epoch, .. } => {
                 write!(f, "joined at epoch {epoch} with {}", names(members))
@@ -94,20 +103,20 @@ impl fmt::Display for Event {
                 write!(f, "{} joined by external commit", names(members))
             }
             Event::MembersAdded { by, members, .. } => {
-                write!(f, "{by} added {}", names(members))
+                write!(f, "{} added {}", name(by), names(members))
             }
             Event::MembersRemoved { by, members, .. } => {
-                write!(f, "{by} removed {}", names(members))
+                write!(f, "{} removed {}", name(by), names(members))
             }
-            Event::Removed { by, .. } => write!(f, "removed from the group by {by}"),
+            Event::Removed { by, .. } => write!(f, "removed from the group by {}", name(by)),
             Event::EpochChanged { epoch, by, .. } => {
-                write!(f, "epoch {epoch} (commit by {by})")
+                write!(f, "epoch {epoch} (commit by {})", name(by))
             }
             Event::KeyPackagesReplenished { uploaded } => {
                 write!(f, "uploaded {uploaded} key packages")
             }
             Event::Undecryptable { seq, reason, .. } => {
-                write!(f, "could not process #{seq}: {reason}")
+                write!(f, "could not process #{seq}: {}", Untrusted(reason))
             }
             Event::Gap { after, next, .. } => {
                 write!(f, "the server withheld #{}..#{}", after + 1, next - 1)

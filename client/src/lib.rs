@@ -9,6 +9,7 @@
 pub mod api;
 pub mod client;
 pub mod demo;
+pub mod display;
 pub mod error;
 pub mod events;
 pub mod ingress;

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use confide_client::{Api, Client, ClientId, Event, StateLocation, TlsOptions};
+use confide_client::display::safe;
+use confide_client::{Api, Client, ClientError, ClientId, Event, StateLocation, TlsOptions};
 
 #[derive(Parser)]
 #[command(version, about = "Confide: end-to-end encrypted group chat on MLS")]
@@ -124,6 +125,10 @@ enum Command {
 }
 
 async fn open(conn: &Conn) -> anyhow::Result<Client> {
+    if !conn.state.exists() {
+        // Before connecting, so that a mistyped path is reported as such.
+        return Err(ClientError::NoStateFile(conn.state.clone()).into());
+    }
     let api = conn.api().await?;
     Client::open(api, &StateLocation::File(conn.state.clone()))
         .await
@@ -134,6 +139,9 @@ fn group_id(hex_id: &str) -> anyhow::Result<Vec<u8>> {
     hex::decode(hex_id).context("the group id is hex")
 }
 
+/// Everything the CLI prints that came from the network goes through here or
+/// through `Event`'s `Display`, which show it with [`safe`]: a member's text
+/// cannot drive the terminal or pass for a line of its own.
 fn print(event: &Event) {
     match event {
         Event::Message {
@@ -142,9 +150,10 @@ fn print(event: &Event) {
             body,
             ..
         } => println!(
-            "[{}] {sender}: {}",
+            "[{}] {}: {}",
             hex::encode(group),
-            String::from_utf8_lossy(body)
+            safe(&sender.to_string()),
+            safe(&String::from_utf8_lossy(body))
         ),
         other => match other.group() {
             Some(group) => println!("[{}] {other}", hex::encode(group)),
@@ -188,7 +197,7 @@ async fn main() -> anyhow::Result<()> {
             let users: Vec<&str> = users.iter().map(String::as_str).collect();
             let added = client.add_users(&group_id(&group)?, &users).await?;
             for member in added.clients {
-                println!("added {member}");
+                println!("added {}", safe(&member.to_string()));
             }
         }
         Command::Remove { conn, group, users } => {
@@ -199,8 +208,16 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Send { conn, group, text } => {
             let mut client = open(&conn).await?;
-            let seq = client.send(&group_id(&group)?, text.as_bytes()).await?;
-            println!("sent as #{seq}");
+            match client.send(&group_id(&group)?, text.as_bytes()).await {
+                Ok(seq) => println!("sent as #{seq}"),
+                Err(error) if error.is_in_doubt() => anyhow::bail!(
+                    "no answer from the delivery service ({error}); the message is saved in {} \
+                     and will be resent, once, by the next `confide send` (of the same text \
+                     or another), `sync`, `members` or `listen`",
+                    conn.state.display()
+                ),
+                Err(error) => return Err(error.into()),
+            }
         }
         Command::Sync { conn } => {
             let mut client = open(&conn).await?;
@@ -219,7 +236,11 @@ async fn main() -> anyhow::Result<()> {
                 } else {
                     ""
                 };
-                println!("{:<32} key {}{you}", member.client, member.fingerprint);
+                println!(
+                    "{:<32} key {}{you}",
+                    safe(&member.client.to_string()),
+                    member.fingerprint
+                );
             }
             println!("safety code {}", client.safety_code(&group)?);
         }

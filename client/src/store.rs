@@ -121,14 +121,32 @@ fn open_connection(location: &StateLocation, memory_name: &str) -> rusqlite::Res
     }
 }
 
-/// Opens (creating if needed) the provider and Confide's tables at `location`.
+/// Opens the provider and Confide's tables at `location`. A state file must
+/// exist already ([`create`] makes one): a mistyped path is an error, not a
+/// new empty client.
 pub fn open(location: &StateLocation) -> ClientResult<(Provider, StateDb)> {
-    let memory_name = format!("confide-{}", uuid::Uuid::new_v4().simple());
     if let StateLocation::File(path) = location
-        && let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+        && !path.exists()
     {
-        std::fs::create_dir_all(parent).map_err(|e| ClientError::Invalid(e.to_string()))?;
+        return Err(ClientError::NoStateFile(path.clone()));
     }
+    open_existing(location)
+}
+
+/// Like [`open`], making the state file first if there is none. Returns
+/// whether it made the file, so a registration that fails can [`remove`] it.
+pub fn create(location: &StateLocation) -> ClientResult<(Provider, StateDb, bool)> {
+    let created = match location {
+        StateLocation::File(path) => create_private_file(path)
+            .map_err(|e| ClientError::Invalid(format!("creating {}: {e}", path.display())))?,
+        StateLocation::Memory => false,
+    };
+    let (provider, db) = open_existing(location)?;
+    Ok((provider, db, created))
+}
+
+fn open_existing(location: &StateLocation) -> ClientResult<(Provider, StateDb)> {
+    let memory_name = format!("confide-{}", uuid::Uuid::new_v4().simple());
     let db = StateDb::open(open_connection(location, &memory_name)?)?;
     let mut storage = SqliteStorageProvider::<JsonCodec, Connection>::new(open_connection(
         location,
@@ -144,6 +162,49 @@ pub fn open(location: &StateLocation) -> ClientResult<(Provider, StateDb)> {
         },
         db,
     ))
+}
+
+/// Makes an empty state file readable by its owner only (it holds private
+/// keys), in a directory made 0700 if it has to be made. SQLite gives the
+/// `-wal` and `-shm` files it adds the mode of the database file. Returns
+/// false if the file was there already.
+fn create_private_file(path: &Path) -> std::io::Result<bool> {
+    #[cfg(unix)]
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+        && !parent.exists()
+    {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        builder.mode(0o700);
+        builder.create(parent)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    match options.open(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Deletes a state file and SQLite's side files (after a failed
+/// registration: a file without a registered client is of no use).
+pub fn remove(path: &Path) {
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        let file = PathBuf::from(file);
+        if let Err(error) = std::fs::remove_file(&file)
+            && error.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %file.display(), %error, "could not delete");
+        }
+    }
 }
 
 impl StateDb {
@@ -173,7 +234,16 @@ impl StateDb {
                  epoch INTEGER NOT NULL,
                  commit_message BLOB NOT NULL,
                  welcome BLOB NOT NULL,
-                 group_info BLOB NOT NULL);",
+                 group_info BLOB NOT NULL);
+             CREATE TABLE IF NOT EXISTS confide_outbox (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT,
+                 group_id BLOB NOT NULL,
+                 message_id BLOB NOT NULL,
+                 message BLOB NOT NULL,
+                 epoch INTEGER NOT NULL,
+                 body BLOB NOT NULL,
+                 seq INTEGER,
+                 UNIQUE (group_id, message_id));",
         )?;
         Ok(Self { conn })
     }
@@ -374,7 +444,178 @@ impl StateDb {
     }
 }
 
+/// An application message on its way out, kept until the DS answers it.
+#[derive(Clone, Debug)]
+pub struct Outgoing {
+    /// Its place in the outbox: messages go out in this order.
+    pub id: i64,
+    pub group_id: Vec<u8>,
+    /// The idempotency key the DS knows it by.
+    pub message_id: Vec<u8>,
+    /// The MLS PrivateMessage exactly as sent: a resend must carry the same
+    /// bytes, which the DS may already have stored under `message_id`.
+    pub message: Vec<u8>,
+    /// The epoch `message` was encrypted in.
+    pub epoch: u64,
+    /// The plaintext, to encrypt again if the DS refused `message` for its
+    /// epoch (it then never stored it).
+    pub body: Vec<u8>,
+    /// Where it is in the group's log, once it was found there unanswered.
+    pub seq: Option<u64>,
+}
+
+/// The outbox: messages sent but not yet answered.
+impl StateDb {
+    /// Keeps a message before it is first sent; returns its place.
+    pub fn push_outgoing(
+        &self,
+        group_id: &[u8],
+        message_id: &[u8],
+        message: &[u8],
+        epoch: u64,
+        body: &[u8],
+    ) -> ClientResult<i64> {
+        self.conn.execute(
+            "INSERT INTO confide_outbox (group_id, message_id, message, epoch, body)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![group_id, message_id, message, epoch as i64, body],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// The oldest message kept after place `after`.
+    pub fn next_outgoing(&self, after: i64) -> ClientResult<Option<Outgoing>> {
+        Ok(self
+            .outgoing_where("id > ?1", params![after])?
+            .into_iter()
+            .next())
+    }
+
+    /// The unanswered message of the group with this idempotency key.
+    pub fn outgoing_by_id(
+        &self,
+        group_id: &[u8],
+        message_id: &[u8],
+    ) -> ClientResult<Option<Outgoing>> {
+        Ok(self
+            .outgoing_where(
+                "group_id = ?1 AND message_id = ?2",
+                params![group_id, message_id],
+            )?
+            .pop())
+    }
+
+    /// The oldest unanswered message of the group with this plaintext.
+    pub fn outgoing_by_body(&self, group_id: &[u8], body: &[u8]) -> ClientResult<Option<Outgoing>> {
+        Ok(self
+            .outgoing_where("group_id = ?1 AND body = ?2", params![group_id, body])?
+            .into_iter()
+            .next())
+    }
+
+    fn outgoing_where(
+        &self,
+        condition: &str,
+        values: &[&dyn rusqlite::ToSql],
+    ) -> ClientResult<Vec<Outgoing>> {
+        let mut statement = self.conn.prepare(&format!(
+            "SELECT id, group_id, message_id, message, epoch, body, seq FROM confide_outbox
+             WHERE {condition} ORDER BY id"
+        ))?;
+        let rows = statement.query_map(values, |row| {
+            Ok(Outgoing {
+                id: row.get(0)?,
+                group_id: row.get(1)?,
+                message_id: row.get(2)?,
+                message: row.get(3)?,
+                epoch: row.get::<_, i64>(4)? as u64,
+                body: row.get(5)?,
+                seq: row.get::<_, Option<i64>>(6)?.map(|seq| seq as u64),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Replaces a message's bytes after encrypting it again.
+    pub fn reencrypted(&self, id: i64, message: &[u8], epoch: u64) -> ClientResult<()> {
+        self.conn.execute(
+            "UPDATE confide_outbox SET message = ?2, epoch = ?3 WHERE id = ?1",
+            params![id, message, epoch as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets a message: the DS answered it (or refused it for good).
+    pub fn outgoing_done(&self, id: i64) -> ClientResult<()> {
+        self.conn
+            .execute("DELETE FROM confide_outbox WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
+    /// Notes that the unanswered message with exactly these bytes is entry
+    /// `seq` of the group's log (the DS stored it; its answer was lost).
+    /// Returns whether there was one.
+    pub fn outgoing_in_log(&self, group_id: &[u8], message: &[u8], seq: u64) -> ClientResult<bool> {
+        let found = self.conn.execute(
+            "UPDATE confide_outbox SET seq = ?3
+             WHERE group_id = ?1 AND message = ?2 AND seq IS NULL",
+            params![group_id, message, seq as i64],
+        )?;
+        Ok(found > 0)
+    }
+}
+
 /// Path of a client's state file inside a directory.
 pub fn default_state_file(dir: &Path, user: &str, device: &str) -> PathBuf {
     dir.join(format!("{user}-{device}.sqlite"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opening_a_missing_state_file_says_to_register_and_creates_nothing() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("typo").join("alice.db");
+        let error = open(&StateLocation::File(path.clone()))
+            .err()
+            .expect("no state file to open");
+        assert!(matches!(error, ClientError::NoStateFile(_)), "{error:?}");
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "no state file at {}; run `confide register` first",
+                path.display()
+            )
+        );
+        assert!(!path.parent().expect("a parent").exists());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_new_state_file_its_side_files_and_its_new_directory_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+
+        let mode = |path: &Path| {
+            std::fs::metadata(path)
+                .unwrap_or_else(|e| panic!("{path:?}: {e}"))
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("confide").join("alice.db");
+        let location = StateLocation::File(path.clone());
+        let (_provider, db, created) = create(&location).expect("creating the state");
+        assert!(created);
+        db.set_processed(&Stream::Inbox, 1).expect("a write");
+        assert_eq!(mode(&dir.path().join("confide")), 0o700);
+        for suffix in ["", "-wal", "-shm"] {
+            let file = PathBuf::from(format!("{}{suffix}", path.display()));
+            assert_eq!(mode(&file), 0o600, "{file:?}");
+        }
+        let (_, _, created) = create(&location).expect("opening it again");
+        assert!(!created, "the file was there already");
+    }
 }

@@ -7,7 +7,7 @@
 //! commit itself instead of passing it on (to fork a member off the group's
 //! history). Tests of the client library put members behind one and check
 //! that the client notices each of these. It can also play a failing
-//! network, losing commits or their answers ([`CommitLoss`]).
+//! network, losing commits or their answers ([`Lost`]).
 //!
 //! [`write_external_commit`] is the operator going further: crafting an
 //! external commit that adds a member of its own, from the GroupInfo and
@@ -62,14 +62,16 @@ type ClaimRewrite =
 type CommitAnswer =
     Box<dyn FnMut(&v1::SubmitCommitRequest) -> Option<v1::SubmitCommitResponse> + Send>;
 
-/// What a lossy link between a client and the DS does to a commit; the
-/// client gets UNAVAILABLE either way, as when the connection breaks.
+/// What a lossy link between a client and the DS does to a call (a commit or
+/// a `SendMessage`): the caller gets UNAVAILABLE either way, as after a broken
+/// connection or a DS restart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CommitLoss {
-    /// The DS gets the commit (and decides on it); its answer is lost.
+pub enum Lost {
+    /// The request never reaches the real DS.
+    Request,
+    /// The real DS gets the request and decides on it; its answer never
+    /// comes back.
     Answer,
-    /// The commit never reaches the DS.
-    Commit,
 }
 
 /// What the operator does to the traffic; everything not set passes through.
@@ -78,7 +80,8 @@ struct Attack {
     entries: Option<EntryRewrite>,
     claims: Option<ClaimRewrite>,
     commits: Option<CommitAnswer>,
-    commit_loss: Option<CommitLoss>,
+    commit_loss: Option<Lost>,
+    sends: Option<Lost>,
 }
 
 type Shared = Arc<Mutex<Attack>>;
@@ -173,8 +176,14 @@ impl HostileDs {
 
     /// From now on, every commit, and every resend of it, is lost as `loss`
     /// says.
-    pub fn lose_commits(&self, loss: CommitLoss) {
+    pub fn lose_commits(&self, loss: Lost) {
         self.attack.lock().expect("attack lock").commit_loss = Some(loss);
+    }
+
+    /// From now on, every `SendMessage` is lost on the way (`Lost::Request`)
+    /// or on the way back (`Lost::Answer`), answered UNAVAILABLE.
+    pub fn lose_sends(&self, lost: Lost) {
+        self.attack.lock().expect("attack lock").sends = Some(lost);
     }
 
     /// Everything passes through unchanged again.
@@ -337,8 +346,29 @@ proxy! {
     GroupService via GroupServiceClient {
         create_group(CreateGroupRequest) -> CreateGroupResponse;
         submit_proposal(SubmitProposalRequest) -> SubmitProposalResponse;
-        send_message(SendMessageRequest) -> SendMessageResponse;
         get_group_info(GetGroupInfoRequest) -> GetGroupInfoResponse;
+    }
+
+    async fn send_message(
+        &self,
+        request: Request<v1::SendMessageRequest>,
+    ) -> Result<Response<v1::SendMessageResponse>, Status> {
+        let lost = self.attack.lock().expect("attack lock").sends;
+        let lost_answer = Status::unavailable("the connection was lost");
+        match lost {
+            Some(Lost::Request) => Err(lost_answer),
+            Some(Lost::Answer) => {
+                GroupServiceClient::new(self.channel.clone())
+                    .send_message(forward(request))
+                    .await?;
+                Err(lost_answer)
+            }
+            None => {
+                GroupServiceClient::new(self.channel.clone())
+                    .send_message(forward(request))
+                    .await
+            }
+        }
     }
 
     async fn submit_commit(
@@ -355,8 +385,8 @@ proxy! {
         };
         let lost = || Status::unavailable("connection lost");
         match loss {
-            Some(CommitLoss::Commit) => return Err(lost()),
-            Some(CommitLoss::Answer) => {
+            Some(Lost::Request) => return Err(lost()),
+            Some(Lost::Answer) => {
                 let decided = GroupServiceClient::new(self.channel.clone())
                     .submit_commit(forward(request))
                     .await;

@@ -24,7 +24,7 @@ pub mod rpc;
 use std::time::Duration;
 
 pub use app::{TestApp, spawn_app, spawn_app_with};
-pub use hostile::{CommitLoss, HostileDs, Via};
+pub use hostile::{HostileDs, Lost, Via};
 pub use logs::captured_ds_logs;
 pub use member::{Member, Received};
 pub use raw_member::{CraftedCommit, RawMember};

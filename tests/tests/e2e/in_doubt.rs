@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use confide_client::{Client, ClientError, Event, GroupId, StateLocation};
-use confide_tests::{CommitLoss, HostileDs, Member, TestApp, spawn_app};
+use confide_tests::{Lost, HostileDs, Member, TestApp, spawn_app};
 
 /// Alice reaches the DS through `link`, which can lose her commits or their
 /// answers; Bob and Carol reach it directly. Alice creates a group and adds
@@ -37,7 +37,7 @@ async fn remove_carol_in_doubt(
     link: &HostileDs,
     alice: &mut Member,
     group: &[u8],
-    loss: CommitLoss,
+    loss: Lost,
 ) -> u64 {
     let epoch = alice.epoch(group).expect("alice is in the group");
     link.lose_commits(loss);
@@ -89,7 +89,7 @@ async fn a_commit_whose_answer_was_lost_is_merged_from_the_log_at_the_next_sync(
     let app = spawn_app().await;
     let (link, group, mut alice, mut bob, _carol) =
         alice_behind_a_lossy_link(&app, &StateLocation::Memory).await;
-    let epoch = remove_carol_in_doubt(&link, &mut alice, &group, CommitLoss::Answer).await;
+    let epoch = remove_carol_in_doubt(&link, &mut alice, &group, Lost::Answer).await;
     // The DS took it.
     bob.expect_epoch(&group, epoch + 1).await;
 
@@ -105,7 +105,7 @@ async fn a_commit_in_doubt_that_lost_its_epoch_is_dropped_for_the_winner() {
     let app = spawn_app().await;
     let (link, group, mut alice, mut bob, _carol) =
         alice_behind_a_lossy_link(&app, &StateLocation::Memory).await;
-    remove_carol_in_doubt(&link, &mut alice, &group, CommitLoss::Commit).await;
+    remove_carol_in_doubt(&link, &mut alice, &group, Lost::Request).await;
     let update = bob.self_update(&group).await.expect("bob's update");
 
     link.stop_attacking();
@@ -128,7 +128,7 @@ async fn a_commit_in_doubt_that_never_arrived_is_sent_again_at_the_next_sync() {
     let app = spawn_app().await;
     let (link, group, mut alice, mut bob, _carol) =
         alice_behind_a_lossy_link(&app, &StateLocation::Memory).await;
-    let epoch = remove_carol_in_doubt(&link, &mut alice, &group, CommitLoss::Commit).await;
+    let epoch = remove_carol_in_doubt(&link, &mut alice, &group, Lost::Request).await;
 
     link.stop_attacking();
     alice.catch_up().await;
@@ -143,7 +143,7 @@ async fn a_message_after_a_commit_in_doubt_is_sent_in_the_epoch_that_settles_it(
     let app = spawn_app().await;
     let (link, group, mut alice, mut bob, _carol) =
         alice_behind_a_lossy_link(&app, &StateLocation::Memory).await;
-    let epoch = remove_carol_in_doubt(&link, &mut alice, &group, CommitLoss::Answer).await;
+    let epoch = remove_carol_in_doubt(&link, &mut alice, &group, Lost::Answer).await;
 
     link.stop_attacking();
     let seq = alice
@@ -163,7 +163,7 @@ async fn a_commit_in_doubt_is_settled_after_the_client_restarts() -> anyhow::Res
     let dir = tempfile::tempdir()?;
     let state = StateLocation::File(dir.path().join("alice.db"));
     let (link, group, mut alice, mut bob, _carol) = alice_behind_a_lossy_link(&app, &state).await;
-    let epoch = remove_carol_in_doubt(&link, &mut alice, &group, CommitLoss::Answer).await;
+    let epoch = remove_carol_in_doubt(&link, &mut alice, &group, Lost::Answer).await;
     drop(alice);
 
     let mut alice = Member::under_attack(Client::open(app.api().await, &state).await?);

@@ -16,6 +16,7 @@ mod key_packages;
 mod limits;
 mod malformed;
 mod membership;
+mod outbox;
 mod privacy;
 mod replay;
 mod replicas;

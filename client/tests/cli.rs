@@ -1,0 +1,183 @@
+//! The `confide` binary itself, run as a user runs it, against an in-process
+//! DS on the in-memory store: what it prints and what it leaves on disk.
+//! (These live beside the binary because only its own crate's tests can run
+//! it; the protocol's end-to-end tests are in `tests/`.)
+
+use std::path::Path;
+use std::process::Output;
+use std::sync::Arc;
+
+use confide_ds::store::memory::MemoryStore;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+/// A DS on port 0 that stops when dropped.
+struct Ds {
+    endpoint: String,
+    _stop: DropGuard,
+}
+
+async fn spawn_ds() -> Ds {
+    let shutdown = CancellationToken::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binding port 0");
+    let endpoint = format!("http://{}", listener.local_addr().expect("an address"));
+    let state = confide_ds::state(
+        Arc::new(MemoryStore::new()),
+        confide_ds::Settings::for_tests(),
+        shutdown.clone(),
+    )
+    .expect("the DS state");
+    tokio::spawn(confide_ds::run(listener, state, shutdown.clone()));
+    Ds {
+        endpoint,
+        _stop: shutdown.drop_guard(),
+    }
+}
+
+/// Runs `confide ARGS --endpoint ENDPOINT --state STATE` to completion.
+async fn confide(endpoint: &str, state: &Path, args: &[&str]) -> Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_confide"));
+    command
+        .args(args)
+        .arg("--endpoint")
+        .arg(endpoint)
+        .arg("--state")
+        .arg(state);
+    for variable in ["CONFIDE_ENDPOINT", "CONFIDE_STATE", "CONFIDE_CA_CERT"] {
+        command.env_remove(variable);
+    }
+    tokio::task::spawn_blocking(move || command.output().expect("running confide"))
+        .await
+        .expect("the confide process")
+}
+
+/// Like [`confide`], for a command that must succeed; returns its stdout.
+async fn confide_ok(endpoint: &str, state: &Path, args: &[&str]) -> String {
+    let output = confide(endpoint, state, args).await;
+    assert!(
+        output.status.success(),
+        "confide {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("confide prints UTF-8")
+}
+
+async fn register(ds: &Ds, state: &Path, user: &str) {
+    confide_ok(
+        &ds.endpoint,
+        state,
+        &["register", "--user", user, "--device", "laptop"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_with_escape_sequences_and_newlines_is_printed_escaped_in_one_marked_block() {
+    let ds = spawn_ds().await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (alice, bob) = (dir.path().join("alice.db"), dir.path().join("bob.db"));
+    register(&ds, &alice, "alice").await;
+    register(&ds, &bob, "bob").await;
+    let group = confide_ok(&ds.endpoint, &alice, &["create-group"]).await;
+    let group = group.trim();
+    confide_ok(&ds.endpoint, &alice, &["add", "--group", group, "bob"]).await;
+    confide_ok(&ds.endpoint, &bob, &["sync"]).await;
+
+    let text = "see you\x1b[2J\x1b]0;pwned\x07\ncarol/laptop: forged \u{202e}txt.exe";
+    confide_ok(&ds.endpoint, &alice, &["send", "--group", group, text]).await;
+    let printed = confide_ok(&ds.endpoint, &bob, &["sync"]).await;
+
+    assert!(
+        !printed.chars().any(|c| c.is_control() && c != '\n'),
+        "a control character reached the terminal: {printed:?}"
+    );
+    assert!(!printed.contains('\u{202e}'), "{printed:?}");
+    let lines: Vec<&str> = printed.lines().collect();
+    let first = lines
+        .iter()
+        .position(|line| line.contains("see you"))
+        .unwrap_or_else(|| panic!("the message is not printed: {printed:?}"));
+    assert_eq!(
+        lines[first],
+        format!("[{group}] alice/laptop: see you\\x1b[2J\\x1b]0;pwned\\x07")
+    );
+    assert_eq!(
+        lines[first + 1],
+        "  | carol/laptop: forged \\u{202e}txt.exe",
+        "the second line of the message is marked as a continuation"
+    );
+    assert!(
+        !lines.iter().any(|line| line.starts_with("carol")),
+        "a forged line: {printed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mistyped_state_path_is_an_error_that_says_to_register_and_creates_nothing() {
+    let ds = spawn_ds().await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let typo = dir.path().join("alcie.db");
+    for command in [
+        &["sync"][..],
+        &["create-group"],
+        &["send", "--group", "00", "hi"],
+    ] {
+        let output = confide(&ds.endpoint, &typo, command).await;
+        assert!(!output.status.success(), "confide {command:?} succeeded");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let expected = format!(
+            "no state file at {}; run `confide register` first",
+            typo.display()
+        );
+        assert!(stderr.contains(&expected), "confide {command:?}: {stderr}");
+        assert!(!typo.exists(), "confide {command:?} created {typo:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_registration_leaves_no_state_file() {
+    let ds = spawn_ds().await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    register(&ds, &dir.path().join("first.db"), "alice").await;
+    let second = dir.path().join("second.db");
+    let output = confide(
+        &ds.endpoint,
+        &second,
+        &["register", "--user", "alice", "--device", "laptop"],
+    )
+    .await;
+    assert!(!output.status.success(), "alice/laptop registered twice");
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("listing the directory")
+        .map(|entry| entry.expect("an entry").file_name())
+        .filter(|name| name.to_string_lossy().starts_with("second"))
+        .collect();
+    assert!(left.is_empty(), "the failed registration left {left:?}");
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registered_state_file_and_the_directory_made_for_it_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let ds = spawn_ds().await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let state = dir.path().join("confide").join("alice.db");
+    register(&ds, &state, "alice").await;
+    let mode = |path: &Path| {
+        std::fs::metadata(path)
+            .unwrap_or_else(|e| panic!("{path:?}: {e}"))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(state.parent().expect("a parent")), 0o700);
+    let mut files = 0;
+    for entry in std::fs::read_dir(state.parent().expect("a parent")).expect("listing") {
+        let path = entry.expect("an entry").path();
+        assert_eq!(mode(&path), 0o600, "{path:?}");
+        files += 1;
+    }
+    assert!(files >= 1, "no state file written");
+}
