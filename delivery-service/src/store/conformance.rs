@@ -48,6 +48,7 @@ macro_rules! conformance_tests {
             append_assigns_gap_free_sequence,
             duplicate_message_returns_original_seq,
             replayed_message_bytes_return_the_original_entry,
+            a_non_member_learns_nothing_from_duplicates,
             state_writes_from_an_old_version_are_refused,
             non_member_cannot_append,
             epoch_window_enforced,
@@ -987,6 +988,51 @@ pub async fn replayed_message_bytes_return_the_original_entry(store: Arc<dyn Sto
         AppendOutcome::Duplicate(original)
     );
     assert_eq!(seqs(&read_all(&*store, &alice, &group).await), vec![1]);
+}
+
+/// Membership is checked before any duplicate lookup: a stranger replaying
+/// a member's bytes, or a removed member retrying, learns no sequence number.
+/// A member's replay of old bytes outside the epoch window is refused too;
+/// only a retry under the same idempotency key finds its entry at any epoch.
+pub async fn a_non_member_learns_nothing_from_duplicates(store: Arc<dyn Store>) {
+    let alice = register(&*store, "alice", "phone").await;
+    let bob = register(&*store, "bob", "phone").await;
+    let mallory = register(&*store, "mallory", "phone").await;
+    let group = create_group(&*store, "g", &alice).await;
+    add(&*store, &group, 0, &[&bob]).await;
+    let hello = application(&group, &alice, 1, "hello");
+    let original = appended(store.append(hello.clone()).await);
+    let bobs = appended(store.append(application(&group, &bob, 1, "bye")).await);
+
+    let stolen = NewMessage {
+        sender: Some(mallory.clone()),
+        dedup_key: dedup_key("mallory's key"),
+        ..hello.clone()
+    };
+    assert_not_member(store.append(stolen).await);
+
+    accept(&*store, commit(&group, 1, "to 2")).await;
+    let replayed = NewMessage {
+        dedup_key: dedup_key("a new key for old bytes"),
+        ..hello.clone()
+    };
+    let stale = store.append(replayed).await;
+    assert!(
+        matches!(stale, Err(StoreError::WrongEpoch { current: 2 })),
+        "expected WrongEpoch, got {stale:?}"
+    );
+    assert_eq!(
+        ok(store.append(hello).await),
+        AppendOutcome::Duplicate(original)
+    );
+
+    remove(&*store, &group, 2, &[&bob]).await;
+    assert_not_member(store.append(application(&group, &bob, 1, "bye")).await);
+    assert_eq!(bobs.seq, 3);
+    assert_eq!(
+        seqs(&read_all(&*store, &alice, &group).await),
+        vec![1, 2, 3, 4, 5]
+    );
 }
 
 /// Every state write names the version it was derived from; a writer that

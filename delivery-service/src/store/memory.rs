@@ -440,23 +440,24 @@ impl Store for MemoryStore {
             .groups
             .get_mut(&message.group_id)
             .ok_or(StoreError::NotFound("group"))?;
-        // A retry, or a replay of the same bytes under another key.
-        if let Some(entry) = group
-            .duplicate(&message.dedup_key)
-            .or_else(|| group.duplicate(&message.content_key))
-        {
-            return Ok(AppendOutcome::Duplicate(entry));
-        }
         if let Some(sender) = &message.sender
             && !group.members.contains(sender)
         {
             return Err(StoreError::NotMember);
+        }
+        // A retry finds its entry whatever the epoch is now.
+        if let Some(entry) = group.duplicate(&message.dedup_key) {
+            return Ok(AppendOutcome::Duplicate(entry));
         }
         let current = group.epoch;
         let in_window =
             message.epoch <= current && current - message.epoch <= message.max_epoch_lag;
         if !in_window || (message.new_state.is_some() && message.epoch != current) {
             return Err(StoreError::WrongEpoch { current });
+        }
+        // A replay of the same bytes under another key, within the window.
+        if let Some(entry) = group.duplicate(&message.content_key) {
+            return Ok(AppendOutcome::Duplicate(entry));
         }
         if let Some((new_state, version)) = message.new_state {
             if version != group.state_version {

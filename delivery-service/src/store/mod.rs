@@ -285,8 +285,11 @@ pub trait Store: Send + Sync + 'static {
     /// version is `state_version + 1`.
     async fn accept_commit(&self, commit: CommitRecord) -> StoreResult<CommitOutcome>;
     /// Appends a proposal or application message from a current member.
-    /// `NotMember`, `WrongEpoch` (outside the window), `StateChanged` (when
-    /// storing a new state derived from an older version) or `NotFound`.
+    /// Checked in this order: `NotFound`, `NotMember`; a retry under the
+    /// same idempotency key is a `Duplicate` at any epoch; `WrongEpoch`
+    /// (outside the window); a replay of the same bytes is a `Duplicate`;
+    /// `StateChanged` (when storing a new state derived from an older
+    /// version).
     async fn append(&self, message: NewMessage) -> StoreResult<AppendOutcome>;
 
     // --- membership and delivery ---
