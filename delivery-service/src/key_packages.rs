@@ -90,10 +90,10 @@ impl Ds {
             .await?)
     }
 
-    /// One key package for every device of `user`. A device whose pool runs
-    /// low is told so through its inbox.
     /// One key package for each device of `user`, for `claimer`, within the
-    /// claim limits per claimer and per claimer and user.
+    /// claim limits per claimer and per claimer and user. A device whose pool
+    /// a claim leaves below the low watermark is told so through its inbox,
+    /// once until it publishes again.
     pub async fn claim_key_packages(
         &self,
         claimer: &ClientId,
@@ -106,8 +106,9 @@ impl Ds {
             let Some(key_package) = self.store.claim_key_package(&device).await? else {
                 continue;
             };
-            let watermark = self.settings.key_package_low_watermark;
-            if key_package.last_resort || key_package.remaining + 1 == watermark {
+            let low = key_package.last_resort
+                || key_package.remaining < self.settings.key_package_low_watermark;
+            if low && self.store.take_low_pool_notice(&device).await? {
                 let item = InboxItem::KeyPackagesLow {
                     available: key_package.remaining,
                 };

@@ -41,6 +41,7 @@ macro_rules! conformance_tests {
             a_removed_client_loses_sessions_and_key_packages_and_stays_removed,
             key_package_claim_hands_each_out_once,
             concurrent_claims_never_hand_out_twice,
+            the_low_pool_notice_is_taken_once_per_publish,
             create_group_rejects_taken_id,
             commit_is_accepted_once_per_epoch,
             concurrent_commits_for_one_epoch_accept_one,
@@ -230,6 +231,37 @@ pub async fn a_removed_client_loses_sessions_and_key_packages_and_stays_removed(
 }
 
 // --- key packages ---
+
+/// The right to tell a client its pool is low is taken once, by one of
+/// concurrent takers, and every publish gives it back.
+pub async fn the_low_pool_notice_is_taken_once_per_publish(store: Arc<dyn Store>) {
+    let alice = register(&*store, "alice", "phone").await;
+    let bob = register(&*store, "bob", "phone").await;
+    for batch in 0..2 {
+        ok(store
+            .publish_key_packages(&alice, key_packages("alice", batch..batch + 1), None)
+            .await);
+        let takers: Vec<_> = (0..4)
+            .map(|_| {
+                let store = store.clone();
+                let alice = alice.clone();
+                tokio::spawn(async move { ok(store.take_low_pool_notice(&alice).await) })
+            })
+            .collect();
+        let mut taken = 0;
+        for taker in takers {
+            taken += usize::from(taker.await.expect("a taker task"));
+        }
+        assert_eq!(taken, 1, "after publish {batch}");
+        assert!(!ok(store.take_low_pool_notice(&alice).await));
+    }
+    // Publishing only a last-resort key package counts too, for its client only.
+    ok(store
+        .publish_key_packages(&bob, Vec::new(), Some(key_package("bob lr", 0)))
+        .await);
+    assert!(ok(store.take_low_pool_notice(&bob).await));
+    assert!(!ok(store.take_low_pool_notice(&alice).await));
+}
 
 /// Each key package is handed out once; then the last-resort one, repeatedly.
 pub async fn key_package_claim_hands_each_out_once(store: Arc<dyn Store>) {

@@ -36,6 +36,8 @@ struct ClientState {
     removed: bool,
     key_packages: BTreeMap<Vec<u8>, Bytes>,
     last_resort: Option<KeyPackageRecord>,
+    /// Told its pool is low since its last publish.
+    low_pool_notified: bool,
     inbox: Vec<InboxEntry>,
     inbox_acked: u64,
     memberships: BTreeMap<GroupId, Membership>,
@@ -133,6 +135,7 @@ impl Store for MemoryStore {
                 removed: false,
                 key_packages: BTreeMap::new(),
                 last_resort: None,
+                low_pool_notified: false,
                 inbox: Vec::new(),
                 inbox_acked: 0,
                 memberships: BTreeMap::new(),
@@ -264,7 +267,14 @@ impl Store for MemoryStore {
         if last_resort.is_some() {
             client.last_resort = last_resort;
         }
+        client.low_pool_notified = false;
         Ok(client.key_packages.len() as u32)
+    }
+
+    async fn take_low_pool_notice(&self, client: &ClientId) -> StoreResult<bool> {
+        let mut state = self.lock();
+        let client = state.client_mut(client)?;
+        Ok(!std::mem::replace(&mut client.low_pool_notified, true))
     }
 
     async fn claim_key_package(&self, client: &ClientId) -> StoreResult<Option<ClaimedKeyPackage>> {

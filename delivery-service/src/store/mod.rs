@@ -261,6 +261,10 @@ pub trait Store: Send + Sync + 'static {
     /// Atomically takes one key package of the client (each handed out at
     /// most once), or its last-resort one when the pool is empty.
     async fn claim_key_package(&self, client: &ClientId) -> StoreResult<Option<ClaimedKeyPackage>>;
+    /// True for the first call since the client's last publish (then false
+    /// until it publishes again): whoever gets true tells the client its pool
+    /// is low, so it hears it once per publish however many claims follow.
+    async fn take_low_pool_notice(&self, client: &ClientId) -> StoreResult<bool>;
     async fn count_key_packages(&self, client: &ClientId) -> StoreResult<KeyPackageCount>;
 
     // --- groups ---

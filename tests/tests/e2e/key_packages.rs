@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use confide_client::{Api, Event};
 use confide_proto::v1;
-use confide_tests::rpc::{claim_key_packages, expect_refused};
+use confide_tests::rpc::{claim_key_packages, expect_refused, inbox_stream};
 use confide_tests::{RawMember, spawn_app};
 use openmls::prelude::Lifetime;
 use tonic::Code;
@@ -209,4 +209,62 @@ async fn key_package_lifetimes_are_bounded_and_a_client_clock_slightly_ahead_is_
             .unwrap_or_else(|status| panic!("{what} was refused: {status:?}"));
     }
     assert_eq!(count(rita.api()).await.available, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_below_the_watermark_is_told_once_per_publish_that_it_is_low() {
+    let app = spawn_app().await;
+    // Registering publishes one key package, far below the watermark.
+    let rita = RawMember::register(&app, "rita", "laptop").await;
+    let watermark = count(rita.api()).await.low_watermark;
+    assert!(watermark > 3, "the test needs a watermark above 3");
+    let claimer = RawMember::register(&app, "alice", "laptop").await;
+    let notices = async || {
+        let api = rita.api();
+        api.delivery()
+            .fetch(api.request(v1::FetchRequest {
+                stream: inbox_stream(),
+                after_seq: 0,
+                limit: 0,
+            }))
+            .await
+            .expect("reading rita's inbox")
+            .into_inner()
+            .entries
+            .into_iter()
+            .filter_map(|entry| match entry.entry {
+                Some(v1::envelope::Entry::Inbox(v1::InboxEntry {
+                    item: Some(v1::inbox_entry::Item::KeyPackagesLow(low)),
+                    ..
+                })) => Some(low.available),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+
+    publish(
+        &rita,
+        vec![rita.key_package(None), rita.key_package(None)],
+        Vec::new(),
+    )
+    .await
+    .expect("publishing");
+    claim(claimer.api().clone(), "rita").await;
+    assert_eq!(
+        notices().await,
+        [2],
+        "the first claim tells rita her pool is low"
+    );
+    claim(claimer.api().clone(), "rita").await;
+    assert_eq!(notices().await, [2], "told once until she publishes");
+
+    publish(&rita, vec![rita.key_package(None)], Vec::new())
+        .await
+        .expect("publishing again");
+    claim(claimer.api().clone(), "rita").await;
+    assert_eq!(
+        notices().await,
+        [2, 1],
+        "a publish makes the notice due again"
+    );
 }
