@@ -114,6 +114,11 @@ pub struct Settings {
     pub max_epoch_lag: u64,
     /// A client is told to replenish when its key package pool falls below this.
     pub key_package_low_watermark: u32,
+    /// Longest key package lifetime (`not_after - not_before`) accepted.
+    pub key_package_max_lifetime_secs: u64,
+    /// How far in the future a key package's `not_before` may be, for
+    /// clients whose clock is ahead. An expired one is refused at once.
+    pub key_package_clock_skew_secs: u64,
     /// Largest MLS message (commit, Welcome, GroupInfo, application message) accepted.
     pub max_message_bytes: usize,
     /// Most key packages in one publish.
@@ -145,6 +150,8 @@ impl Settings {
             .set_default("challenge_ttl_secs", 60)?
             .set_default("max_epoch_lag", 2)?
             .set_default("key_package_low_watermark", 10)?
+            .set_default("key_package_max_lifetime_secs", 90 * 24 * 3600)?
+            .set_default("key_package_clock_skew_secs", 300)?
             .set_default("max_message_bytes", 1024 * 1024)?
             .set_default("max_key_packages_per_publish", 500)?
             .set_default("live_queue_depth", 1024)?

@@ -20,25 +20,44 @@ pub struct Removal {
     pub not_removable_in: u32,
 }
 
+/// Who asks to deprovision a client, once authenticated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Remover {
+    /// An operator presenting the admin token.
+    Operator,
+    /// An authenticated client, which may remove devices of its own user.
+    Client(ClientId),
+}
+
+impl Remover {
+    /// Checks that this remover may deprovision `target`: an operator, or a
+    /// device of the same user. The answer to anybody else does not depend
+    /// on whether `target` exists.
+    pub fn may_remove(&self, target: &ClientId) -> ApiResult<()> {
+        match self {
+            Remover::Client(caller) if caller.user() != target.user() => {
+                Err(ApiError::PermissionDenied(
+                    "a client may remove only devices of its own user".into(),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 impl Ds {
-    /// Checks that the request may deprovision `target`: an operator with
-    /// the admin token, or an authenticated device of the same user. The
-    /// answer to anybody else does not depend on whether `target` exists.
-    pub async fn authorize_removal<T: prost::Message>(
+    /// Authenticates a deprovisioning request, before anything in it is
+    /// looked at (as every authenticated RPC does): the admin token, or a
+    /// session.
+    pub async fn authenticate_remover<T: prost::Message>(
         &self,
         request: &tonic::Request<T>,
-        target: &ClientId,
-    ) -> ApiResult<()> {
+    ) -> ApiResult<Remover> {
         if self.is_admin(request)? {
-            return self.admit_unauthenticated(request);
+            self.admit_unauthenticated(request)?;
+            return Ok(Remover::Operator);
         }
-        let caller = self.authenticated_client(request).await?;
-        if caller.user() != target.user() {
-            return Err(ApiError::PermissionDenied(
-                "a client may remove only devices of its own user".into(),
-            ));
-        }
-        Ok(())
+        Ok(Remover::Client(self.authenticated_client(request).await?))
     }
 
     /// Deprovisions `target` (see the module docs). Repeating it is harmless

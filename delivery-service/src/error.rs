@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use confide_proto::{
-    ERROR_DOMAIN, META_CURRENT_EPOCH, META_LIMIT, REASON_RATE_LIMITED, REASON_TOO_LARGE,
-    REASON_WRONG_EPOCH,
+    ERROR_DOMAIN, META_CURRENT_EPOCH, META_LIMIT, REASON_IDEMPOTENCY_KEY_REUSED,
+    REASON_RATE_LIMITED, REASON_TOO_LARGE, REASON_WRONG_EPOCH,
 };
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
@@ -49,6 +49,10 @@ pub enum ApiError {
     Aborted(String),
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The sender used this message id before for other bytes; nothing was
+    /// stored. Not retryable with these bytes.
+    #[error("this message id was used before for a different message")]
+    IdempotencyKeyReused,
 }
 
 /// What a client learns when it asks about a group it may not see: the same
@@ -161,6 +165,15 @@ impl From<ApiError> for Status {
                 tracing::error!(error = %source, "internal error");
                 Status::internal("internal error")
             }
+            ApiError::IdempotencyKeyReused => Status::with_error_details(
+                Code::AlreadyExists,
+                error.to_string(),
+                ErrorDetails::with_error_info(
+                    REASON_IDEMPOTENCY_KEY_REUSED,
+                    ERROR_DOMAIN,
+                    HashMap::new(),
+                ),
+            ),
         }
     }
 }

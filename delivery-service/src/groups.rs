@@ -345,23 +345,30 @@ impl Ds {
         }
         self.check_size(&message, "message")?;
         let parsed = mls::parse_application_message(&message, group_id)?;
-        let message = NewMessage {
+        let new = NewMessage {
             group_id: group_id.clone(),
             sender: Some(caller.clone()),
             dedup_key: mls::dedup_key("application", &[&caller.identity(), message_id]),
             content_key: mls::dedup_key("content", &[&message]),
             kind: EntryKind::Application,
             epoch: parsed.epoch,
-            message,
+            message: message.clone(),
             max_epoch_lag: self.settings.max_epoch_lag,
             new_state: None,
         };
         let slot = self.groups.slot(group_id);
         let _guard = slot.lock().await;
-        let outcome = self.store.append(message).await.map_err(|e| match e {
+        let outcome = self.store.append(new).await.map_err(|e| match e {
             StoreError::NotFound(_) => not_a_member(),
             other => other.into(),
         })?;
+        // A retry must carry the bytes the id was first used for: other bytes
+        // are another message, which the sender would wrongly believe sent.
+        if let AppendOutcome::Duplicate(original) = &outcome
+            && original.message != message
+        {
+            return Err(ApiError::IdempotencyKeyReused);
+        }
         Ok(self.publish_appended(outcome))
     }
 

@@ -1,10 +1,12 @@
 //! Key package pools: validated uploads, atomic claims, low-pool notices.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 
 use crate::domain::{ClientId, InboxItem};
 use crate::error::{ApiError, ApiResult};
-use crate::mls::validate_key_package;
+use crate::mls::{LifetimeRules, validate_key_package};
 use crate::state::Ds;
 use crate::store::{ClaimedKeyPackage, KeyPackageCount, KeyPackageRecord};
 
@@ -31,6 +33,10 @@ impl Ds {
             .client(client)
             .await?
             .ok_or(ApiError::Unauthenticated("client is no longer registered"))?;
+        let rules = LifetimeRules {
+            max_lifetime: Duration::from_secs(self.settings.key_package_max_lifetime_secs),
+            clock_skew: Duration::from_secs(self.settings.key_package_clock_skew_secs),
+        };
         let check = |data: Bytes, index: Option<usize>| -> ApiResult<KeyPackageRecord> {
             let name = index.map_or("last-resort key package".to_string(), |i| {
                 format!("key package {i}")
@@ -42,12 +48,30 @@ impl Ds {
                     self.settings.max_message_bytes
                 )));
             }
-            let valid = validate_key_package(&data)
+            let valid = validate_key_package(&data, &rules)
                 .map_err(|e| ApiError::InvalidArgument(format!("{name}: {e}")))?;
             if valid.client != *client || valid.signature_key != registered.signature_key {
                 return Err(ApiError::PermissionDenied(format!(
                     "{name} is not for the caller's own credential and signature key"
                 )));
+            }
+            // The extension tells a joiner's client the key package may be
+            // used more than once, so it keeps the private key; an unmarked
+            // one handed out twice leaves every joiner but the first unable
+            // to join.
+            match (index, valid.last_resort) {
+                (None, false) => {
+                    return Err(ApiError::InvalidArgument(
+                        "the last-resort key package lacks the last_resort extension".into(),
+                    ));
+                }
+                (Some(_), true) => {
+                    return Err(ApiError::InvalidArgument(format!(
+                        "{name} carries the last_resort extension: only the last-resort key \
+                         package may"
+                    )));
+                }
+                _ => {}
             }
             Ok(KeyPackageRecord {
                 key_package_ref: valid.key_package_ref,
@@ -66,10 +90,10 @@ impl Ds {
             .await?)
     }
 
-    /// One key package for every device of `user`. A device whose pool runs
-    /// low is told so through its inbox.
     /// One key package for each device of `user`, for `claimer`, within the
-    /// claim limits per claimer and per claimer and user.
+    /// claim limits per claimer and per claimer and user. A device whose pool
+    /// a claim leaves below the low watermark is told so through its inbox,
+    /// once until it publishes again.
     pub async fn claim_key_packages(
         &self,
         claimer: &ClientId,
@@ -82,8 +106,9 @@ impl Ds {
             let Some(key_package) = self.store.claim_key_package(&device).await? else {
                 continue;
             };
-            let watermark = self.settings.key_package_low_watermark;
-            if key_package.last_resort || key_package.remaining + 1 == watermark {
+            let low = key_package.last_resort
+                || key_package.remaining < self.settings.key_package_low_watermark;
+            if low && self.store.take_low_pool_notice(&device).await? {
                 let item = InboxItem::KeyPackagesLow {
                     available: key_package.remaining,
                 };

@@ -8,9 +8,11 @@
 //! PrivateMessages it cannot open.
 
 use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::*;
+use openmls::treesync::errors::LifetimeError;
 use openmls_memory_storage::MemoryStorage;
 use openmls_rust_crypto::RustCrypto;
 use sha2::{Digest, Sha256};
@@ -86,11 +88,38 @@ pub struct ValidKeyPackage {
     pub key_package_ref: Vec<u8>,
     pub client: ClientId,
     pub signature_key: Vec<u8>,
+    /// Whether it carries the `last_resort` extension (RFC 9420 §16.8), which
+    /// tells its claimers it may be handed out more than once.
+    pub last_resort: bool,
 }
 
-/// Parses and validates a key package: signatures, lifetime, ciphersuite and
-/// the credential it names. The caller checks the credential is the uploader's.
-pub fn validate_key_package(bytes: &[u8]) -> Result<ValidKeyPackage, MlsError> {
+/// The lifetimes the DS accepts for key packages.
+#[derive(Clone, Copy, Debug)]
+pub struct LifetimeRules {
+    /// Longest `not_after - not_before`.
+    pub max_lifetime: Duration,
+    /// How far in the future `not_before` may be: clients date key packages
+    /// "now" by their own clock. An expired key package is refused however
+    /// recently it expired.
+    pub clock_skew: Duration,
+}
+
+impl Default for LifetimeRules {
+    fn default() -> Self {
+        Self {
+            max_lifetime: Duration::from_secs(90 * 24 * 3600),
+            clock_skew: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Parses and validates a key package: signatures, lifetime (within
+/// `rules`), ciphersuite and the credential it names. The caller checks the
+/// credential is the uploader's.
+pub fn validate_key_package(
+    bytes: &[u8],
+    rules: &LifetimeRules,
+) -> Result<ValidKeyPackage, MlsError> {
     let MlsMessageBodyIn::KeyPackage(key_package) = parse_message(bytes, "key package")? else {
         return Err(MlsError::WrongType {
             what: "key package",
@@ -98,15 +127,33 @@ pub fn validate_key_package(bytes: &[u8]) -> Result<ValidKeyPackage, MlsError> {
         });
     };
     let crypto = RustCrypto::default();
-    let key_package = key_package
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_err(|_| MlsError::CorruptState)?
+        .as_secs();
+    let key_package = match key_package
+        .clone()
         .validate(&crypto, ProtocolVersion::Mls10)
-        .map_err(|e| invalid("key package", e))?;
+    {
+        Ok(key_package) => key_package,
+        // openmls checks the lifetime last, against its own clock and with no
+        // tolerance: every signature and every other check passed, and
+        // `not_before` is within the skew allowed (checked below).
+        Err(KeyPackageVerifyError::LifetimeError(LifetimeError::NotValidYet {
+            not_before,
+            ..
+        })) if not_before <= now.saturating_add(rules.clock_skew.as_secs()) => {
+            key_package.into_unchecked()
+        }
+        Err(e) => return Err(invalid("key package", e)),
+    };
     if key_package.ciphersuite() != CIPHERSUITE {
         return Err(invalid(
             "key package",
             format!("ciphersuite must be {CIPHERSUITE:?}"),
         ));
     }
+    check_lifetime(key_package.life_time(), rules, now)?;
     let leaf = key_package.leaf_node();
     Ok(ValidKeyPackage {
         key_package_ref: key_package
@@ -116,7 +163,35 @@ pub fn validate_key_package(bytes: &[u8]) -> Result<ValidKeyPackage, MlsError> {
             .to_vec(),
         client: client_of(leaf.credential())?,
         signature_key: leaf.signature_key().as_slice().to_vec(),
+        last_resort: key_package.last_resort(),
     })
+}
+
+/// Refuses a lifetime longer than allowed, one that starts further in the
+/// future than the clock skew allows, or one that has ended.
+fn check_lifetime(lifetime: &Lifetime, rules: &LifetimeRules, now: u64) -> Result<(), MlsError> {
+    let (not_before, not_after) = (lifetime.not_before(), lifetime.not_after());
+    let max = rules.max_lifetime.as_secs();
+    if not_after.saturating_sub(not_before) > max {
+        return Err(invalid(
+            "key package",
+            format!("its lifetime is longer than the {max} seconds allowed"),
+        ));
+    }
+    let skew = rules.clock_skew.as_secs();
+    if not_before > now.saturating_add(skew) {
+        return Err(invalid(
+            "key package",
+            format!("it is not valid until {not_before} (now {now}, {skew} s of skew allowed)"),
+        ));
+    }
+    if not_after <= now {
+        return Err(invalid(
+            "key package",
+            format!("it expired at {not_after} (now {now})"),
+        ));
+    }
+    Ok(())
 }
 
 /// The confirmation tag of a GroupInfo, TLS-serialised (openmls keeps its
@@ -783,6 +858,52 @@ mod tests {
             group_info_confirmation_tag(&info.unwrap()).unwrap(),
             expected
         );
+    }
+
+    /// A key package for `alice/phone`, valid from `not_before` for a day.
+    fn key_package_from(not_before: u64) -> Vec<u8> {
+        use openmls_basic_credential::SignatureKeyPair;
+        let provider = openmls_rust_crypto::OpenMlsRustCrypto::default();
+        let signer = SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).unwrap();
+        let credential = CredentialWithKey {
+            credential: BasicCredential::new(b"alice/phone".to_vec()).into(),
+            signature_key: signer.to_public_vec().into(),
+        };
+        let bundle = KeyPackage::builder()
+            .key_package_lifetime(Lifetime::init(not_before, not_before + 86_400))
+            .build(CIPHERSUITE, &provider, &signer, credential)
+            .unwrap();
+        MlsMessageOut::from(bundle.key_package().clone())
+            .tls_serialize_detached()
+            .unwrap()
+    }
+
+    fn unix_now() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
+    /// The skew tolerance relies on openmls checking the lifetime last: a
+    /// key package dated slightly ahead is accepted only with its
+    /// signatures intact.
+    #[test]
+    fn a_key_package_dated_slightly_ahead_is_accepted_only_if_its_signature_holds() {
+        let rules = LifetimeRules::default();
+        let ahead = key_package_from(unix_now() + 60);
+        assert!(validate_key_package(&ahead, &rules).is_ok());
+        let mut forged = ahead.clone();
+        *forged.last_mut().unwrap() ^= 1;
+        assert!(matches!(
+            validate_key_package(&forged, &rules),
+            Err(MlsError::Invalid { .. })
+        ));
+        let no_skew = LifetimeRules {
+            clock_skew: Duration::ZERO,
+            ..rules
+        };
+        assert!(validate_key_package(&ahead, &no_skew).is_err());
     }
 
     #[test]

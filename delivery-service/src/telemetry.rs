@@ -66,7 +66,10 @@ pub async fn serve(listener: TcpListener, shutdown: CancellationToken) -> Result
 ///   labelled `unknown`, so a client cannot write into the metrics;
 /// - answers a request beyond tonic's own decode limit (which tonic refuses
 ///   with OUT_OF_RANGE) with RESOURCE_EXHAUSTED, like every other request
-///   above the configured size.
+///   above the configured size;
+/// - answers a request body that is not a protobuf of the request type
+///   (which tonic's codec refuses with INTERNAL) with INVALID_ARGUMENT: the
+///   fault is the client's, not the server's.
 #[derive(Clone, Copy, Default)]
 pub struct RpcMetricsLayer;
 
@@ -122,6 +125,17 @@ where
                     http::HeaderValue::from_static("the%20request%20is%20larger%20than%20allowed"),
                 );
             }
+            if code == tonic::Code::Internal && undecodable(response.headers()) {
+                code = tonic::Code::InvalidArgument;
+                let headers = response.headers_mut();
+                headers.insert("grpc-status", http::HeaderValue::from(code as i32));
+                headers.insert(
+                    "grpc-message",
+                    http::HeaderValue::from_static(
+                        "the%20request%20is%20not%20a%20valid%20protobuf%20message%20of%20its%20type",
+                    ),
+                );
+            }
             let method = if code == tonic::Code::Unimplemented {
                 "unknown".to_string()
             } else {
@@ -144,5 +158,17 @@ fn frame_too_large(headers: &http::HeaderMap) -> bool {
         .and_then(|m| m.to_str().ok())
         .is_some_and(|m| {
             m.contains("message%20length%20too%20large") || m.contains("message length too large")
+        })
+}
+
+/// Whether a trailers-only INTERNAL response is tonic's protobuf decode
+/// error (the DS's own internal errors say only "internal error").
+fn undecodable(headers: &http::HeaderMap) -> bool {
+    headers
+        .get("grpc-message")
+        .and_then(|m| m.to_str().ok())
+        .is_some_and(|m| {
+            m.starts_with("failed%20to%20decode%20Protobuf%20message")
+                || m.starts_with("failed to decode Protobuf message")
         })
 }

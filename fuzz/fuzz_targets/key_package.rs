@@ -24,7 +24,7 @@ struct Input {
 fuzz_target!(|input: Input| {
     let template = pick(&FIXTURE.key_packages, input.template);
     let bytes = input.key_package.build(template);
-    match validate_key_package(&bytes) {
+    match validate_key_package(&bytes, &Default::default()) {
         Ok(valid) => assert!(!valid.key_package_ref.is_empty()),
         Err(error) => assert_client_error(&error),
     }

@@ -10,7 +10,9 @@
 //!
 //! Left out: Subscribe (a stream with an empty request) and RevokeSession
 //! (an empty request that would end alice's session). RemoveClient runs
-//! without a session, so its field validation runs but nobody is removed.
+//! without a session, so it is refused before its fields are read and
+//! nobody is removed (its `client` field goes through the same
+//! `convert::client_field` as the other auth requests').
 
 #![no_main]
 

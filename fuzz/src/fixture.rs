@@ -413,7 +413,7 @@ impl Fixture {
             }
         }
         for (i, kp) in self.key_packages.iter().enumerate() {
-            if let Err(e) = confide_ds::mls::validate_key_package(kp) {
+            if let Err(e) = confide_ds::mls::validate_key_package(kp, &Default::default()) {
                 panic!("key package template {i} is refused: {e}");
             }
         }

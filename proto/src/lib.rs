@@ -45,6 +45,12 @@ pub const REASON_RATE_LIMITED: &str = "RATE_LIMITED";
 /// DS accepts; retrying the same request cannot succeed.
 pub const REASON_TOO_LARGE: &str = "TOO_LARGE";
 
+/// ErrorInfo reason (with ALREADY_EXISTS): the sender used this message id
+/// before for a different message; the original was kept, this one was not
+/// stored. A retry must resend the original bytes, a new message needs a new
+/// id.
+pub const REASON_IDEMPOTENCY_KEY_REUSED: &str = "IDEMPOTENCY_KEY_REUSED";
+
 /// ErrorInfo metadata key naming the limit that was hit.
 pub const META_LIMIT: &str = "limit";
 

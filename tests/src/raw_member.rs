@@ -122,6 +122,16 @@ impl RawMember {
     /// A key package (TLS-serialised MlsMessage) for this client's own
     /// credential, valid for `lifetime` (openmls's default when `None`).
     pub fn key_package(&self, lifetime: Option<Lifetime>) -> Vec<u8> {
+        self.build_key_package(lifetime, false)
+    }
+
+    /// A key package marked with the `last_resort` extension, as a
+    /// last-resort key package must be.
+    pub fn last_resort_key_package(&self) -> Vec<u8> {
+        self.build_key_package(None, true)
+    }
+
+    fn build_key_package(&self, lifetime: Option<Lifetime>, last_resort: bool) -> Vec<u8> {
         let credential = CredentialWithKey {
             credential: BasicCredential::new(self.id.identity()).into(),
             signature_key: self.signer.to_public_vec().into(),
@@ -129,6 +139,18 @@ impl RawMember {
         let mut builder = KeyPackage::builder();
         if let Some(lifetime) = lifetime {
             builder = builder.key_package_lifetime(lifetime);
+        }
+        if last_resort {
+            // The extension must be among the leaf's capabilities.
+            builder = builder
+                .mark_as_last_resort()
+                .leaf_node_capabilities(Capabilities::new(
+                    None,
+                    None,
+                    Some(&[ExtensionType::LastResort]),
+                    None,
+                    None,
+                ));
         }
         let bundle = builder
             .build(CIPHERSUITE, &self.provider, &self.signer, credential)

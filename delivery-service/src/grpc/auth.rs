@@ -69,8 +69,9 @@ impl AuthService for AuthApi {
         &self,
         request: Request<v1::RemoveClientRequest>,
     ) -> Result<Response<v1::RemoveClientResponse>, Status> {
+        let remover = self.0.authenticate_remover(&request).await?;
         let target = client_field(request.get_ref().client.clone())?;
-        self.0.authorize_removal(&request, &target).await?;
+        remover.may_remove(&target)?;
         let removal = self.0.remove_client(&target).await?;
         Ok(Response::new(v1::RemoveClientResponse {
             removal_proposed_in: removal.proposed_in,

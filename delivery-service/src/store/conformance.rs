@@ -41,6 +41,7 @@ macro_rules! conformance_tests {
             a_removed_client_loses_sessions_and_key_packages_and_stays_removed,
             key_package_claim_hands_each_out_once,
             concurrent_claims_never_hand_out_twice,
+            the_low_pool_notice_is_taken_once_per_publish,
             create_group_rejects_taken_id,
             commit_is_accepted_once_per_epoch,
             concurrent_commits_for_one_epoch_accept_one,
@@ -48,6 +49,7 @@ macro_rules! conformance_tests {
             append_assigns_gap_free_sequence,
             duplicate_message_returns_original_seq,
             replayed_message_bytes_return_the_original_entry,
+            a_non_member_learns_nothing_from_duplicates,
             state_writes_from_an_old_version_are_refused,
             non_member_cannot_append,
             epoch_window_enforced,
@@ -229,6 +231,37 @@ pub async fn a_removed_client_loses_sessions_and_key_packages_and_stays_removed(
 }
 
 // --- key packages ---
+
+/// The right to tell a client its pool is low is taken once, by one of
+/// concurrent takers, and every publish gives it back.
+pub async fn the_low_pool_notice_is_taken_once_per_publish(store: Arc<dyn Store>) {
+    let alice = register(&*store, "alice", "phone").await;
+    let bob = register(&*store, "bob", "phone").await;
+    for batch in 0..2 {
+        ok(store
+            .publish_key_packages(&alice, key_packages("alice", batch..batch + 1), None)
+            .await);
+        let takers: Vec<_> = (0..4)
+            .map(|_| {
+                let store = store.clone();
+                let alice = alice.clone();
+                tokio::spawn(async move { ok(store.take_low_pool_notice(&alice).await) })
+            })
+            .collect();
+        let mut taken = 0;
+        for taker in takers {
+            taken += usize::from(taker.await.expect("a taker task"));
+        }
+        assert_eq!(taken, 1, "after publish {batch}");
+        assert!(!ok(store.take_low_pool_notice(&alice).await));
+    }
+    // Publishing only a last-resort key package counts too, for its client only.
+    ok(store
+        .publish_key_packages(&bob, Vec::new(), Some(key_package("bob lr", 0)))
+        .await);
+    assert!(ok(store.take_low_pool_notice(&bob).await));
+    assert!(!ok(store.take_low_pool_notice(&alice).await));
+}
 
 /// Each key package is handed out once; then the last-resort one, repeatedly.
 pub async fn key_package_claim_hands_each_out_once(store: Arc<dyn Store>) {
@@ -987,6 +1020,51 @@ pub async fn replayed_message_bytes_return_the_original_entry(store: Arc<dyn Sto
         AppendOutcome::Duplicate(original)
     );
     assert_eq!(seqs(&read_all(&*store, &alice, &group).await), vec![1]);
+}
+
+/// Membership is checked before any duplicate lookup: a stranger replaying
+/// a member's bytes, or a removed member retrying, learns no sequence number.
+/// A member's replay of old bytes outside the epoch window is refused too;
+/// only a retry under the same idempotency key finds its entry at any epoch.
+pub async fn a_non_member_learns_nothing_from_duplicates(store: Arc<dyn Store>) {
+    let alice = register(&*store, "alice", "phone").await;
+    let bob = register(&*store, "bob", "phone").await;
+    let mallory = register(&*store, "mallory", "phone").await;
+    let group = create_group(&*store, "g", &alice).await;
+    add(&*store, &group, 0, &[&bob]).await;
+    let hello = application(&group, &alice, 1, "hello");
+    let original = appended(store.append(hello.clone()).await);
+    let bobs = appended(store.append(application(&group, &bob, 1, "bye")).await);
+
+    let stolen = NewMessage {
+        sender: Some(mallory.clone()),
+        dedup_key: dedup_key("mallory's key"),
+        ..hello.clone()
+    };
+    assert_not_member(store.append(stolen).await);
+
+    accept(&*store, commit(&group, 1, "to 2")).await;
+    let replayed = NewMessage {
+        dedup_key: dedup_key("a new key for old bytes"),
+        ..hello.clone()
+    };
+    let stale = store.append(replayed).await;
+    assert!(
+        matches!(stale, Err(StoreError::WrongEpoch { current: 2 })),
+        "expected WrongEpoch, got {stale:?}"
+    );
+    assert_eq!(
+        ok(store.append(hello).await),
+        AppendOutcome::Duplicate(original)
+    );
+
+    remove(&*store, &group, 2, &[&bob]).await;
+    assert_not_member(store.append(application(&group, &bob, 1, "bye")).await);
+    assert_eq!(bobs.seq, 3);
+    assert_eq!(
+        seqs(&read_all(&*store, &alice, &group).await),
+        vec![1, 2, 3, 4, 5]
+    );
 }
 
 /// Every state write names the version it was derived from; a writer that

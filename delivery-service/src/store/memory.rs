@@ -36,6 +36,8 @@ struct ClientState {
     removed: bool,
     key_packages: BTreeMap<Vec<u8>, Bytes>,
     last_resort: Option<KeyPackageRecord>,
+    /// Told its pool is low since its last publish.
+    low_pool_notified: bool,
     inbox: Vec<InboxEntry>,
     inbox_acked: u64,
     memberships: BTreeMap<GroupId, Membership>,
@@ -133,6 +135,7 @@ impl Store for MemoryStore {
                 removed: false,
                 key_packages: BTreeMap::new(),
                 last_resort: None,
+                low_pool_notified: false,
                 inbox: Vec::new(),
                 inbox_acked: 0,
                 memberships: BTreeMap::new(),
@@ -264,7 +267,14 @@ impl Store for MemoryStore {
         if last_resort.is_some() {
             client.last_resort = last_resort;
         }
+        client.low_pool_notified = false;
         Ok(client.key_packages.len() as u32)
+    }
+
+    async fn take_low_pool_notice(&self, client: &ClientId) -> StoreResult<bool> {
+        let mut state = self.lock();
+        let client = state.client_mut(client)?;
+        Ok(!std::mem::replace(&mut client.low_pool_notified, true))
     }
 
     async fn claim_key_package(&self, client: &ClientId) -> StoreResult<Option<ClaimedKeyPackage>> {
@@ -440,23 +450,24 @@ impl Store for MemoryStore {
             .groups
             .get_mut(&message.group_id)
             .ok_or(StoreError::NotFound("group"))?;
-        // A retry, or a replay of the same bytes under another key.
-        if let Some(entry) = group
-            .duplicate(&message.dedup_key)
-            .or_else(|| group.duplicate(&message.content_key))
-        {
-            return Ok(AppendOutcome::Duplicate(entry));
-        }
         if let Some(sender) = &message.sender
             && !group.members.contains(sender)
         {
             return Err(StoreError::NotMember);
+        }
+        // A retry finds its entry whatever the epoch is now.
+        if let Some(entry) = group.duplicate(&message.dedup_key) {
+            return Ok(AppendOutcome::Duplicate(entry));
         }
         let current = group.epoch;
         let in_window =
             message.epoch <= current && current - message.epoch <= message.max_epoch_lag;
         if !in_window || (message.new_state.is_some() && message.epoch != current) {
             return Err(StoreError::WrongEpoch { current });
+        }
+        // A replay of the same bytes under another key, within the window.
+        if let Some(entry) = group.duplicate(&message.content_key) {
+            return Ok(AppendOutcome::Duplicate(entry));
         }
         if let Some((new_state, version)) = message.new_state {
             if version != group.state_version {

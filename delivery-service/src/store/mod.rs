@@ -261,6 +261,10 @@ pub trait Store: Send + Sync + 'static {
     /// Atomically takes one key package of the client (each handed out at
     /// most once), or its last-resort one when the pool is empty.
     async fn claim_key_package(&self, client: &ClientId) -> StoreResult<Option<ClaimedKeyPackage>>;
+    /// True for the first call since the client's last publish (then false
+    /// until it publishes again): whoever gets true tells the client its pool
+    /// is low, so it hears it once per publish however many claims follow.
+    async fn take_low_pool_notice(&self, client: &ClientId) -> StoreResult<bool>;
     async fn count_key_packages(&self, client: &ClientId) -> StoreResult<KeyPackageCount>;
 
     // --- groups ---
@@ -285,8 +289,11 @@ pub trait Store: Send + Sync + 'static {
     /// version is `state_version + 1`.
     async fn accept_commit(&self, commit: CommitRecord) -> StoreResult<CommitOutcome>;
     /// Appends a proposal or application message from a current member.
-    /// `NotMember`, `WrongEpoch` (outside the window), `StateChanged` (when
-    /// storing a new state derived from an older version) or `NotFound`.
+    /// Checked in this order: `NotFound`, `NotMember`; a retry under the
+    /// same idempotency key is a `Duplicate` at any epoch; `WrongEpoch`
+    /// (outside the window); a replay of the same bytes is a `Duplicate`;
+    /// `StateChanged` (when storing a new state derived from an older
+    /// version).
     async fn append(&self, message: NewMessage) -> StoreResult<AppendOutcome>;
 
     // --- membership and delivery ---

@@ -712,6 +712,20 @@ struct Target {
 }
 
 impl Target {
+    /// Input no RPC accepts: every field empty or missing (an empty
+    /// client name, no group id, no MLS bytes).
+    fn malformed() -> Self {
+        Self {
+            group: Vec::new(),
+            commit: v1::SubmitCommitRequest::default(),
+            proposal: Vec::new(),
+            message: Vec::new(),
+            new_group: v1::CreateGroupRequest::default(),
+            key_package: Vec::new(),
+            client: v1::ClientId::default(),
+        }
+    }
+
     /// Input crafted by `member` for the group it is in, naming `member`.
     fn crafted_by(member: &mut RawMember) -> Self {
         let group = member.group_id();
@@ -983,6 +997,32 @@ async fn every_rpc_refuses_every_wrong_caller_alike_whether_or_not_the_target_ex
 /// CreateChallenge answers an unknown client like a known one, and
 /// answering that challenge fails like a wrong signature: registration
 /// cannot be probed one name at a time.
+/// Authentication comes first: a caller without a valid session learns
+/// nothing about its input, not even that a field is missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rpc_without_a_valid_session_is_unauthenticated_whatever_its_input() {
+    let app = spawn_app().await;
+    let channel = raw_channel(&app.endpoint).await;
+    let malformed = Target::malformed();
+    let mut failures = Vec::new();
+    for authorization in [None, Some("Bearer not-a-session-token")] {
+        for rpc in Rpc::ALL {
+            match rpc.call(&channel, authorization, &malformed).await {
+                Err(status) if status.code() == Code::Unauthenticated => {}
+                other => failures.push(format!(
+                    "{rpc:?} with authorization {authorization:?} and malformed input: {:?}",
+                    other.map_err(|s| (s.code(), s.message().to_string()))
+                )),
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "expected UNAUTHENTICATED:\n{}",
+        failures.join("\n")
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_challenge_and_its_answer_reveal_nothing_about_which_clients_exist() {
     let app = spawn_app().await;

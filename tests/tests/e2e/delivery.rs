@@ -73,13 +73,38 @@ async fn offline_member_catches_up_on_reconnect_in_order_without_duplicates() ->
     Ok(())
 }
 
+/// Sends `message` (an MLS PrivateMessage made with
+/// `Client::encrypt_message`) under `message_id` in one raw call, as a client
+/// resending the stored bytes of a send whose answer it lost.
+async fn send_bytes(
+    member: &Member,
+    group: &[u8],
+    message_id: &[u8],
+    message: &[u8],
+) -> Result<u64, tonic::Status> {
+    let api = member.api();
+    let request = api.request(v1::SendMessageRequest {
+        group_id: group.to_vec().into(),
+        message_id: message_id.to_vec().into(),
+        message: message.to_vec().into(),
+    });
+    Ok(api.groups().send_message(request).await?.into_inner().seq)
+}
+
+fn application_entries(log: &[confide_ds::domain::GroupEntry]) -> usize {
+    log.iter()
+        .filter(|e| e.kind == EntryKind::Application)
+        .count()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_send_gets_the_same_sequence_number_and_is_delivered_once() -> anyhow::Result<()> {
     let app = spawn_app().await;
     let (group, [mut alice, mut bob]) = app.conversation(["alice", "bob"]).await;
 
-    let first = alice.send_with_id(&group, b"message-1", b"once").await?;
-    let retried = alice.send_with_id(&group, b"message-1", b"once").await?;
+    let once = alice.encrypt_message(&group, b"once")?;
+    let first = send_bytes(&alice, &group, b"message-1", &once).await?;
+    let retried = send_bytes(&alice, &group, b"message-1", &once).await?;
     assert_eq!(retried, first, "a retry returns the original seq");
     let next = alice.send(&group, b"after").await?;
     assert_eq!(next, first + 1, "the retry took no place in the log");
@@ -88,13 +113,73 @@ async fn repeated_send_gets_the_same_sequence_number_and_is_delivered_once() -> 
     assert_eq!(received[0].seq, first);
     assert_eq!(received[0].body, b"once");
     assert_eq!(received[1].body, b"after");
-    let stored = app
-        .group_log(alice.id(), &group)
+    assert_eq!(
+        application_entries(&app.group_log(alice.id(), &group).await),
+        2
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_message_id_with_other_bytes_is_already_exists_and_nothing_is_delivered()
+-> anyhow::Result<()> {
+    use tonic_types::StatusExt;
+    let app = spawn_app().await;
+    let (group, [mut alice, mut bob]) = app.conversation(["alice", "bob"]).await;
+
+    let first = alice.send_with_id(&group, b"message-1", b"first").await?;
+    let other = alice.encrypt_message(&group, b"another message, same id")?;
+    let status = send_bytes(&alice, &group, b"message-1", &other)
+        .await
+        .expect_err("a reused message id with other bytes is refused");
+    assert_eq!(status.code(), Code::AlreadyExists, "{status:?}");
+    let info = status
+        .get_details_error_info()
+        .expect("the refusal carries an ErrorInfo");
+    assert_eq!(info.reason, confide_proto::REASON_IDEMPOTENCY_KEY_REUSED);
+    assert_eq!(info.domain, confide_proto::ERROR_DOMAIN);
+
+    let next = alice.send(&group, b"next").await?;
+    assert_eq!(next, first + 1, "the refused message took no place");
+    let bodies: Vec<Vec<u8>> = bob
+        .expect_messages(&group, 2)
         .await
         .into_iter()
-        .filter(|e| e.kind == EntryKind::Application)
-        .count();
-    assert_eq!(stored, 2);
+        .map(|m| m.body)
+        .collect();
+    assert_eq!(bodies, [b"first".to_vec(), b"next".to_vec()]);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_the_epoch_moved_on_returns_the_original_seq() -> anyhow::Result<()> {
+    let lag = 1;
+    let app = spawn_app_with(|settings| settings.max_epoch_lag = lag).await;
+    let (group, [mut alice, mut bob]) = app.conversation(["alice", "bob"]).await;
+
+    let message = alice.encrypt_message(&group, b"sent before the commits")?;
+    let seq = send_bytes(&alice, &group, b"message-1", &message).await?;
+    // Further than the epoch window takes a message.
+    for _ in 0..=lag {
+        bob.self_update(&group).await?;
+    }
+    let stale = alice.encrypt_message(&group, b"a new message in the old epoch")?;
+    let refused = send_bytes(&alice, &group, b"message-2", &stale)
+        .await
+        .expect_err("the old epoch is outside the window");
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+
+    assert_eq!(
+        send_bytes(&alice, &group, b"message-1", &message).await?,
+        seq,
+        "the retry finds the stored message"
+    );
+    let received = bob.expect_messages(&group, 1).await;
+    assert_eq!(received[0].seq, seq);
+    assert_eq!(
+        application_entries(&app.group_log(bob.id(), &group).await),
+        1
+    );
     Ok(())
 }
 
@@ -276,13 +361,11 @@ async fn a_member_restarted_after_many_messages_reads_the_next_ones() -> anyhow:
         for i in 0..20 {
             let body = format!("round {round} message {i}");
             let id = [round as u8, i as u8];
-            // Sent twice with one key, as after a lost answer: the second
-            // encryption (a later generation) is never delivered.
-            let first = alice.send_with_id(&group, &id, body.as_bytes()).await?;
-            assert_eq!(
-                alice.send_with_id(&group, &id, body.as_bytes()).await?,
-                first
-            );
+            // Encrypted twice, as by a sender that lost the answer and
+            // encrypted again: the second encryption (a later generation)
+            // is never delivered.
+            alice.send_with_id(&group, &id, body.as_bytes()).await?;
+            alice.encrypt_message(&group, body.as_bytes())?;
         }
         let received = bob.expect_messages(&group, 20).await;
         assert_eq!(

@@ -69,7 +69,7 @@ async fn a_key_package_the_ds_substitutes_shows_up_under_its_own_name_and_key() 
             .into_iter()
             .filter(|c| {
                 user != "bob"
-                    || validate_key_package(&c.key_package)
+                    || validate_key_package(&c.key_package, &Default::default())
                         .is_ok_and(|kp| kp.client == id("bob/ghost"))
             })
             .collect()

@@ -5,8 +5,10 @@ use std::collections::HashSet;
 
 use confide_client::{Api, Event};
 use confide_proto::v1;
-use confide_tests::rpc::claim_key_packages;
-use confide_tests::spawn_app;
+use confide_tests::rpc::{claim_key_packages, expect_refused, inbox_stream};
+use confide_tests::{RawMember, spawn_app};
+use openmls::prelude::Lifetime;
+use tonic::Code;
 
 /// One raw claim of a key package for every device of `user`.
 async fn claim(api: Api, user: &str) -> Vec<v1::ClaimedKeyPackage> {
@@ -97,4 +99,172 @@ async fn a_client_whose_pool_runs_low_replenishes_it() {
     assert_eq!(left.available as usize, watermark - 1 + initial);
     let claimed = claim(alice.api().clone(), "bob").await;
     assert!(!claimed[0].last_resort);
+}
+
+async fn publish(
+    member: &RawMember,
+    key_packages: Vec<Vec<u8>>,
+    last_resort: Vec<u8>,
+) -> Result<tonic::Response<v1::PublishKeyPackagesResponse>, tonic::Status> {
+    let api = member.api();
+    api.key_packages()
+        .publish_key_packages(api.request(v1::PublishKeyPackagesRequest {
+            key_packages: key_packages.into_iter().map(Into::into).collect(),
+            last_resort_key_package: last_resort.into(),
+        }))
+        .await
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_last_resort_key_package_must_carry_the_extension_and_no_other_may() {
+    let app = spawn_app().await;
+    let rita = RawMember::register(&app, "rita", "laptop").await;
+
+    let unmarked = expect_refused(
+        publish(&rita, Vec::new(), rita.key_package(None)).await,
+        Code::InvalidArgument,
+        "an unmarked last-resort key package",
+    );
+    assert!(
+        unmarked.message().contains("last_resort extension"),
+        "{unmarked:?}"
+    );
+    let marked = expect_refused(
+        publish(&rita, vec![rita.last_resort_key_package()], Vec::new()).await,
+        Code::InvalidArgument,
+        "a last-resort key package in the pool",
+    );
+    assert!(
+        marked.message().contains("last_resort extension"),
+        "{marked:?}"
+    );
+    let left = count(rita.api()).await;
+    assert_eq!(
+        (left.available, left.has_last_resort),
+        (1, false),
+        "nothing refused was stored"
+    );
+
+    let last_resort = rita.last_resort_key_package();
+    publish(&rita, Vec::new(), last_resort.clone())
+        .await
+        .expect("publishing a marked last-resort key package");
+    let claimer = RawMember::register(&app, "alice", "laptop").await;
+    claim(claimer.api().clone(), "rita").await;
+    let claimed = claim(claimer.api().clone(), "rita").await;
+    assert!(claimed[0].last_resort);
+    assert_eq!(claimed[0].key_package, last_resort);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_package_lifetimes_are_bounded_and_a_client_clock_slightly_ahead_is_tolerated() {
+    let app = spawn_app().await;
+    let rita = RawMember::register(&app, "rita", "laptop").await;
+    let now = unix_now();
+    let day = 86_400;
+    // The defaults: at most 90 days, 5 minutes of clock skew.
+    for (what, lifetime) in [
+        (
+            "a key package valid for 10 years",
+            Lifetime::init(now - 60, now + 3650 * day),
+        ),
+        (
+            "a key package valid for 91 days",
+            Lifetime::init(now - 60, now + 91 * day - 60),
+        ),
+        (
+            "a key package valid from in 15 minutes",
+            Lifetime::init(now + 900, now + 30 * day),
+        ),
+    ] {
+        expect_refused(
+            publish(&rita, vec![rita.key_package(Some(lifetime))], Vec::new()).await,
+            Code::InvalidArgument,
+            what,
+        );
+    }
+    for (what, lifetime) in [
+        (
+            "a key package valid for 89 days",
+            Lifetime::init(now - 60, now + 89 * day - 60),
+        ),
+        (
+            "a key package dated 5 s ahead",
+            Lifetime::init(now + 5, now + 30 * day),
+        ),
+        (
+            "a key package dated 4 minutes ahead",
+            Lifetime::init(now + 240, now + 30 * day),
+        ),
+    ] {
+        publish(&rita, vec![rita.key_package(Some(lifetime))], Vec::new())
+            .await
+            .unwrap_or_else(|status| panic!("{what} was refused: {status:?}"));
+    }
+    assert_eq!(count(rita.api()).await.available, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_below_the_watermark_is_told_once_per_publish_that_it_is_low() {
+    let app = spawn_app().await;
+    // Registering publishes one key package, far below the watermark.
+    let rita = RawMember::register(&app, "rita", "laptop").await;
+    let watermark = count(rita.api()).await.low_watermark;
+    assert!(watermark > 3, "the test needs a watermark above 3");
+    let claimer = RawMember::register(&app, "alice", "laptop").await;
+    let notices = async || {
+        let api = rita.api();
+        api.delivery()
+            .fetch(api.request(v1::FetchRequest {
+                stream: inbox_stream(),
+                after_seq: 0,
+                limit: 0,
+            }))
+            .await
+            .expect("reading rita's inbox")
+            .into_inner()
+            .entries
+            .into_iter()
+            .filter_map(|entry| match entry.entry {
+                Some(v1::envelope::Entry::Inbox(v1::InboxEntry {
+                    item: Some(v1::inbox_entry::Item::KeyPackagesLow(low)),
+                    ..
+                })) => Some(low.available),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+
+    publish(
+        &rita,
+        vec![rita.key_package(None), rita.key_package(None)],
+        Vec::new(),
+    )
+    .await
+    .expect("publishing");
+    claim(claimer.api().clone(), "rita").await;
+    assert_eq!(
+        notices().await,
+        [2],
+        "the first claim tells rita her pool is low"
+    );
+    claim(claimer.api().clone(), "rita").await;
+    assert_eq!(notices().await, [2], "told once until she publishes");
+
+    publish(&rita, vec![rita.key_package(None)], Vec::new())
+        .await
+        .expect("publishing again");
+    claim(claimer.api().clone(), "rita").await;
+    assert_eq!(
+        notices().await,
+        [2, 1],
+        "a publish makes the notice due again"
+    );
 }

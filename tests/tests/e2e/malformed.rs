@@ -7,7 +7,7 @@ use confide_client::{Api, GroupId};
 use confide_ds::Settings;
 use confide_ds::domain::{EntryKind, GroupEntry};
 use confide_proto::v1;
-use confide_tests::rpc::{expect_refused, group_stream};
+use confide_tests::rpc::{call_with_body, expect_refused, group_stream, raw_channel};
 use confide_tests::{Member, RawMember, TestApp, spawn_app};
 use openmls::prelude::Lifetime;
 use tonic::{Code, Response, Status};
@@ -720,4 +720,67 @@ async fn every_oversized_mls_field_is_resource_exhausted_and_the_group_goes_on()
         .await
         .expect("the group goes on");
     assert_eq!(bob.expect_messages(&group, 1).await[0].body, b"still here");
+}
+
+/// How many `method` calls the DS counted as answered with `code`.
+fn rpc_count(metrics: &str, method: &str, code: &str) -> u64 {
+    let labels = [format!("method=\"{method}\""), format!("code=\"{code}\"")];
+    metrics
+        .lines()
+        .filter(|line| line.starts_with("confide_rpc_requests_total{"))
+        .filter(|line| labels.iter().all(|label| line.contains(label.as_str())))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_body_that_is_not_protobuf_is_invalid_argument_and_not_a_server_fault() {
+    let scene = Scene::new().await;
+    let log_before = scene.log().await.len();
+    let channel = raw_channel(&scene.app.endpoint).await;
+    let methods = [
+        "/confide.v1.AuthService/RegisterClient",
+        "/confide.v1.AuthService/RemoveClient",
+        "/confide.v1.GroupService/SendMessage",
+        "/confide.v1.GroupService/SubmitCommit",
+        "/confide.v1.KeyPackageService/PublishKeyPackages",
+        "/confide.v1.DeliveryService/Fetch",
+        "/confide.v1.DeliveryService/Subscribe",
+    ];
+    let bodies: [(&str, &[u8]); 3] = [
+        ("an unterminated varint", &[0xff; 11]),
+        ("a field longer than the body", &[0x0a, 0x05, 0x01]),
+        ("an invalid wire type", &[0x0f, 0x00]),
+    ];
+    let before = scene.app.metrics().await;
+    for method in methods {
+        for (what, body) in bodies {
+            let status = call_with_body(&channel, method, Bytes::from_static(body))
+                .await
+                .expect_err("garbage cannot be a request");
+            assert_eq!(
+                status.code(),
+                Code::InvalidArgument,
+                "{what} to {method}: {status:?}"
+            );
+            assert!(
+                status.message().contains("protobuf"),
+                "{what} to {method}: the reason says what is wrong: {status:?}"
+            );
+        }
+    }
+    let after = scene.app.metrics().await;
+    for method in methods {
+        let counted = |metrics: &str, code| rpc_count(metrics, method, code);
+        assert!(
+            counted(&after, "InvalidArgument") >= counted(&before, "InvalidArgument") + 3,
+            "{method}: the refusals are counted as INVALID_ARGUMENT:\n{after}"
+        );
+        assert_eq!(
+            counted(&after, "Internal"),
+            counted(&before, "Internal"),
+            "{method}: a client's garbage is not a server fault"
+        );
+    }
+    scene.still_serving(log_before).await;
 }

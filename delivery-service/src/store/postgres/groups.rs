@@ -184,14 +184,14 @@ pub(super) async fn append(pool: &Pool, message: &NewMessage) -> StoreResult<App
     let mut conn = pool.get().await?;
     let tx = conn.transaction().await?;
     let group = lock(&tx, &message.group_id).await?;
-    // A retry finds its entry whatever happened since (removal, new epochs).
-    if let Some(original) = find_entry(&tx, &message.group_id, &message.dedup_key).await? {
-        return Ok(AppendOutcome::Duplicate(original));
-    }
     if let Some(sender) = &message.sender
         && !is_member(&tx, &message.group_id, sender).await?
     {
         return Err(StoreError::NotMember);
+    }
+    // A retry finds its entry whatever the epoch is now.
+    if let Some(original) = find_entry(&tx, &message.group_id, &message.dedup_key).await? {
+        return Ok(AppendOutcome::Duplicate(original));
     }
     let in_window = message.epoch <= group.epoch
         && group.epoch - message.epoch <= message.max_epoch_lag

@@ -24,6 +24,7 @@ pub(super) async fn publish(
     if let Some(last_resort) = last_resort {
         put_last_resort(&tx, client, last_resort).await?;
     }
+    set_low_pool_notified(&tx, client, false).await?;
     let available = count_pool(&tx, client).await?;
     tx.commit().await?;
     Ok(available)
@@ -79,6 +80,32 @@ async fn put_last_resort(
     .await
     .map_err(unknown_client)?;
     Ok(())
+}
+
+/// Marks whether the client was told its pool is low; true if that changed
+/// the mark (so exactly one of concurrent claims gets to tell it).
+async fn set_low_pool_notified(
+    db: &impl GenericClient,
+    client: &ClientId,
+    notified: bool,
+) -> StoreResult<bool> {
+    let stmt = db
+        .prepare_cached(
+            "UPDATE clients SET low_pool_notified = $3
+             WHERE user_name = $1 AND device_name = $2 AND low_pool_notified <> $3",
+        )
+        .await?;
+    let changed = db
+        .execute(&stmt, &[&client.user(), &client.device(), &notified])
+        .await?;
+    Ok(changed == 1)
+}
+
+pub(super) async fn take_low_pool_notice(
+    db: &impl GenericClient,
+    client: &ClientId,
+) -> StoreResult<bool> {
+    set_low_pool_notified(db, client, true).await
 }
 
 /// Takes the client's oldest key package, or its last-resort one when the

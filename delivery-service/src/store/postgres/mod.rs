@@ -187,6 +187,10 @@ impl Store for PostgresStore {
         key_packages::claim(&self.pool.get().await?, client).await
     }
 
+    async fn take_low_pool_notice(&self, client: &ClientId) -> StoreResult<bool> {
+        key_packages::take_low_pool_notice(&self.pool.get().await?, client).await
+    }
+
     async fn count_key_packages(&self, client: &ClientId) -> StoreResult<KeyPackageCount> {
         key_packages::count(&self.pool.get().await?, client).await
     }
