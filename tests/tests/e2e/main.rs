@@ -20,5 +20,6 @@ mod replay;
 mod replicas;
 mod restart;
 mod simulator;
+mod state_file;
 mod subscriptions;
 mod tls;
