@@ -636,17 +636,24 @@ impl Client {
     /// Pulls and processes everything pending (inbox, then every group) and
     /// returns the events, in order.
     pub async fn sync(&mut self) -> ClientResult<Vec<Event>> {
-        self.catch_up_inbox().await?;
-        let groups: Vec<GroupId> = self.groups.keys().cloned().collect();
-        for group_id in groups {
-            self.catch_up_group(&group_id).await?;
-        }
-        self.commit_external_removals().await?;
+        self.catch_up().await?;
         let events: Vec<(i64, Event)> = self.events.drain(..).collect();
         if let Some((last, _)) = events.last() {
             self.db.events_taken(*last)?;
         }
         Ok(events.into_iter().map(|(_, event)| event).collect())
+    }
+
+    /// Pulls and processes everything pending, like [`Client::sync`], but
+    /// keeps the events for a later `sync` or [`Client::next_event`]: for
+    /// reading the group's current roster without taking its events.
+    pub async fn catch_up(&mut self) -> ClientResult<()> {
+        self.catch_up_inbox().await?;
+        let groups: Vec<GroupId> = self.groups.keys().cloned().collect();
+        for group_id in groups {
+            self.catch_up_group(&group_id).await?;
+        }
+        self.commit_external_removals().await
     }
 
     /// Keeps an event (in the state file too) until it is handed over.
@@ -1038,6 +1045,7 @@ fn client_futures_are_send(client: &mut Client, group: &[u8]) {
     send(client.sync());
     send(client.next_event());
     send(client.receive());
+    send(client.catch_up());
     send(client.send(group, b""));
     send(client.self_update(group));
     send(client.add_users(group, &[]));

@@ -220,7 +220,8 @@ async fn execute(client: &mut Client, request: &Request, out: &mut String) -> an
         }
         Request::Members { group } => {
             let group = group_id(group)?;
-            client.sync().await?;
+            // Brings the roster up to date; the events stay for `sync`.
+            client.catch_up().await?;
             writeln!(out, "epoch {}", client.epoch(&group)?)?;
             for member in client.roster(&group)? {
                 let you = if &member.client == client.id() {

@@ -3,6 +3,7 @@
 //! no MLS state is ever written back from a stale copy (a reused key
 //! generation would lose messages for good); a command that finds the file
 //! held by a process that takes no commands is refused at once, naming it.
+//! Reading the roster (`members`) leaves the pending events for `sync`.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -268,5 +269,38 @@ async fn a_command_on_a_state_file_held_by_a_process_that_takes_no_commands_is_r
     drop(holder);
     alice.catch_up().await;
     assert!(alice.bodies(&group).is_empty(), "nothing was sent");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_leaves_pending_events_for_a_later_sync() -> anyhow::Result<()> {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir()?;
+    let mut alice = app.client("alice", "laptop").await;
+    let mut carol = app.client("carol", "phone").await;
+    let bob = Device::register(&app, dir.path(), "bob").await;
+    let group = alice.create_group().await?;
+    let g = hex::encode(&group);
+    alice.add_users(&group, &["bob", "carol"]).await?;
+    carol.expect_joined(&group).await;
+    alice.send(&group, b"before members").await?;
+    alice.remove_users(&group, &["carol"]).await?;
+
+    let members = bob.ok(&["members", "--group", &g]).await;
+    assert!(
+        members.contains("alice/laptop") && !members.contains("carol/phone"),
+        "members printed the current roster: {members}"
+    );
+    let synced = bob.ok(&["sync"]).await;
+    for line in [
+        "joined at epoch 1 with",
+        "alice/laptop: before members",
+        "alice/laptop removed carol/phone",
+    ] {
+        assert!(
+            synced.contains(line),
+            "sync printed {line:?} after members: {synced}"
+        );
+    }
     Ok(())
 }
