@@ -22,6 +22,7 @@ use openmls_traits::signatures::Signer;
 use crate::api::Api;
 use crate::error::{ClientError, ClientResult, in_doubt, mls, wrong_epoch};
 use crate::events::{Event, GroupId};
+use crate::lock::StateLock;
 use crate::roster::{self, GroupMember};
 use crate::store::{self, CommitInDoubt, Provider, StateDb, StateLocation, StoredIdentity, Stream};
 
@@ -127,6 +128,22 @@ pub struct Client {
     external_removals: BTreeSet<GroupId>,
     /// The pause before the first resend of an unanswered commit.
     commit_resend_after: Duration,
+    /// The state file's lock, held as long as the client lives (last, so
+    /// it is released after the state's connections close).
+    _lock: Option<StateLock>,
+}
+
+/// An entry of the live stream, received ([`Client::receive`]) but not yet
+/// processed ([`Client::process`]).
+pub struct Incoming(v1::Envelope);
+
+/// Takes the lock on a state file, so that no other client, in this
+/// process or another, holds it while this one lives.
+fn lock(location: &StateLocation) -> ClientResult<Option<StateLock>> {
+    match location {
+        StateLocation::File(path) => StateLock::acquire(path).map(Some),
+        StateLocation::Memory => Ok(None),
+    }
 }
 
 impl Client {
@@ -141,6 +158,7 @@ impl Client {
         location: &StateLocation,
         registration_token: &str,
     ) -> ClientResult<Self> {
+        let lock = lock(location)?;
         let (provider, db, created) = store::create(location)?;
         let registered = match Self::new_identity(&id, &provider, &db) {
             Ok(signer) => api
@@ -165,7 +183,7 @@ impl Client {
                 return Err(error);
             }
         };
-        let mut client = Self::assemble(api, id, signer, provider, db)?;
+        let mut client = Self::assemble(api, id, signer, provider, db, lock)?;
         client.authenticate().await?;
         client.publish_key_packages(KEY_PACKAGE_BATCH, true).await?;
         Ok(client)
@@ -193,8 +211,16 @@ impl Client {
     }
 
     /// Restores a client from its state and authenticates; every group it
-    /// belonged to resumes where it left off.
+    /// belonged to resumes where it left off. Fails at once with
+    /// [`ClientError::StateLocked`] if another client holds the state file.
     pub async fn open(api: Api, location: &StateLocation) -> ClientResult<Self> {
+        if let StateLocation::File(path) = location
+            && !path.exists()
+        {
+            // Before the lock, which would leave a lock file behind.
+            return Err(ClientError::NoStateFile(path.clone()));
+        }
+        let lock = lock(location)?;
         let (provider, db) = store::open(location)?;
         let identity = db
             .identity()?
@@ -207,7 +233,7 @@ impl Client {
             CIPHERSUITE.signature_algorithm(),
         )
         .ok_or_else(|| ClientError::Invalid("the signature key is missing".into()))?;
-        let mut client = Self::assemble(api, id, signer, provider, db)?;
+        let mut client = Self::assemble(api, id, signer, provider, db, lock)?;
         for group_id in client.db.groups()? {
             let mut group = MlsGroup::load(
                 client.provider.storage(),
@@ -233,6 +259,7 @@ impl Client {
         signer: SignatureKeyPair,
         provider: Provider,
         db: StateDb,
+        lock: Option<StateLock>,
     ) -> ClientResult<Self> {
         let events = db.events()?.into();
         let credential = CredentialWithKey {
@@ -251,6 +278,7 @@ impl Client {
             stream: None,
             external_removals: BTreeSet::new(),
             commit_resend_after: COMMIT_RESEND_AFTER,
+            _lock: lock,
         })
     }
 
@@ -701,6 +729,20 @@ impl Client {
         Ok(events.into_iter().map(|(_, event)| event).collect())
     }
 
+    /// Pulls and processes everything pending, like [`Client::sync`], but
+    /// keeps the events for a later `sync` or [`Client::next_event`]: for
+    /// reading the group's current roster without taking its events.
+    pub async fn catch_up(&mut self) -> ClientResult<()> {
+        self.flush_outbox().await?;
+        self.catch_up_inbox().await?;
+        let groups: Vec<GroupId> = self.groups.keys().cloned().collect();
+        for group_id in groups {
+            self.catch_up_group(&group_id).await?;
+            self.settle_commit_in_doubt(&group_id).await?;
+        }
+        self.commit_external_removals().await
+    }
+
     /// Keeps an event (in the state file too) until it is handed over.
     fn emit(&mut self, event: Event) -> ClientResult<()> {
         let id = self.db.push_event(&event)?;
@@ -709,7 +751,7 @@ impl Client {
     }
 
     /// Hands over the oldest event kept, if any.
-    fn take_event(&mut self) -> ClientResult<Option<Event>> {
+    pub fn take_event(&mut self) -> ClientResult<Option<Event>> {
         let Some((id, event)) = self.events.pop_front() else {
             return Ok(None);
         };
@@ -737,6 +779,11 @@ impl Client {
     }
 
     /// The next event from the live stream (opened on first use).
+    ///
+    /// Not cancel-safe: dropped while it processes an entry, it may leave
+    /// that entry half done. To wait for something else at the same time,
+    /// race [`Client::receive`] instead, then [`Client::process`] what it
+    /// returns and take the events ([`Client::take_event`]).
     pub async fn next_event(&mut self) -> ClientResult<Event> {
         if self.stream.is_none() {
             self.flush_outbox().await?;
@@ -749,48 +796,63 @@ impl Client {
             if let Some(event) = self.take_event()? {
                 return Ok(event);
             }
-            if self.stream.is_none() {
-                let request = self.api.request(v1::SubscribeRequest {});
-                self.stream = Some(self.api.delivery().subscribe(request).await?.into_inner());
+            let incoming = self.receive().await?;
+            self.process(incoming).await?;
+        }
+    }
+
+    /// Waits for the next entry of the live stream (opened on first use).
+    /// Cancel-safe: dropped while waiting, it has changed nothing, and the
+    /// entry it was waiting for is returned by the next call.
+    pub async fn receive(&mut self) -> ClientResult<Incoming> {
+        if self.stream.is_none() {
+            let request = self.api.request(v1::SubscribeRequest {});
+            self.stream = Some(self.api.delivery().subscribe(request).await?.into_inner());
+        }
+        let stream = self.stream.as_mut().expect("opened above");
+        match stream.message().await {
+            Ok(Some(envelope)) => Ok(Incoming(envelope)),
+            Ok(None) => {
+                self.stream = None;
+                Err(ClientError::StreamEnded)
             }
-            let stream = self.stream.as_mut().expect("opened above");
-            let envelope = match stream.message().await {
-                Ok(Some(envelope)) => envelope,
-                Ok(None) => {
-                    self.stream = None;
-                    return Err(ClientError::StreamEnded);
-                }
-                Err(status) => {
-                    self.stream = None;
-                    return Err(status.into());
-                }
-            };
-            match envelope.entry {
-                Some(v1::envelope::Entry::Group(entry)) => {
-                    let group_id = entry.group_id.to_vec();
-                    let processed = self.db.processed(&Stream::Group(group_id.clone()))?;
-                    if entry.seq > processed + 1 {
-                        // A gap in the live stream (a dropped or reordered
-                        // entry): refill it, in order, from the log. The
-                        // entry itself is then usually a duplicate.
-                        self.catch_up_group(&group_id).await?;
-                    }
-                    if self.apply_group_entry(entry)? {
-                        self.ack(group_selector(&group_id)).await?;
-                    }
-                }
-                Some(v1::envelope::Entry::Inbox(entry)) => {
-                    if entry.seq > self.db.processed(&Stream::Inbox)? + 1 {
-                        self.catch_up_inbox().await?;
-                    } else {
-                        let seq = entry.seq;
-                        self.apply_inbox_entry(entry).await?;
-                        self.api.ack(inbox_selector(), seq).await?;
-                    }
-                }
-                None => {}
+            Err(status) => {
+                self.stream = None;
+                Err(status.into())
             }
         }
+    }
+
+    /// Processes an entry [`Client::receive`] returned (refilling a gap
+    /// before it from the log) and acknowledges it; its events are kept
+    /// until taken. Run it to completion, never inside a `select!`.
+    pub async fn process(&mut self, incoming: Incoming) -> ClientResult<()> {
+        match incoming.0.entry {
+            Some(v1::envelope::Entry::Group(entry)) => {
+                let group_id = entry.group_id.to_vec();
+                let processed = self.db.processed(&Stream::Group(group_id.clone()))?;
+                if entry.seq > processed + 1 {
+                    // A gap in the live stream (a dropped or reordered
+                    // entry): refill it, in order, from the log. The
+                    // entry itself is then usually a duplicate.
+                    self.catch_up_group(&group_id).await?;
+                }
+                if self.apply_group_entry(entry)? {
+                    self.ack(group_selector(&group_id)).await?;
+                }
+            }
+            Some(v1::envelope::Entry::Inbox(entry)) => {
+                if entry.seq > self.db.processed(&Stream::Inbox)? + 1 {
+                    self.catch_up_inbox().await?;
+                } else {
+                    let seq = entry.seq;
+                    self.apply_inbox_entry(entry).await?;
+                    self.api.ack(inbox_selector(), seq).await?;
+                }
+            }
+            None => {}
+        }
+        self.commit_external_removals().await
     }
 
     /// Acknowledges everything processed on a stream.
@@ -1092,6 +1154,8 @@ fn client_futures_are_send(client: &mut Client, group: &[u8]) {
     fn send<T: Send>(_: T) {}
     send(client.sync());
     send(client.next_event());
+    send(client.receive());
+    send(client.catch_up());
     send(client.send(group, b""));
     send(client.self_update(group));
     send(client.add_users(group, &[]));

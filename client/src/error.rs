@@ -32,6 +32,16 @@ pub enum ClientError {
         "the delivery service did not answer the commit: whether the group took it is unknown until the next sync settles it"
     )]
     CommitInDoubt,
+    /// Another client (in this process or another) holds the state file;
+    /// one process at a time may, or MLS state would be written back from
+    /// a stale copy. `pid` and `holder` (its command line) are what the
+    /// holder wrote into the lock file.
+    #[error("{} is in use by {}", path.display(), crate::lock::describe(*pid, holder.as_deref()))]
+    StateLocked {
+        path: std::path::PathBuf,
+        pid: Option<u32>,
+        holder: Option<String>,
+    },
 }
 
 pub type ClientResult<T> = Result<T, ClientError>;

@@ -12,7 +12,9 @@ pub mod demo;
 pub mod display;
 pub mod error;
 pub mod events;
+pub mod handoff;
 pub mod ingress;
+pub mod lock;
 pub mod retry;
 pub mod roster;
 pub mod sim;
@@ -20,7 +22,7 @@ pub mod store;
 pub mod subscriptions;
 
 pub use api::{Api, TlsOptions};
-pub use client::{Added, Client, CommitSummary};
+pub use client::{Added, Client, CommitSummary, Incoming};
 pub use confide_ds::domain::ClientId;
 pub use error::{ClientError, ClientResult};
 pub use events::{Event, GroupId};

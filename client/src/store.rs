@@ -195,7 +195,8 @@ fn create_private_file(path: &Path) -> std::io::Result<bool> {
 /// Deletes a state file and SQLite's side files (after a failed
 /// registration: a file without a registered client is of no use).
 pub fn remove(path: &Path) {
-    for suffix in ["", "-wal", "-shm", "-journal"] {
+    // The lock file beside it (`lock.rs`) too: it was made for this state.
+    for suffix in ["", "-wal", "-shm", "-journal", ".lock"] {
         let mut file = path.as_os_str().to_owned();
         file.push(suffix);
         let file = PathBuf::from(file);

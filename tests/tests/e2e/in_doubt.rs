@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use confide_client::{Client, ClientError, Event, GroupId, StateLocation};
-use confide_tests::{Lost, HostileDs, Member, TestApp, spawn_app};
+use confide_tests::{HostileDs, Lost, Member, TestApp, spawn_app};
 
 /// Alice reaches the DS through `link`, which can lose her commits or their
 /// answers; Bob and Carol reach it directly. Alice creates a group and adds

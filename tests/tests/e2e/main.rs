@@ -22,5 +22,6 @@ mod replay;
 mod replicas;
 mod restart;
 mod simulator;
+mod state_file;
 mod subscriptions;
 mod tls;
