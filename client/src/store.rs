@@ -244,6 +244,7 @@ impl StateDb {
                  epoch INTEGER NOT NULL,
                  body BLOB NOT NULL,
                  seq INTEGER,
+                 answered INTEGER NOT NULL DEFAULT 0,
                  UNIQUE (group_id, message_id));",
         )?;
         Ok(Self { conn })
@@ -461,11 +462,19 @@ pub struct Outgoing {
     /// The plaintext, to encrypt again if the DS refused `message` for its
     /// epoch (it then never stored it).
     pub body: Vec<u8>,
-    /// Where it is in the group's log, once it was found there unanswered.
+    /// Where it is in the group's log, once it was found there unanswered
+    /// or the DS answered.
     pub seq: Option<u64>,
+    /// The DS answered it with `seq`: kept a while so that a caller's retry
+    /// with the same id sends the same bytes and gets that seq again.
+    pub answered: bool,
 }
 
-/// The outbox: messages sent but not yet answered.
+/// Answered messages kept, per client, for retries with the same id.
+const ANSWERED_KEPT: i64 = 1024;
+
+/// The outbox: messages sent but not yet answered, and the last answered
+/// ones.
 impl StateDb {
     /// Keeps a message before it is first sent; returns its place.
     pub fn push_outgoing(
@@ -484,15 +493,15 @@ impl StateDb {
         Ok(self.conn.last_insert_rowid())
     }
 
-    /// The oldest message kept after place `after`.
+    /// The oldest unanswered message kept after place `after`.
     pub fn next_outgoing(&self, after: i64) -> ClientResult<Option<Outgoing>> {
         Ok(self
-            .outgoing_where("id > ?1", params![after])?
+            .outgoing_where("answered = 0 AND id > ?1", params![after])?
             .into_iter()
             .next())
     }
 
-    /// The unanswered message of the group with this idempotency key.
+    /// The message of the group with this idempotency key, answered or not.
     pub fn outgoing_by_id(
         &self,
         group_id: &[u8],
@@ -509,7 +518,10 @@ impl StateDb {
     /// The oldest unanswered message of the group with this plaintext.
     pub fn outgoing_by_body(&self, group_id: &[u8], body: &[u8]) -> ClientResult<Option<Outgoing>> {
         Ok(self
-            .outgoing_where("group_id = ?1 AND body = ?2", params![group_id, body])?
+            .outgoing_where(
+                "answered = 0 AND group_id = ?1 AND body = ?2",
+                params![group_id, body],
+            )?
             .into_iter()
             .next())
     }
@@ -520,7 +532,7 @@ impl StateDb {
         values: &[&dyn rusqlite::ToSql],
     ) -> ClientResult<Vec<Outgoing>> {
         let mut statement = self.conn.prepare(&format!(
-            "SELECT id, group_id, message_id, message, epoch, body, seq FROM confide_outbox
+            "SELECT id, group_id, message_id, message, epoch, body, seq, answered FROM confide_outbox
              WHERE {condition} ORDER BY id"
         ))?;
         let rows = statement.query_map(values, |row| {
@@ -532,6 +544,7 @@ impl StateDb {
                 epoch: row.get::<_, i64>(4)? as u64,
                 body: row.get(5)?,
                 seq: row.get::<_, Option<i64>>(6)?.map(|seq| seq as u64),
+                answered: row.get(7)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -546,7 +559,22 @@ impl StateDb {
         Ok(())
     }
 
-    /// Forgets a message: the DS answered it (or refused it for good).
+    /// The DS answered the message with `seq`; it stays among the last
+    /// answered ones.
+    pub fn outgoing_answered(&self, id: i64, seq: u64) -> ClientResult<()> {
+        self.conn.execute(
+            "UPDATE confide_outbox SET answered = 1, seq = ?2 WHERE id = ?1",
+            params![id, seq as i64],
+        )?;
+        self.conn.execute(
+            "DELETE FROM confide_outbox WHERE answered = 1 AND id NOT IN
+                 (SELECT id FROM confide_outbox WHERE answered = 1 ORDER BY id DESC LIMIT ?1)",
+            [ANSWERED_KEPT],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets a message the DS refused for good.
     pub fn outgoing_done(&self, id: i64) -> ClientResult<()> {
         self.conn
             .execute("DELETE FROM confide_outbox WHERE id = ?1", [id])?;
@@ -559,7 +587,7 @@ impl StateDb {
     pub fn outgoing_in_log(&self, group_id: &[u8], message: &[u8], seq: u64) -> ClientResult<bool> {
         let found = self.conn.execute(
             "UPDATE confide_outbox SET seq = ?3
-             WHERE group_id = ?1 AND message = ?2 AND seq IS NULL",
+             WHERE group_id = ?1 AND message = ?2 AND seq IS NULL AND answered = 0",
             params![group_id, message, seq as i64],
         )?;
         Ok(found > 0)

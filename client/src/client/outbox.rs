@@ -30,9 +30,10 @@ impl Client {
         self.send_with_id(group_id, &message_id, body).await
     }
 
-    /// Like [`Client::send`] with a caller-chosen idempotency key. While the
-    /// message is unanswered, sending the same id again resends the bytes
-    /// kept in the outbox, and returns the original sequence number.
+    /// Like [`Client::send`] with a caller-chosen idempotency key. Sending the
+    /// same id and text again, unanswered or among the last answered
+    /// messages, resends the bytes kept in the outbox and returns the
+    /// original sequence number.
     pub async fn send_with_id(
         &mut self,
         group_id: &[u8],
@@ -42,10 +43,26 @@ impl Client {
         // Not in the epoch before a commit the group may have taken.
         self.settle_commit_in_doubt(group_id).await?;
         let place = match self.db.outgoing_by_id(group_id, message_id)? {
+            Some(answered) if answered.answered && answered.body == body => {
+                // A retry of a message the DS answered: the same bytes again
+                // get its original answer.
+                let request = self.api.request(v1::SendMessageRequest {
+                    group_id: group_id.to_vec().into(),
+                    message_id: message_id.to_vec().into(),
+                    message: answered.message.into(),
+                });
+                return Ok(self
+                    .api
+                    .groups()
+                    .send_message(request)
+                    .await?
+                    .into_inner()
+                    .seq);
+            }
             Some(unanswered) if unanswered.body == body => unanswered.id,
             Some(_) => {
                 return Err(ClientError::Invalid(
-                    "that message id is taken by another unanswered message".into(),
+                    "that message id is taken by another message".into(),
                 ));
             }
             None => {
@@ -95,7 +112,7 @@ impl Client {
     async fn deliver(&mut self, mut outgoing: Outgoing) -> ClientResult<u64> {
         if let Some(seq) = outgoing.seq {
             // Found in the log already (and applied as our own).
-            self.db.outgoing_done(outgoing.id)?;
+            self.db.outgoing_answered(outgoing.id, seq)?;
             return Ok(seq);
         }
         let group_id = outgoing.group_id.clone();
@@ -109,7 +126,7 @@ impl Client {
                 Ok(response) => {
                     let seq = response.into_inner().seq;
                     self.db.mark_own(&group_id, seq)?;
-                    self.db.outgoing_done(outgoing.id)?;
+                    self.db.outgoing_answered(outgoing.id, seq)?;
                     return Ok(seq);
                 }
                 Err(status) if wrong_epoch(&status).is_some() => {

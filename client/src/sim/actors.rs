@@ -390,6 +390,9 @@ impl FullMember {
                         Ok(again) if again == seq => {}
                         Ok(_) => sent.retry_mismatches += 1,
                         Err(error) => {
+                            // The retry of an answered message must get its
+                            // seq again; a refusal breaks that promise too.
+                            sent.retry_mismatches += 1;
                             *sent
                                 .errors
                                 .entry(format!("resend: {}", error_label(&error)))

@@ -107,3 +107,29 @@ async fn a_message_that_never_reached_the_ds_is_sent_by_the_next_sync_even_epoch
     alice.catch_up().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_with_the_same_id_after_the_answer_gets_the_original_seq_even_epochs_later()
+-> anyhow::Result<()> {
+    let app = spawn_app().await;
+    let hostile = HostileDs::in_front_of(&app).await;
+    let dir = tempfile::tempdir()?;
+    let state = StateLocation::File(dir.path().join("alice.db"));
+    let (group, mut alice, mut bob) = alice_and_bob(&app, &hostile, &state).await;
+
+    let seq = alice.send_with_id(&group, b"message-1", b"hello").await?;
+    bob.self_update(&group).await?;
+    alice.catch_up().await;
+    // The application did not record the answer (it stopped) and retries.
+    let again = alice.send_with_id(&group, b"message-1", b"hello").await?;
+    assert_eq!(again, seq, "the retry returns the original seq");
+    assert_eq!(stored_messages(&app, bob.id(), &group).await, [seq]);
+    let other = alice
+        .send_with_id(&group, b"message-1", b"another text")
+        .await
+        .expect_err("one id, two messages");
+    assert!(other.to_string().contains("message id"), "{other}");
+    let received = bob.expect_messages(&group, 1).await;
+    assert_eq!(received[0].body, b"hello");
+    Ok(())
+}
