@@ -19,6 +19,7 @@ mod privacy;
 mod replay;
 mod replicas;
 mod restart;
+mod sessions;
 mod simulator;
 mod subscriptions;
 mod tls;

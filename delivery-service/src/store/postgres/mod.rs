@@ -25,8 +25,8 @@ use tokio_postgres::error::SqlState;
 
 use super::{
     AppendOutcome, ClaimedKeyPackage, ClientRecord, CommitOutcome, CommitRecord, DedupKey,
-    KeyPackageCount, KeyPackageRecord, Membership, NewGroup, NewMessage, Registration, Store,
-    StoreError, StoreResult, StoredGroupState,
+    KeyPackageCount, KeyPackageRecord, Membership, NewGroup, NewMessage, Registration,
+    SessionRecord, Store, StoreError, StoreResult, StoredGroupState,
 };
 use crate::domain::{ClientId, GroupEntry, GroupId, InboxEntry, InboxItem, StreamRef};
 
@@ -166,7 +166,7 @@ impl Store for PostgresStore {
         &self,
         token_hash: &DedupKey,
         now: SystemTime,
-    ) -> StoreResult<Option<ClientId>> {
+    ) -> StoreResult<Option<SessionRecord>> {
         clients::session(&self.pool.get().await?, token_hash, now).await
     }
 
