@@ -17,6 +17,7 @@ pub mod domain;
 pub mod error;
 pub mod groups;
 pub mod grpc;
+pub mod health;
 pub mod hub;
 pub mod key_packages;
 pub mod limits;

@@ -20,6 +20,7 @@ mod replay;
 mod replicas;
 mod restart;
 mod sessions;
+mod shutdown;
 mod simulator;
 mod subscriptions;
 mod tls;
