@@ -27,6 +27,9 @@ pub enum LogFormat {
 pub struct DatabaseSettings {
     pub url: String,
     pub max_connections: usize,
+    /// At start-up, how long to wait for an unreachable PostgreSQL (retrying
+    /// with back-off) before giving up; unset: wait as long as it takes.
+    pub startup_wait_secs: Option<u64>,
 }
 
 /// TLS on the gRPC port (rustls). PEM files.
@@ -293,6 +296,10 @@ impl fmt::Debug for Settings {
             .field("store", &self.store)
             .field("database.url", &redact_url(&self.database.url))
             .field("database.max_connections", &self.database.max_connections)
+            .field(
+                "database.startup_wait_secs",
+                &self.database.startup_wait_secs,
+            )
             .field("log_format", &self.log_format)
             .field(
                 "registration_token",

@@ -21,6 +21,7 @@ pub mod health;
 pub mod hub;
 pub mod key_packages;
 pub mod limits;
+pub mod log_limit;
 pub mod mls;
 pub mod server;
 pub mod state;

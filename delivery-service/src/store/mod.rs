@@ -209,6 +209,10 @@ pub enum StoreError {
     StateChanged,
     #[error("storage backend failed: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The database cannot be reached (down, restarting, out of reach) or
+    /// has no connection free in time: the same call may succeed later.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -4,6 +4,7 @@
 
 mod authorization;
 mod conversation;
+mod database;
 mod delivery;
 mod deprovision;
 mod epochs;
