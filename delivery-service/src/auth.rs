@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::ClientId;
 use crate::error::{ApiError, ApiResult};
+use crate::hub::{Ending, SessionHash};
 use crate::state::Ds;
 use crate::store::{ClientRecord, Registration};
 
@@ -25,6 +26,14 @@ const CHALLENGE_LEN: usize = 32;
 
 pub struct Session {
     pub token: String,
+    pub expires_at: SystemTime,
+}
+
+/// An authenticated caller: its client and the session it presented.
+pub struct Caller {
+    pub client: ClientId,
+    /// The SHA-256 of the session token.
+    pub session: SessionHash,
     pub expires_at: SystemTime,
 }
 
@@ -161,31 +170,48 @@ impl Ds {
         &self,
         request: &tonic::Request<T>,
     ) -> ApiResult<ClientId> {
-        let size = request.get_ref().encoded_len();
-        self.check_request_size(size)?;
-        let client = self.session_client(request).await?;
-        self.limits.check_request(&client, size)?;
-        Ok(client)
+        Ok(self.authenticated_caller(request).await?.client)
     }
 
-    async fn session_client<T>(&self, request: &tonic::Request<T>) -> ApiResult<ClientId> {
-        self.store
-            .session(&token_hash(bearer_token(request)?), SystemTime::now())
+    /// Like [`Ds::authenticated_client`], with the session the request
+    /// carries (a live stream ends when that session does).
+    pub async fn authenticated_caller<T: prost::Message>(
+        &self,
+        request: &tonic::Request<T>,
+    ) -> ApiResult<Caller> {
+        let size = request.get_ref().encoded_len();
+        self.check_request_size(size)?;
+        let session = token_hash(bearer_token(request)?);
+        let record = self
+            .store
+            .session(&session, SystemTime::now())
             .await?
             .ok_or(ApiError::Unauthenticated(
                 "invalid or expired session token",
-            ))
+            ))?;
+        self.limits.check_request(&record.client, size)?;
+        Ok(Caller {
+            client: record.client,
+            session,
+            expires_at: record.expires_at,
+        })
     }
 
-    /// Ends the session the request carries.
+    /// Ends the session the request carries, and the live streams opened
+    /// with it on every replica.
     pub async fn revoke_session<T: prost::Message>(
         &self,
         request: &tonic::Request<T>,
     ) -> ApiResult<ClientId> {
-        let client = self.authenticated_client(request).await?;
-        self.store
-            .revoke_session(&token_hash(bearer_token(request)?))
-            .await?;
+        let Caller {
+            client, session, ..
+        } = self.authenticated_caller(request).await?;
+        self.store.revoke_session(&session).await?;
+        self.end_streams(Ending::SessionRevoked {
+            client: client.clone(),
+            session,
+        })
+        .await;
         Ok(client)
     }
 

@@ -27,6 +27,9 @@ pub enum LogFormat {
 pub struct DatabaseSettings {
     pub url: String,
     pub max_connections: usize,
+    /// At start-up, how long to wait for an unreachable PostgreSQL (retrying
+    /// with back-off) before giving up; unset: wait as long as it takes.
+    pub startup_wait_secs: Option<u64>,
 }
 
 /// TLS on the gRPC port (rustls). PEM files.
@@ -128,9 +131,16 @@ pub struct Settings {
     pub live_queue_depth: usize,
     /// Envelopes buffered per Subscribe stream before its subscriber waits.
     pub stream_buffer: usize,
+    /// On shutdown, how long in-flight calls may take to finish before the
+    /// connections still open are closed.
+    pub shutdown_grace_secs: u64,
 }
 
 impl Settings {
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+
     /// Defaults, then `file` (YAML) if given, then `CONFIDE__*` variables.
     pub fn load(file: Option<&Path>) -> Result<Self, config::ConfigError> {
         Self::load_from(config::Config::builder(), file)
@@ -156,6 +166,7 @@ impl Settings {
             .set_default("max_key_packages_per_publish", 500)?
             .set_default("live_queue_depth", 1024)?
             .set_default("stream_buffer", 256)?
+            .set_default("shutdown_grace_secs", 10)?
             .set_default("plaintext", false)?
             .set_default("transport.max_connections", 10_000)?
             .set_default("transport.max_concurrent_streams", 256)?
@@ -292,6 +303,10 @@ impl fmt::Debug for Settings {
             .field("store", &self.store)
             .field("database.url", &redact_url(&self.database.url))
             .field("database.max_connections", &self.database.max_connections)
+            .field(
+                "database.startup_wait_secs",
+                &self.database.startup_wait_secs,
+            )
             .field("log_format", &self.log_format)
             .field(
                 "registration_token",
@@ -306,6 +321,7 @@ impl fmt::Debug for Settings {
             .field("max_epoch_lag", &self.max_epoch_lag)
             .field("key_package_low_watermark", &self.key_package_low_watermark)
             .field("max_message_bytes", &self.max_message_bytes)
+            .field("shutdown_grace_secs", &self.shutdown_grace_secs)
             .finish_non_exhaustive()
     }
 }

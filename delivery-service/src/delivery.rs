@@ -13,11 +13,14 @@
 
 use std::collections::HashMap;
 
+use std::time::{Duration, SystemTime};
+
 use tokio::sync::mpsc;
 
+use crate::auth::Caller;
 use crate::domain::{ClientId, EntryKind, GroupEntry, GroupId, InboxEntry, InboxItem, StreamRef};
 use crate::error::{ApiError, ApiResult};
-use crate::hub::{LiveEvent, SubscriberId, Subscription};
+use crate::hub::{Ending, LiveEvent, SessionHash, SubscriberId, Subscription};
 use crate::state::{AppState, Ds};
 use crate::store::Membership;
 
@@ -42,6 +45,9 @@ struct GroupCursor {
 struct Subscriber {
     ds: AppState,
     client: ClientId,
+    /// The session the stream was opened with; the stream ends with it.
+    session: SessionHash,
+    session_expires_at: SystemTime,
     /// This subscription in the hub, which follows the groups it delivers.
     id: SubscriberId,
     groups: HashMap<GroupId, GroupCursor>,
@@ -239,8 +245,30 @@ impl Subscriber {
         Err(Closed)
     }
 
+    /// After announcements may have been missed: ends the stream if its
+    /// session was revoked meanwhile (through a replica whose announcement
+    /// never arrived), else re-reads every stream from the store.
+    async fn recheck_and_catch_up(&mut self) -> Result<(), Closed> {
+        match self
+            .ds
+            .store
+            .session(&self.session, SystemTime::now())
+            .await
+        {
+            Ok(Some(_)) => self.catch_up_all().await,
+            Ok(None) => self.fail(ApiError::Unauthenticated(SESSION_ENDED)).await,
+            Err(error) => self.fail(error.into()).await,
+        }
+    }
+
     async fn run(mut self, mut subscription: Subscription) {
         let shutdown = self.ds.shutdown.clone();
+        let remaining = self
+            .session_expires_at
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO);
+        let expiry = tokio::time::sleep(remaining);
+        tokio::pin!(expiry);
         if self.catch_up_all().await.is_err() {
             return;
         }
@@ -248,12 +276,21 @@ impl Subscriber {
             let step = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = self.out.closed() => return,
+                () = &mut expiry => self.fail(ApiError::Unauthenticated("session expired")).await,
                 event = subscription.events.recv() => match event {
                     Some(LiveEvent::Group(entry)) => self.on_group_entry(entry).await,
                     Some(LiveEvent::Inbox(entry)) => self.on_inbox_entry(entry).await,
-                    None => return,
+                    None => match subscription.ending() {
+                        Some(Ending::SessionRevoked { .. }) => {
+                            self.fail(ApiError::Unauthenticated("session revoked")).await
+                        }
+                        Some(Ending::ClientRemoved { .. }) => {
+                            self.fail(ApiError::Unauthenticated("this client was removed")).await
+                        }
+                        None => return,
+                    },
                 },
-                _ = subscription.signal.lagged() => self.catch_up_all().await,
+                _ = subscription.signal.lagged() => self.recheck_and_catch_up().await,
             };
             if step.is_err() {
                 return;
@@ -262,17 +299,24 @@ impl Subscriber {
     }
 }
 
+/// Why a stream ended whose session disappeared from the store.
+const SESSION_ENDED: &str = "session revoked or expired";
+
 impl Ds {
-    /// Starts a subscription for `client`: the backlog after its cursors, then
-    /// live entries. It ends when the receiver is dropped or on shutdown.
+    /// Starts a subscription for the caller: the backlog after its cursors,
+    /// then live entries. It ends when the receiver is dropped or on
+    /// shutdown, and with UNAUTHENTICATED when the caller's session expires
+    /// or is revoked, or the client is removed.
     pub async fn subscribe(
         self: &AppState,
-        client: ClientId,
+        caller: Caller,
         buffer: usize,
     ) -> ApiResult<mpsc::Receiver<ApiResult<Delivery>>> {
+        let client = caller.client;
         let memberships = self.store.memberships(&client).await?;
         let subscription = self.hub.subscribe(
             &client,
+            caller.session,
             memberships
                 .iter()
                 .filter(|m| m.is_current())
@@ -296,6 +340,8 @@ impl Ds {
         let subscriber = Subscriber {
             ds: self.clone(),
             client,
+            session: caller.session,
+            session_expires_at: caller.expires_at,
             id: subscription.id(),
             groups,
             inbox_sent,
@@ -303,6 +349,19 @@ impl Ds {
         };
         tokio::spawn(subscriber.run(subscription));
         Ok(rx)
+    }
+
+    /// Ends the live streams `ending` names here at once, and announces it
+    /// to the other replicas (PostgreSQL), which end theirs.
+    pub async fn end_streams(&self, ending: Ending) {
+        self.hub.end(&ending);
+        if let Some(store) = &self.postgres
+            && let Err(error) = crate::store::postgres::listen::announce(store, &ending).await
+        {
+            // Their streams still end at the next re-read (a reconnect of
+            // their relay) or when the session expires.
+            tracing::warn!(%error, "could not tell the other replicas to end streams");
+        }
     }
 
     pub async fn fetch(

@@ -7,6 +7,7 @@
 
 use crate::domain::ClientId;
 use crate::error::{ApiError, ApiResult};
+use crate::hub::Ending;
 use crate::state::Ds;
 use crate::store::StoreError;
 
@@ -70,7 +71,10 @@ impl Ds {
             }
             Err(error) => return Err(error.into()),
         }
-        self.hub.disconnect(target);
+        self.end_streams(Ending::ClientRemoved {
+            client: target.clone(),
+        })
+        .await;
         let mut removal = Removal::default();
         let groups = self.store.memberships(target).await?;
         for group in groups.iter().filter(|m| m.is_current()) {

@@ -12,6 +12,7 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::domain::{InvalidClientId, InvalidGroupId};
+use crate::log_limit::LogLimit;
 use crate::mls::MlsError;
 use crate::store::StoreError;
 
@@ -53,7 +54,22 @@ pub enum ApiError {
     /// stored. Not retryable with these bytes.
     #[error("this message id was used before for a different message")]
     IdempotencyKeyReused,
+    /// The database cannot be reached: the same request may succeed after
+    /// `retry_after`. The cause is logged where it is mapped, rate-limited.
+    #[error("the service is temporarily unavailable")]
+    Unavailable {
+        retry_after: Duration,
+        cause: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
+
+/// The delay an UNAVAILABLE answer suggests: about how long the database
+/// watchdog's back-off takes to notice it is back.
+pub const UNAVAILABLE_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// At most one log line per period for calls refused while the database is
+/// unavailable (they all share one cause, which the watchdog logs too).
+static UNAVAILABLE_LOG: LogLimit = LogLimit::new(Duration::from_secs(10));
 
 /// What a client learns when it asks about a group it may not see: the same
 /// answer whether or not the group exists.
@@ -80,6 +96,10 @@ impl From<StoreError> for ApiError {
                 ApiError::AlreadyExists(format!("{what} already exists"))
             }
             StoreError::Backend(source) => ApiError::Internal(source),
+            StoreError::Unavailable(cause) => ApiError::Unavailable {
+                retry_after: UNAVAILABLE_RETRY_AFTER,
+                cause,
+            },
         }
     }
 }
@@ -174,6 +194,17 @@ impl From<ApiError> for Status {
                     HashMap::new(),
                 ),
             ),
+            ApiError::Unavailable { retry_after, cause } => {
+                if let Some(not_logged) = UNAVAILABLE_LOG.admit() {
+                    tracing::warn!(%cause, similar_calls_not_logged = not_logged,
+                        "a call was refused: the database is unavailable");
+                }
+                Status::with_error_details(
+                    Code::Unavailable,
+                    "the database is unavailable; retry later",
+                    ErrorDetails::with_retry_info(Some(retry_after)),
+                )
+            }
         }
     }
 }

@@ -21,7 +21,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use tokio::sync::{Notify, mpsc};
 
@@ -39,10 +39,27 @@ pub enum LiveEvent {
 /// One live subscription, as the hub knows it.
 pub type SubscriberId = u64;
 
+/// The SHA-256 of the session token a subscription was opened with.
+pub type SessionHash = [u8; 32];
+
+/// Why live subscriptions must end now, on whichever replica they are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// The session was revoked: the subscriptions opened with it end.
+    SessionRevoked {
+        client: ClientId,
+        session: SessionHash,
+    },
+    /// The client was deprovisioned: all its subscriptions end.
+    ClientRemoved { client: ClientId },
+}
+
 struct SubscriberHandle {
     client: ClientId,
+    session: SessionHash,
     tx: mpsc::Sender<LiveEvent>,
     signal: Arc<LagSignal>,
+    ending: Arc<OnceLock<Ending>>,
 }
 
 /// Set when an event could not be queued; the subscriber then catches up.
@@ -91,11 +108,17 @@ pub struct Subscription {
     hub: Arc<Hub>,
     pub events: mpsc::Receiver<LiveEvent>,
     pub signal: Arc<LagSignal>,
+    ending: Arc<OnceLock<Ending>>,
 }
 
 impl Subscription {
     pub fn id(&self) -> SubscriberId {
         self.id
+    }
+
+    /// Why the hub ended this subscription (its events then end), if it did.
+    pub fn ending(&self) -> Option<&Ending> {
+        self.ending.get()
     }
 }
 
@@ -126,23 +149,28 @@ impl Hub {
         self.registry.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers a subscriber for the client's inbox and the given groups.
-    /// Call before reading the backlog, so nothing falls between the two.
+    /// Registers a subscriber for the client's inbox and the given groups,
+    /// opened with `session`. Call before reading the backlog, so nothing
+    /// falls between the two.
     pub fn subscribe(
         self: &Arc<Self>,
         client: &ClientId,
+        session: SessionHash,
         groups: impl IntoIterator<Item = GroupId>,
     ) -> Subscription {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, events) = mpsc::channel(self.queue_depth);
         let signal = Arc::new(LagSignal::default());
+        let ending = Arc::new(OnceLock::new());
         let mut registry = self.write();
         registry.subscribers.insert(
             id,
             SubscriberHandle {
                 client: client.clone(),
+                session,
                 tx,
                 signal: signal.clone(),
+                ending: ending.clone(),
             },
         );
         registry
@@ -158,30 +186,55 @@ impl Hub {
             hub: self.clone(),
             events,
             signal,
+            ending,
         }
     }
 
-    /// Ends every live subscription of `client` in this process (a
-    /// deprovisioned device): their streams close.
-    pub fn disconnect(&self, client: &ClientId) {
-        let ids: Vec<SubscriberId> = self
-            .read()
-            .by_client
-            .get(client)
-            .map(|ids| ids.iter().copied().collect())
-            .unwrap_or_default();
+    /// Ends the live subscriptions in this process that `ending` names (a
+    /// revoked session's, a deprovisioned device's): their events end and
+    /// [`Subscription::ending`] says why.
+    pub fn end(&self, ending: &Ending) {
+        let (client, session) = match ending {
+            Ending::SessionRevoked { client, session } => (client, Some(session)),
+            Ending::ClientRemoved { client } => (client, None),
+        };
+        let ids: Vec<SubscriberId> = {
+            let registry = self.read();
+            registry
+                .by_client
+                .get(client)
+                .into_iter()
+                .flatten()
+                .copied()
+                .filter(|id| {
+                    session.is_none_or(|session| {
+                        registry
+                            .subscribers
+                            .get(id)
+                            .is_some_and(|handle| &handle.session == session)
+                    })
+                })
+                .collect()
+        };
         for id in ids {
-            // Dropping the handle drops its sender: the subscription's
-            // receiver ends, and so does its stream.
-            self.unregister(id);
+            self.unregister_with(id, Some(ending));
         }
     }
 
     fn unregister(&self, id: SubscriberId) {
+        self.unregister_with(id, None);
+    }
+
+    /// Dropping the handle drops its sender: the subscription's receiver
+    /// ends, after `ending` was recorded for it.
+    fn unregister_with(&self, id: SubscriberId, ending: Option<&Ending>) {
         let mut registry = self.write();
         let Some(handle) = registry.subscribers.remove(&id) else {
             return;
         };
+        if let Some(ending) = ending {
+            let _ = handle.ending.set(ending.clone());
+        }
         if let Some(ids) = registry.by_client.get_mut(&handle.client) {
             ids.remove(&id);
             if ids.is_empty() {
@@ -307,6 +360,8 @@ mod tests {
     use super::*;
     use crate::domain::EntryKind;
 
+    const SESSION: SessionHash = [7; 32];
+
     fn entry(group: &GroupId, seq: u64) -> GroupEntry {
         GroupEntry {
             group_id: group.clone(),
@@ -322,7 +377,7 @@ mod tests {
         let hub = Hub::new();
         let alice = ClientId::new("alice", "phone").unwrap();
         let (g1, g2) = (GroupId::new(*b"g1").unwrap(), GroupId::new(*b"g2").unwrap());
-        let mut sub = hub.subscribe(&alice, [g1.clone()]);
+        let mut sub = hub.subscribe(&alice, SESSION, [g1.clone()]);
         hub.publish_group(&entry(&g2, 1));
         hub.publish_group(&entry(&g1, 1));
         match sub.events.recv().await {
@@ -337,7 +392,7 @@ mod tests {
         let hub = Hub::new();
         let bob = ClientId::new("bob", "laptop").unwrap();
         let group = GroupId::new(*b"g").unwrap();
-        let mut sub = hub.subscribe(&bob, []);
+        let mut sub = hub.subscribe(&bob, SESSION, []);
         hub.join(&group, &bob);
         hub.publish_group(&entry(&group, 1));
         hub.leave(&group, &bob);
@@ -351,7 +406,7 @@ mod tests {
         let hub = Hub::new();
         let carol = ClientId::new("carol", "desk").unwrap();
         let group = GroupId::new(*b"g").unwrap();
-        let sub = hub.subscribe(&carol, [group.clone()]);
+        let sub = hub.subscribe(&carol, SESSION, [group.clone()]);
         for seq in 1..=(DEFAULT_QUEUE_DEPTH as u64 + 5) {
             hub.publish_group(&entry(&group, seq));
         }
@@ -364,8 +419,8 @@ mod tests {
         let hub = Hub::new();
         let erin = ClientId::new("erin", "phone").unwrap();
         let group = GroupId::new(*b"g").unwrap();
-        let mut phone = hub.subscribe(&erin, []);
-        let mut other = hub.subscribe(&erin, []);
+        let mut phone = hub.subscribe(&erin, SESSION, []);
+        let mut other = hub.subscribe(&erin, SESSION, []);
         assert!(!hub.follows_group(&group));
         hub.follow(phone.id(), &group);
         assert!(hub.follows_group(&group));
@@ -383,7 +438,10 @@ mod tests {
         let hub = Hub::new();
         let frank = ClientId::new("frank", "desk").unwrap();
         let grace = ClientId::new("grace", "desk").unwrap();
-        let (a, b) = (hub.subscribe(&frank, []), hub.subscribe(&grace, []));
+        let (a, b) = (
+            hub.subscribe(&frank, SESSION, []),
+            hub.subscribe(&grace, SESSION, []),
+        );
         assert!(hub.follows_inbox(&frank) && hub.follows_inbox(&grace));
         hub.mark_all_lagged();
         a.signal.lagged().await;
@@ -391,10 +449,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn ending_a_session_ends_only_its_subscriptions_and_says_why() {
+        let hub = Hub::new();
+        let ivan = ClientId::new("ivan", "phone").unwrap();
+        let mut revoked = hub.subscribe(&ivan, SESSION, []);
+        let mut kept = hub.subscribe(&ivan, [8; 32], []);
+        let ending = Ending::SessionRevoked {
+            client: ivan.clone(),
+            session: SESSION,
+        };
+        hub.end(&ending);
+        assert!(revoked.events.recv().await.is_none());
+        assert_eq!(revoked.ending(), Some(&ending));
+        assert!(kept.events.try_recv().is_err() && kept.ending().is_none());
+        let removed = Ending::ClientRemoved { client: ivan };
+        hub.end(&removed);
+        assert!(kept.events.recv().await.is_none());
+        assert_eq!(kept.ending(), Some(&removed));
+        assert_eq!(hub.subscriber_count(), 0);
+    }
+
+    #[tokio::test]
     async fn dropped_subscription_unregisters() {
         let hub = Hub::new();
         let dave = ClientId::new("dave", "tab").unwrap();
-        let sub = hub.subscribe(&dave, [GroupId::new(*b"g").unwrap()]);
+        let sub = hub.subscribe(&dave, SESSION, [GroupId::new(*b"g").unwrap()]);
         assert_eq!(hub.subscriber_count(), 1);
         drop(sub);
         assert_eq!(hub.subscriber_count(), 0);

@@ -44,16 +44,18 @@ async fn main() -> anyhow::Result<()> {
     }
     tracing::info!(?settings, "starting");
 
-    let store = confide_ds::open_store(&settings)
-        .await
-        .context("opening the store")?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    // Waits for an unreachable PostgreSQL, unless told to stop meanwhile.
+    let store = tokio::select! {
+        store = confide_ds::open_store(&settings) => store.context("opening the store")?,
+        () = shutdown.cancelled() => return Ok(()),
+    };
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
     let health_listener = bind_optional(settings.health_listen.as_deref()).await?;
     let metrics_listener = bind_optional(settings.metrics_listen.as_deref()).await?;
-    let shutdown = CancellationToken::new();
-    tokio::spawn(stop_on_signal(shutdown.clone()));
     let state = confide_ds::state(store, settings, shutdown.clone())
         .context("loading the external sender key")?;
     if let Some(listener) = health_listener {

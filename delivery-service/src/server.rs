@@ -10,29 +10,73 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
-use tonic_health::pb::health_server::HealthServer;
-use tonic_health::server::HealthService;
+use tonic_health::ServingStatus;
 
 use crate::config::{Settings, StoreKind};
 use crate::grpc::{AuthApi, DeliveryApi, GroupApi, KeyPackageApi};
 use crate::state::{AppState, Ds, Storage};
 use crate::store::StoreError;
 use crate::store::memory::MemoryStore;
-use crate::store::postgres::{PostgresStore, listen};
-use crate::transport::{ServeError, limited_incoming, tls_config};
+use crate::store::postgres::{PostgresStore, availability, listen};
+use crate::transport::{ServeError, limited_incoming, serve_within_grace, tls_config};
 
-/// Opens the configured store; PostgreSQL is migrated before use.
+/// Opens the configured store; PostgreSQL is migrated before use. While
+/// PostgreSQL cannot be reached (down, starting up, recovering) it logs why
+/// and retries with back-off, for at most `database.startup_wait_secs` if set.
 pub async fn open_store(settings: &Settings) -> Result<Storage, StoreError> {
     Ok(match settings.store {
         StoreKind::Memory => MemoryStore::new().into(),
-        StoreKind::Postgres => {
-            let store =
-                PostgresStore::connect(&settings.database.url, settings.database.max_connections)
-                    .await?;
-            store.migrate().await?;
-            store.into()
-        }
+        StoreKind::Postgres => open_postgres(settings).await?.into(),
     })
+}
+
+const STARTUP_MIN_BACKOFF: Duration = Duration::from_millis(200);
+const STARTUP_MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+async fn open_postgres(settings: &Settings) -> Result<PostgresStore, StoreError> {
+    let database = &settings.database;
+    let deadline = database
+        .startup_wait_secs
+        .map(|secs| tokio::time::Instant::now() + Duration::from_secs(secs));
+    let mut backoff = STARTUP_MIN_BACKOFF;
+    loop {
+        let opened = async {
+            let store = PostgresStore::connect(&database.url, database.max_connections).await?;
+            store.migrate().await?;
+            Ok::<_, StoreError>(store)
+        };
+        match opened.await {
+            Err(StoreError::Unavailable(cause))
+                if deadline
+                    .is_none_or(|deadline| tokio::time::Instant::now() + backoff < deadline) =>
+            {
+                tracing::warn!(%cause, retry_in = ?backoff, "waiting for PostgreSQL");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(STARTUP_MAX_BACKOFF);
+            }
+            opened => return opened,
+        }
+    }
+}
+
+/// Keeps health at NOT_SERVING while PostgreSQL cannot be reached, until
+/// shutdown (which sets NOT_SERVING for good).
+async fn follow_database(state: AppState, mut up: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            changed = up.changed() => if changed.is_err() { return },
+        }
+        let status = if *up.borrow_and_update() {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        if state.shutdown.is_cancelled() {
+            return;
+        }
+        crate::health::set_all(&state.health, status).await;
+    }
 }
 
 /// Builds the state for a store; `shutdown` ends live streams too. Fails if
@@ -72,21 +116,26 @@ async fn purge_expired(state: AppState) {
 }
 
 /// Serves only gRPC health, in plaintext, on `listener` (for probes that
-/// cannot speak TLS), reporting the same statuses as the gRPC port.
+/// cannot speak TLS), reporting the same statuses as the gRPC port. Stops
+/// like [`run`]: Watch streams end, and connections still open after the
+/// grace period are closed.
 pub async fn serve_health(
     listener: TcpListener,
     state: AppState,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
-    let health = HealthServer::new(HealthService::from_health_reporter(state.health.clone()));
+    let health = crate::health::service(state.health.clone(), shutdown.clone());
     tracing::info!(addr = ?listener.local_addr().ok(), "health serving (plaintext)");
-    Server::builder()
+    let close = CancellationToken::new();
+    let incoming = limited_incoming(
+        listener,
+        state.settings.transport.max_connections,
+        close.clone(),
+    );
+    let serving = Server::builder()
         .add_service(health)
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            shutdown.cancelled_owned(),
-        )
-        .await?;
+        .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
+    serve_within_grace(serving, &shutdown, state.settings.shutdown_grace(), &close).await?;
     Ok(())
 }
 
@@ -94,38 +143,37 @@ pub async fn serve_health(
 /// `listener` until `shutdown` is cancelled: over TLS when configured (the
 /// configuration refuses to load with neither TLS nor `plaintext`), with the
 /// configured connection, stream, time and size limits. On shutdown health
-/// turns NOT_SERVING, live streams end and in-flight calls finish. With
+/// turns NOT_SERVING (the server's and every service's), every stream ends
+/// (Subscribe and health Watch), in-flight calls finish, and connections still
+/// open after `shutdown_grace_secs` are closed, so it returns by then. With
 /// PostgreSQL, a background task relays the entries other replicas append to
-/// this replica's live subscribers, until shutdown.
+/// this replica's live subscribers, and a watchdog keeps health NOT_SERVING
+/// while the database cannot be reached, until shutdown.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     let tls = state.settings.tls.as_ref().map(tls_config).transpose()?;
+    let health_reporter = state.health.clone();
+    let mut serving = ServingStatus::Serving;
     if let Some(store) = &state.postgres {
         tokio::spawn(listen::run(
             store.clone(),
             state.hub.clone(),
             state.shutdown.clone(),
         ));
+        let availability = store.availability();
+        let up = availability.subscribe();
+        if !*up.borrow() {
+            serving = ServingStatus::NotServing;
+        }
+        tokio::spawn(availability::watch(availability, state.shutdown.clone()));
+        tokio::spawn(follow_database(state.clone(), up));
     }
     tokio::spawn(purge_expired(state.clone()));
-    let health_reporter = state.health.clone();
-    health_reporter
-        .set_serving::<GroupServiceServer<GroupApi>>()
-        .await;
-    health_reporter
-        .set_serving::<AuthServiceServer<AuthApi>>()
-        .await;
-    health_reporter
-        .set_serving::<KeyPackageServiceServer<KeyPackageApi>>()
-        .await;
-    health_reporter
-        .set_serving::<DeliveryServiceServer<DeliveryApi>>()
-        .await;
-    let health_service =
-        HealthServer::new(HealthService::from_health_reporter(health_reporter.clone()));
+    crate::health::set_all(&health_reporter, serving).await;
+    let health_service = crate::health::service(health_reporter.clone(), state.shutdown.clone());
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(confide_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -141,9 +189,7 @@ pub async fn run(
         let state = state.clone();
         async move {
             shutdown.cancelled().await;
-            health_reporter
-                .set_not_serving::<GroupServiceServer<GroupApi>>()
-                .await;
+            crate::health::set_all(&health_reporter, ServingStatus::NotServing).await;
             state.shutdown.cancel();
             tracing::info!("shutting down: health is NOT_SERVING, streams end");
         }
@@ -162,8 +208,9 @@ pub async fn run(
         tls = state.settings.tls.is_some(),
         "confide-ds serving"
     );
-    let incoming = limited_incoming(listener, transport.max_connections);
-    let served = server
+    let close = CancellationToken::new();
+    let incoming = limited_incoming(listener, transport.max_connections, close.clone());
+    let serving = server
         .layer(crate::telemetry::RpcMetricsLayer)
         .add_service(health_service)
         .add_service(reflection)
@@ -181,8 +228,9 @@ pub async fn run(
             DeliveryServiceServer::new(DeliveryApi(state.clone()))
                 .max_decoding_message_size(max_frame),
         )
-        .serve_with_incoming_shutdown(incoming, on_shutdown)
-        .await;
+        .serve_with_incoming_shutdown(incoming, on_shutdown);
+    let served =
+        serve_within_grace(serving, &shutdown, state.settings.shutdown_grace(), &close).await;
     // Background tasks end with the server, even when serving failed.
     state.shutdown.cancel();
     Ok(served?)

@@ -1,5 +1,6 @@
 //! The gRPC port's transport: TLS (rustls) from the configured PEM files, and
-//! a connection limit on the accepted TCP connections.
+//! a connection limit on the accepted TCP connections, and closing the
+//! connections still open when the shutdown grace period is over.
 
 use std::io;
 use std::pin::Pin;
@@ -11,6 +12,7 @@ use futures::Stream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tonic::transport::server::{Connected, TcpConnectInfo};
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
@@ -48,10 +50,48 @@ pub fn tls_config(tls: &TlsSettings) -> Result<ServerTlsConfig, ServeError> {
 }
 
 /// An accepted connection holding one of the DS's connection slots until it
-/// closes.
+/// closes. Once `closed` is cancelled every read and write fails, so the
+/// server drops the connection whatever the client does.
 pub struct Connection {
     stream: TcpStream,
     _slot: OwnedSemaphorePermit,
+    closed: Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
+impl Connection {
+    fn check_open(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        match self.closed.as_mut().poll(cx) {
+            Poll::Ready(()) => Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "the shutdown grace period is over",
+            )),
+            Poll::Pending => Ok(()),
+        }
+    }
+}
+
+/// Awaits `serving`, a server that shuts down gracefully on `shutdown`; if it
+/// has not finished `grace` after `shutdown`, cancels `close` (which closes
+/// the connections from [`limited_incoming`]) and then awaits it.
+pub async fn serve_within_grace<T>(
+    serving: impl Future<Output = T>,
+    shutdown: &CancellationToken,
+    grace: Duration,
+    close: &CancellationToken,
+) -> T {
+    tokio::pin!(serving);
+    let grace_over = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        served = &mut serving => served,
+        () = grace_over => {
+            tracing::warn!(?grace, "shutdown grace period over: closing the connections still open");
+            close.cancel();
+            serving.await
+        }
+    }
 }
 
 impl Drop for Connection {
@@ -62,34 +102,40 @@ impl Drop for Connection {
 
 /// Connections from `listener`, at most `max` open at once: a connection
 /// beyond that is closed at once (the client sees UNAVAILABLE and may retry)
-/// rather than left waiting in the backlog.
+/// rather than left waiting in the backlog. Cancelling `close` fails every
+/// read and write of every connection.
 pub fn limited_incoming(
     listener: TcpListener,
     max: usize,
+    close: CancellationToken,
 ) -> impl Stream<Item = io::Result<Connection>> {
     let slots = Arc::new(Semaphore::new(max));
-    futures::stream::unfold((listener, slots), move |(listener, slots)| async move {
-        loop {
-            match listener.accept().await {
-                Ok((stream, peer)) => match slots.clone().try_acquire_owned() {
-                    Ok(slot) => {
-                        let _ = stream.set_nodelay(true);
-                        metrics::gauge!("confide_connections_open").increment(1);
-                        let connection = Connection {
-                            stream,
-                            _slot: slot,
-                        };
-                        return Some((Ok(connection), (listener, slots)));
+    futures::stream::unfold((listener, slots), move |(listener, slots)| {
+        let close = close.clone();
+        async move {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, peer)) => match slots.clone().try_acquire_owned() {
+                        Ok(slot) => {
+                            let _ = stream.set_nodelay(true);
+                            metrics::gauge!("confide_connections_open").increment(1);
+                            let connection = Connection {
+                                stream,
+                                _slot: slot,
+                                closed: Box::pin(close.cancelled_owned()),
+                            };
+                            return Some((Ok(connection), (listener, slots)));
+                        }
+                        Err(_) => {
+                            metrics::counter!("confide_connections_refused_total").increment(1);
+                            tracing::warn!(%peer, max, "connection limit reached: closing a new connection");
+                        }
+                    },
+                    Err(error) => {
+                        // Out of file descriptors and the like: wait, don't spin.
+                        tracing::warn!(%error, "accepting a connection failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
                     }
-                    Err(_) => {
-                        metrics::counter!("confide_connections_refused_total").increment(1);
-                        tracing::warn!(%peer, max, "connection limit reached: closing a new connection");
-                    }
-                },
-                Err(error) => {
-                    // Out of file descriptors and the like: wait, don't spin.
-                    tracing::warn!(%error, "accepting a connection failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
         }
@@ -110,6 +156,7 @@ impl AsyncRead for Connection {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        self.check_open(cx)?;
         Pin::new(&mut self.stream).poll_read(cx, buf)
     }
 }
@@ -120,6 +167,7 @@ impl AsyncWrite for Connection {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        self.check_open(cx)?;
         Pin::new(&mut self.stream).poll_write(cx, buf)
     }
 
@@ -128,6 +176,7 @@ impl AsyncWrite for Connection {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        self.check_open(cx)?;
         Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
     }
 

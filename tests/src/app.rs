@@ -54,6 +54,24 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     TestApp::serve(store.into(), settings).await
 }
 
+/// A fresh, migrated database, as the URL a DS reaches it by through `proxy`.
+pub async fn database_behind(proxy: &crate::DbProxy) -> String {
+    let (_, database_url) = fresh_database().await;
+    proxy.url(&database_url)
+}
+
+/// Starts a DS on an existing database `database_url` the way the
+/// `confide-ds` binary does (it waits for an unreachable database), with
+/// settings changed by `configure` first.
+pub async fn spawn_app_on(database_url: String, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    logs::capture();
+    let mut settings = Settings::for_tests();
+    configure(&mut settings);
+    settings.store = StoreKind::Postgres;
+    settings.database.url = database_url;
+    TestApp::open(settings).await
+}
+
 impl TestApp {
     async fn serve(storage: confide_ds::Storage, settings: Settings) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")

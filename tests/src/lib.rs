@@ -9,12 +9,14 @@
 //! library never sends (a commit that arrives late, a commit under another
 //! member's name). [`HostileDs`] stands between clients and a real DS and
 //! lies to them, for tests that the client library notices.
-//! [`rpc`] has the helpers for raw gRPC calls.
+//! [`DbProxy`] stands between a DS and PostgreSQL and can play a dead
+//! database. [`rpc`] has the helpers for raw gRPC calls.
 //!
 //! Waiting polls the DS or reads a live stream, always under a deadline
 //! ([`WAIT`]); no test sleeps to synchronise.
 
 mod app;
+mod db_proxy;
 pub mod hostile;
 mod logs;
 mod member;
@@ -23,7 +25,8 @@ pub mod rpc;
 
 use std::time::Duration;
 
-pub use app::{TestApp, spawn_app, spawn_app_with};
+pub use app::{TestApp, database_behind, spawn_app, spawn_app_on, spawn_app_with};
+pub use db_proxy::DbProxy;
 pub use hostile::{HostileDs, Lost, Via};
 pub use logs::captured_ds_logs;
 pub use member::{Member, Received};

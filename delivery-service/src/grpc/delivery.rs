@@ -20,10 +20,10 @@ impl DeliveryService for DeliveryApi {
         &self,
         request: Request<v1::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        let client = self.0.authenticated_client(&request).await?;
+        let caller = self.0.authenticated_caller(&request).await?;
         let deliveries = self
             .0
-            .subscribe(client, self.0.settings.stream_buffer)
+            .subscribe(caller, self.0.settings.stream_buffer)
             .await?;
         let stream = ReceiverStream::new(deliveries)
             .map(|item| item.map(v1::Envelope::from).map_err(Status::from));

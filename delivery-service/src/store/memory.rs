@@ -13,7 +13,7 @@ use bytes::Bytes;
 use super::{
     AppendOutcome, ClaimedKeyPackage, ClientRecord, CommitAccepted, CommitOutcome, CommitRecord,
     DedupKey, KeyPackageCount, KeyPackageRecord, Membership, NewGroup, NewMessage, Registration,
-    Store, StoreError, StoreResult, StoredGroupState,
+    SessionRecord, Store, StoreError, StoreResult, StoredGroupState,
 };
 use crate::domain::{ClientId, EntryKind, GroupEntry, GroupId, InboxEntry, InboxItem, StreamRef};
 
@@ -233,13 +233,16 @@ impl Store for MemoryStore {
         &self,
         token_hash: &DedupKey,
         now: SystemTime,
-    ) -> StoreResult<Option<ClientId>> {
+    ) -> StoreResult<Option<SessionRecord>> {
         Ok(self
             .lock()
             .sessions
             .get(token_hash)
             .filter(|(_, expires)| *expires > now)
-            .map(|(client, _)| client.clone()))
+            .map(|(client, expires_at)| SessionRecord {
+                client: client.clone(),
+                expires_at: *expires_at,
+            }))
     }
 
     async fn purge_expired(&self, now: SystemTime) -> StoreResult<u64> {

@@ -29,6 +29,13 @@ pub struct ClientRecord {
     pub signature_key: Vec<u8>,
 }
 
+/// A live session: the client it authenticates, and until when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub client: ClientId,
+    pub expires_at: SystemTime,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Registration {
     Created,
@@ -202,6 +209,10 @@ pub enum StoreError {
     StateChanged,
     #[error("storage backend failed: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The database cannot be reached (down, restarting, out of reach) or
+    /// has no connection free in time: the same call may succeed later.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -242,12 +253,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// Deletes challenges and sessions that expired by `now`; returns how many.
     async fn purge_expired(&self, now: SystemTime) -> StoreResult<u64>;
-    /// The client a session belongs to, if the session exists and has not expired.
+    /// The session, if it exists and has not expired by `now`.
     async fn session(
         &self,
         token_hash: &DedupKey,
         now: SystemTime,
-    ) -> StoreResult<Option<ClientId>>;
+    ) -> StoreResult<Option<SessionRecord>>;
 
     // --- key packages ---
     /// Adds to the client's pool (a ref already stored is ignored) and, if

@@ -4,6 +4,7 @@
 
 mod authorization;
 mod conversation;
+mod database;
 mod delivery;
 mod deprovision;
 mod epochs;
@@ -21,6 +22,8 @@ mod privacy;
 mod replay;
 mod replicas;
 mod restart;
+mod sessions;
+mod shutdown;
 mod simulator;
 mod state_file;
 mod subscriptions;

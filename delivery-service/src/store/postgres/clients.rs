@@ -7,7 +7,7 @@ use tokio_postgres::error::SqlState;
 
 use super::{client_id, unknown_client};
 use crate::domain::ClientId;
-use crate::store::{ClientRecord, DedupKey, Registration, StoreError, StoreResult};
+use crate::store::{ClientRecord, DedupKey, Registration, SessionRecord, StoreError, StoreResult};
 
 /// Binds the client to its key, or reports how an earlier binding differs.
 pub(super) async fn register(
@@ -212,17 +212,20 @@ pub(super) async fn session(
     db: &impl GenericClient,
     token_hash: &DedupKey,
     now: SystemTime,
-) -> StoreResult<Option<ClientId>> {
+) -> StoreResult<Option<SessionRecord>> {
     let stmt = db
         .prepare_cached(
-            "SELECT user_name, device_name FROM sessions
+            "SELECT user_name, device_name, expires_at FROM sessions
              WHERE token_hash = $1 AND expires_at > $2",
         )
         .await?;
     let Some(row) = db.query_opt(&stmt, &[&token_hash.as_slice(), &now]).await? else {
         return Ok(None);
     };
-    client_id(row.try_get(0)?, row.try_get(1)?).map(Some)
+    Ok(Some(SessionRecord {
+        client: client_id(row.try_get(0)?, row.try_get(1)?)?,
+        expires_at: row.try_get(2)?,
+    }))
 }
 
 /// Deletes expired challenges and sessions; returns how many.

@@ -10,6 +10,14 @@
 //! [`PostgresStore`] carries its [`Replica`] id, so a replica skips its own
 //! writes, which it already published in order under the group's lock.
 //!
+//! The same channel carries what must end live streams on every replica: a
+//! revoked session (`s:<user>:<device>:<token hash in hex>:<replica>`) and a
+//! deprovisioned client (`r:<user>:<device>:<replica>`), sent by
+//! [`announce`] outside any write transaction. They are applied to the hub
+//! as they arrive, never queued behind entries or dropped; one that was
+//! missed is caught when subscribers re-read, since they re-check their
+//! session then.
+//!
 //! [`run`] holds one dedicated connection (LISTEN belongs to a session, so not
 //! a pooled one), reads the announced rows that some local subscriber follows
 //! through the pool, and publishes them to the hub. The hub stays an
@@ -31,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{PostgresStore, delivery, groups};
 use crate::domain::{ClientId, GroupId};
-use crate::hub::Hub;
+use crate::hub::{Ending, Hub};
 use crate::store::{StoreError, StoreResult};
 
 /// The channel the triggers notify.
@@ -87,41 +95,92 @@ enum Appended {
     Inbox { client: ClientId, seq: u64 },
 }
 
-/// The row an announcement names and the replica that wrote it (empty if the
-/// writer was not a DS replica); `None` if it is not one of ours.
-fn parse(payload: &str) -> Option<(Appended, &str)> {
-    let (kind, rest) = payload.split_once(':')?;
-    let (rest, origin) = rest.rsplit_once(':')?;
-    let (key, seq) = rest.rsplit_once(':')?;
-    if !seq.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let seq = seq.parse().ok().filter(|&seq| seq >= 1)?;
-    let appended = match kind {
-        "g" => Appended::Group {
-            group_id: GroupId::new(hex::decode(key).ok()?).ok()?,
-            seq,
-        },
-        "i" => {
-            let (user, device) = key.split_once(':')?;
-            Appended::Inbox {
-                client: ClientId::new(user, device).ok()?,
-                seq,
-            }
-        }
-        _ => return None,
-    };
-    Some((appended, origin))
+/// What an announcement says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Notice {
+    Appended(Appended),
+    Ended(Ending),
 }
 
-/// Relays the entries other replicas append to `hub` until `shutdown`,
+/// `user:device` as a client id.
+fn parse_client(key: &str) -> Option<ClientId> {
+    let (user, device) = key.split_once(':')?;
+    ClientId::new(user, device).ok()
+}
+
+/// What an announcement says and the replica that sent it (empty if the
+/// writer was not a DS replica); `None` if it is not one of ours.
+fn parse(payload: &str) -> Option<(Notice, &str)> {
+    let (kind, rest) = payload.split_once(':')?;
+    let (rest, origin) = rest.rsplit_once(':')?;
+    let notice = match kind {
+        "s" => {
+            let (client, session) = rest.rsplit_once(':')?;
+            Notice::Ended(Ending::SessionRevoked {
+                client: parse_client(client)?,
+                session: hex::decode(session).ok()?.try_into().ok()?,
+            })
+        }
+        "r" => Notice::Ended(Ending::ClientRemoved {
+            client: parse_client(rest)?,
+        }),
+        _ => {
+            let (key, seq) = rest.rsplit_once(':')?;
+            if !seq.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let seq = seq.parse().ok().filter(|&seq| seq >= 1)?;
+            Notice::Appended(match kind {
+                "g" => Appended::Group {
+                    group_id: GroupId::new(hex::decode(key).ok()?).ok()?,
+                    seq,
+                },
+                "i" => Appended::Inbox {
+                    client: parse_client(key)?,
+                    seq,
+                },
+                _ => return None,
+            })
+        }
+    };
+    Some((notice, origin))
+}
+
+/// Tells the other replicas to end the live streams `ending` names (this
+/// one skips its own announcement: it ended them already).
+pub async fn announce(store: &PostgresStore, ending: &Ending) -> StoreResult<()> {
+    let payload = match ending {
+        Ending::SessionRevoked { client, session } => format!(
+            "s:{}:{}:{}:{}",
+            client.user(),
+            client.device(),
+            hex::encode(session),
+            store.replica.id
+        ),
+        Ending::ClientRemoved { client } => format!(
+            "r:{}:{}:{}",
+            client.user(),
+            client.device(),
+            store.replica.id
+        ),
+    };
+    store
+        .pool
+        .get()
+        .await?
+        .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
+        .await?;
+    Ok(())
+}
+
+/// Relays the entries other replicas append, and the streams they end, to `hub` until `shutdown`,
 /// reconnecting with backoff whenever the listening connection fails.
 pub async fn run(store: PostgresStore, hub: Arc<Hub>, shutdown: CancellationToken) {
     let mut backoff = MIN_BACKOFF;
     loop {
         let ended = tokio::select! {
             _ = shutdown.cancelled() => return,
-            ended = relay(&store, &hub, &mut backoff) => ended,
+            ended = relay(&store, hub.clone(), &mut backoff) => ended,
         };
         match ended {
             Ok(()) => tracing::warn!(
@@ -144,7 +203,7 @@ pub async fn run(store: PostgresStore, hub: Arc<Hub>, shutdown: CancellationToke
 
 /// One listening session: connects, listens, then publishes what other
 /// replicas append until the connection ends. Resets `backoff` once listening.
-async fn relay(store: &PostgresStore, hub: &Hub, backoff: &mut Duration) -> StoreResult<()> {
+async fn relay(store: &PostgresStore, hub: Arc<Hub>, backoff: &mut Duration) -> StoreResult<()> {
     let (client, connection) = store.replica.listen_config.connect(NoTls).await?;
     let (tx, mut rx) = mpsc::channel(QUEUE_DEPTH);
     let overflowed = Arc::new(AtomicBool::new(false));
@@ -152,6 +211,7 @@ async fn relay(store: &PostgresStore, hub: &Hub, backoff: &mut Duration) -> Stor
     let forwarder = tokio::spawn(forward(
         connection,
         tx,
+        hub.clone(),
         store.replica.id.clone(),
         overflowed.clone(),
     ));
@@ -168,7 +228,7 @@ async fn relay(store: &PostgresStore, hub: &Hub, backoff: &mut Duration) -> Stor
             tracing::warn!("fell behind other replicas' entries; subscribers re-read the store");
             hub.mark_all_lagged();
         }
-        if let Err(error) = publish(store, hub, batch.drain(..)).await {
+        if let Err(error) = publish(store, &hub, batch.drain(..)).await {
             tracing::warn!(%error, "could not read other replicas' entries; subscribers re-read the store");
             hub.mark_all_lagged();
         }
@@ -181,9 +241,11 @@ async fn relay(store: &PostgresStore, hub: &Hub, backoff: &mut Duration) -> Stor
 
 /// Drives the listening connection and queues the announcements of other
 /// replicas' writes; when the queue is full, drops them and sets `overflowed`.
+/// Ended streams are ended on `hub` at once.
 async fn forward(
     mut connection: Connection<Socket, NoTlsStream>,
     tx: mpsc::Sender<Appended>,
+    hub: Arc<Hub>,
     own: String,
     overflowed: Arc<AtomicBool>,
 ) -> Result<(), tokio_postgres::Error> {
@@ -194,7 +256,8 @@ async fn forward(
         };
         match parse(notification.payload()) {
             Some((_, origin)) if origin == own => {}
-            Some((appended, _)) => match tx.try_send(appended) {
+            Some((Notice::Ended(ending), _)) => hub.end(&ending),
+            Some((Notice::Appended(appended), _)) => match tx.try_send(appended) {
                 Ok(()) => {}
                 Err(TrySendError::Full(_)) => overflowed.store(true, Ordering::Release),
                 Err(TrySendError::Closed(_)) => break,
@@ -284,11 +347,11 @@ mod tests {
     use crate::store::postgres::testing::fresh_database;
     use crate::store::{ClientRecord, Store};
 
-    fn group(seq: u64) -> Appended {
-        Appended::Group {
+    fn group(seq: u64) -> Notice {
+        Notice::Appended(Appended::Group {
             group_id: GroupId::new(*b"\x00\xffg").unwrap(),
             seq,
-        }
+        })
     }
 
     #[test]
@@ -302,12 +365,30 @@ mod tests {
         assert_eq!(
             parse("i:alice.b_c-d:phone-2:7:3f2c9a1e-0000-4000-8000-000000000000"),
             Some((
-                Appended::Inbox {
-                    client: alice,
+                Notice::Appended(Appended::Inbox {
+                    client: alice.clone(),
                     seq: 7
-                },
+                }),
                 "3f2c9a1e-0000-4000-8000-000000000000"
             ))
+        );
+        let session = [0xab; 32];
+        assert_eq!(
+            parse(&format!(
+                "s:alice.b_c-d:phone-2:{}:r1",
+                hex::encode(session)
+            )),
+            Some((
+                Notice::Ended(Ending::SessionRevoked {
+                    client: alice.clone(),
+                    session
+                }),
+                "r1"
+            ))
+        );
+        assert_eq!(
+            parse("r:alice.b_c-d:phone-2:r1"),
+            Some((Notice::Ended(Ending::ClientRemoved { client: alice }), "r1"))
         );
     }
 
@@ -329,6 +410,9 @@ mod tests {
             "i:alice:ph one:1:r",
             "i::phone:1:r",
             "i:a:b:c:1:r",
+            "s:alice:phone:abcd:r",
+            "s:alice:phone:r",
+            "r:alice:r",
         ] {
             assert_eq!(parse(payload), None, "{payload:?}");
         }
@@ -367,7 +451,7 @@ mod tests {
         };
         ours.register_client(&record).await.unwrap();
         let hub = Hub::new();
-        let subscription = hub.subscribe(&client, []);
+        let subscription = hub.subscribe(&client, [0; 32], []);
         let shutdown = CancellationToken::new();
         let relay = tokio::spawn(run(ours.clone(), hub, shutdown.clone()));
         // Marked lagged once listening.

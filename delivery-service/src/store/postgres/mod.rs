@@ -8,6 +8,7 @@
 //! (`SELECT ... FOR UPDATE` on `groups`), which is what makes sequence numbers
 //! gap-free and the order of visible rows equal to sequence order.
 
+pub mod availability;
 mod clients;
 mod delivery;
 mod groups;
@@ -15,18 +16,19 @@ mod key_packages;
 pub mod listen;
 pub mod testing;
 
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
 use super::{
     AppendOutcome, ClaimedKeyPackage, ClientRecord, CommitOutcome, CommitRecord, DedupKey,
-    KeyPackageCount, KeyPackageRecord, Membership, NewGroup, NewMessage, Registration, Store,
-    StoreError, StoreResult, StoredGroupState,
+    KeyPackageCount, KeyPackageRecord, Membership, NewGroup, NewMessage, Registration,
+    SessionRecord, Store, StoreError, StoreResult, StoredGroupState,
 };
 use crate::domain::{ClientId, GroupEntry, GroupId, InboxEntry, InboxItem, StreamRef};
 
@@ -44,7 +46,13 @@ pub struct PostgresStore {
     pool: Pool,
     /// Tags this pool's writes, so this replica skips their announcements.
     replica: listen::Replica,
+    availability: Arc<availability::Availability>,
 }
+
+/// Longest a new connection to PostgreSQL may take, unless the URL says.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest a call waits for a free pooled connection, or for a new one.
+const POOL_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl std::fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -59,9 +67,13 @@ impl PostgresStore {
     /// Builds a pool of at most `max_connections` connections to `url` (a
     /// `postgres://` URL or a libpq key-value string) and checks that the
     /// database answers, so a wrong URL fails at start-up rather than on the
-    /// first request.
+    /// first request. An unreachable database is `StoreError::Unavailable`.
     pub async fn connect(url: &str, max_connections: usize) -> Result<Self, StoreError> {
         let mut config: tokio_postgres::Config = url.parse()?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        let availability = availability::Availability::new(config.clone());
         let replica = listen::Replica::tag(&mut config);
         let manager = Manager::from_config(
             config,
@@ -72,10 +84,24 @@ impl PostgresStore {
         );
         let pool = Pool::builder(manager)
             .max_size(max_connections.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(POOL_TIMEOUT))
+            .create_timeout(Some(POOL_TIMEOUT))
+            .recycle_timeout(Some(POOL_TIMEOUT))
             .build()
             .map_err(|err| StoreError::Backend(Box::new(err)))?;
         drop(pool.get().await?);
-        Ok(Self { pool, replica })
+        Ok(Self {
+            pool,
+            replica,
+            availability,
+        })
+    }
+
+    /// Whether PostgreSQL can be reached, as its watchdog
+    /// ([`availability::watch`]) finds.
+    pub fn availability(&self) -> Arc<availability::Availability> {
+        self.availability.clone()
     }
 
     /// Applies the migrations in `migrations/` that this database lacks. Safe
@@ -103,34 +129,48 @@ impl PostgresStore {
 #[async_trait]
 impl Store for PostgresStore {
     async fn register_client(&self, client: &ClientRecord) -> StoreResult<Registration> {
-        clients::register(&self.pool.get().await?, client).await
+        self.availability
+            .guard(async { clients::register(&self.pool.get().await?, client).await })
+            .await
     }
 
     async fn client(&self, id: &ClientId) -> StoreResult<Option<ClientRecord>> {
-        clients::signature_key(&self.pool.get().await?, id)
-            .await
-            .map(|key| {
-                key.map(|signature_key| ClientRecord {
-                    id: id.clone(),
-                    signature_key,
-                })
+        self.availability
+            .guard(async {
+                clients::signature_key(&self.pool.get().await?, id)
+                    .await
+                    .map(|key| {
+                        key.map(|signature_key| ClientRecord {
+                            id: id.clone(),
+                            signature_key,
+                        })
+                    })
             })
+            .await
     }
 
     async fn devices(&self, user: &str) -> StoreResult<Vec<ClientId>> {
-        clients::devices(&self.pool.get().await?, user).await
+        self.availability
+            .guard(async { clients::devices(&self.pool.get().await?, user).await })
+            .await
     }
 
     async fn remove_client(&self, id: &ClientId) -> StoreResult<bool> {
-        let mut conn = self.pool.get().await?;
-        let tx = conn.transaction().await?;
-        let removed = clients::remove(&tx, id).await?;
-        tx.commit().await?;
-        Ok(removed)
+        self.availability
+            .guard(async {
+                let mut conn = self.pool.get().await?;
+                let tx = conn.transaction().await?;
+                let removed = clients::remove(&tx, id).await?;
+                tx.commit().await?;
+                Ok(removed)
+            })
+            .await
     }
 
     async fn revoke_session(&self, token_hash: &DedupKey) -> StoreResult<()> {
-        clients::revoke_session(&self.pool.get().await?, token_hash).await
+        self.availability
+            .guard(async { clients::revoke_session(&self.pool.get().await?, token_hash).await })
+            .await
     }
 
     async fn put_challenge(
@@ -139,7 +179,11 @@ impl Store for PostgresStore {
         challenge: &[u8],
         expires_at: SystemTime,
     ) -> StoreResult<()> {
-        clients::put_challenge(&self.pool.get().await?, client, challenge, expires_at).await
+        self.availability
+            .guard(async {
+                clients::put_challenge(&self.pool.get().await?, client, challenge, expires_at).await
+            })
+            .await
     }
 
     async fn take_challenge(
@@ -148,9 +192,13 @@ impl Store for PostgresStore {
         challenge: &[u8],
         now: SystemTime,
     ) -> StoreResult<bool> {
-        let expires_at =
-            clients::take_challenge(&self.pool.get().await?, client, challenge).await?;
-        Ok(expires_at.is_some_and(|expires_at| expires_at > now))
+        self.availability
+            .guard(async {
+                let expires_at =
+                    clients::take_challenge(&self.pool.get().await?, client, challenge).await?;
+                Ok(expires_at.is_some_and(|expires_at| expires_at > now))
+            })
+            .await
     }
 
     async fn put_session(
@@ -159,19 +207,27 @@ impl Store for PostgresStore {
         client: &ClientId,
         expires_at: SystemTime,
     ) -> StoreResult<()> {
-        clients::put_session(&self.pool.get().await?, token_hash, client, expires_at).await
+        self.availability
+            .guard(async {
+                clients::put_session(&self.pool.get().await?, token_hash, client, expires_at).await
+            })
+            .await
     }
 
     async fn session(
         &self,
         token_hash: &DedupKey,
         now: SystemTime,
-    ) -> StoreResult<Option<ClientId>> {
-        clients::session(&self.pool.get().await?, token_hash, now).await
+    ) -> StoreResult<Option<SessionRecord>> {
+        self.availability
+            .guard(async { clients::session(&self.pool.get().await?, token_hash, now).await })
+            .await
     }
 
     async fn purge_expired(&self, now: SystemTime) -> StoreResult<u64> {
-        clients::purge_expired(&self.pool.get().await?, now).await
+        self.availability
+            .guard(async { clients::purge_expired(&self.pool.get().await?, now).await })
+            .await
     }
 
     async fn publish_key_packages(
@@ -180,11 +236,17 @@ impl Store for PostgresStore {
         key_packages: Vec<KeyPackageRecord>,
         last_resort: Option<KeyPackageRecord>,
     ) -> StoreResult<u32> {
-        key_packages::publish(&self.pool, client, &key_packages, last_resort.as_ref()).await
+        self.availability
+            .guard(async {
+                key_packages::publish(&self.pool, client, &key_packages, last_resort.as_ref()).await
+            })
+            .await
     }
 
     async fn claim_key_package(&self, client: &ClientId) -> StoreResult<Option<ClaimedKeyPackage>> {
-        key_packages::claim(&self.pool.get().await?, client).await
+        self.availability
+            .guard(async { key_packages::claim(&self.pool.get().await?, client).await })
+            .await
     }
 
     async fn take_low_pool_notice(&self, client: &ClientId) -> StoreResult<bool> {
@@ -192,23 +254,33 @@ impl Store for PostgresStore {
     }
 
     async fn count_key_packages(&self, client: &ClientId) -> StoreResult<KeyPackageCount> {
-        key_packages::count(&self.pool.get().await?, client).await
+        self.availability
+            .guard(async { key_packages::count(&self.pool.get().await?, client).await })
+            .await
     }
 
     async fn create_group(&self, group: NewGroup) -> StoreResult<()> {
-        groups::create(&self.pool, &group).await
+        self.availability
+            .guard(async { groups::create(&self.pool, &group).await })
+            .await
     }
 
     async fn group_state(&self, group_id: &GroupId) -> StoreResult<Option<StoredGroupState>> {
-        groups::state(&self.pool.get().await?, group_id).await
+        self.availability
+            .guard(async { groups::state(&self.pool.get().await?, group_id).await })
+            .await
     }
 
     async fn group_state_version(&self, group_id: &GroupId) -> StoreResult<Option<u64>> {
-        groups::state_version(&self.pool.get().await?, group_id).await
+        self.availability
+            .guard(async { groups::state_version(&self.pool.get().await?, group_id).await })
+            .await
     }
 
     async fn group_info(&self, group_id: &GroupId) -> StoreResult<Option<(u64, Bytes)>> {
-        groups::group_info(&self.pool.get().await?, group_id).await
+        self.availability
+            .guard(async { groups::group_info(&self.pool.get().await?, group_id).await })
+            .await
     }
 
     async fn find_entry(
@@ -216,15 +288,21 @@ impl Store for PostgresStore {
         group_id: &GroupId,
         dedup_key: &DedupKey,
     ) -> StoreResult<Option<GroupEntry>> {
-        groups::find_entry(&self.pool.get().await?, group_id, dedup_key).await
+        self.availability
+            .guard(async { groups::find_entry(&self.pool.get().await?, group_id, dedup_key).await })
+            .await
     }
 
     async fn accept_commit(&self, commit: CommitRecord) -> StoreResult<CommitOutcome> {
-        groups::accept_commit(&self.pool, &commit).await
+        self.availability
+            .guard(async { groups::accept_commit(&self.pool, &commit).await })
+            .await
     }
 
     async fn append(&self, message: NewMessage) -> StoreResult<AppendOutcome> {
-        groups::append(&self.pool, &message).await
+        self.availability
+            .guard(async { groups::append(&self.pool, &message).await })
+            .await
     }
 
     async fn membership(
@@ -232,11 +310,15 @@ impl Store for PostgresStore {
         client: &ClientId,
         group_id: &GroupId,
     ) -> StoreResult<Option<Membership>> {
-        delivery::membership(&self.pool.get().await?, client, group_id).await
+        self.availability
+            .guard(async { delivery::membership(&self.pool.get().await?, client, group_id).await })
+            .await
     }
 
     async fn memberships(&self, client: &ClientId) -> StoreResult<Vec<Membership>> {
-        delivery::memberships(&self.pool.get().await?, client).await
+        self.availability
+            .guard(async { delivery::memberships(&self.pool.get().await?, client).await })
+            .await
     }
 
     async fn read_group(
@@ -246,7 +328,11 @@ impl Store for PostgresStore {
         after_seq: u64,
         limit: u32,
     ) -> StoreResult<Vec<GroupEntry>> {
-        delivery::read_group(&self.pool, client, group_id, after_seq, limit).await
+        self.availability
+            .guard(async {
+                delivery::read_group(&self.pool, client, group_id, after_seq, limit).await
+            })
+            .await
     }
 
     async fn read_inbox(
@@ -255,39 +341,69 @@ impl Store for PostgresStore {
         after_seq: u64,
         limit: u32,
     ) -> StoreResult<Vec<InboxEntry>> {
-        delivery::read_inbox(&self.pool.get().await?, client, after_seq, limit).await
+        self.availability
+            .guard(async {
+                delivery::read_inbox(&self.pool.get().await?, client, after_seq, limit).await
+            })
+            .await
     }
 
     async fn push_inbox(&self, client: &ClientId, item: InboxItem) -> StoreResult<InboxEntry> {
-        let mut conn = self.pool.get().await?;
-        let tx = conn.transaction().await?;
-        let entry = delivery::push_inbox(&tx, client, &item).await?;
-        tx.commit().await?;
-        Ok(entry)
+        self.availability
+            .guard(async {
+                let mut conn = self.pool.get().await?;
+                let tx = conn.transaction().await?;
+                let entry = delivery::push_inbox(&tx, client, &item).await?;
+                tx.commit().await?;
+                Ok(entry)
+            })
+            .await
     }
 
     async fn ack(&self, client: &ClientId, stream: &StreamRef, seq: u64) -> StoreResult<()> {
-        let conn = self.pool.get().await?;
-        match stream {
-            StreamRef::Group(group_id) => delivery::ack_group(&conn, client, group_id, seq).await,
-            StreamRef::Inbox => delivery::ack_inbox(&conn, client, seq).await,
-        }
+        self.availability
+            .guard(async {
+                let conn = self.pool.get().await?;
+                match stream {
+                    StreamRef::Group(group_id) => {
+                        delivery::ack_group(&conn, client, group_id, seq).await
+                    }
+                    StreamRef::Inbox => delivery::ack_inbox(&conn, client, seq).await,
+                }
+            })
+            .await
     }
 
     async fn inbox_cursor(&self, client: &ClientId) -> StoreResult<u64> {
-        delivery::inbox_cursor(&self.pool.get().await?, client).await
+        self.availability
+            .guard(async { delivery::inbox_cursor(&self.pool.get().await?, client).await })
+            .await
     }
 }
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(err: tokio_postgres::Error) -> Self {
-        StoreError::Backend(Box::new(err))
+        if availability::unreachable(&err) {
+            StoreError::Unavailable(Box::new(err))
+        } else {
+            StoreError::Backend(Box::new(err))
+        }
     }
 }
 
 impl From<deadpool_postgres::PoolError> for StoreError {
+    /// Waiting for a connection too long, failing to make one (a refused or
+    /// dropped connection, a server starting up) or a closed pool: the
+    /// database is unavailable. A refused login, say, is not.
     fn from(err: deadpool_postgres::PoolError) -> Self {
-        StoreError::Backend(Box::new(err))
+        use deadpool_postgres::PoolError;
+        match err {
+            PoolError::Backend(inner) => inner.into(),
+            PoolError::Timeout(_) | PoolError::Closed => StoreError::Unavailable(Box::new(err)),
+            PoolError::NoRuntimeSpecified | PoolError::PostCreateHook(_) => {
+                StoreError::Backend(Box::new(err))
+            }
+        }
     }
 }
 

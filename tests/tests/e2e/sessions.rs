@@ -1,0 +1,118 @@
+//! A live stream lasts as long as its session: it ends with UNAUTHENTICATED
+//! when the session is revoked, expires or its client is removed, on
+//! whichever replica the stream is open.
+
+use confide_client::Api;
+use confide_proto::v1;
+use confide_tests::rpc::subscribe;
+use confide_tests::{RawMember, TestApp, WAIT, spawn_app, spawn_app_with};
+use tonic::Code;
+
+/// An authenticated connection to `app` with a new session of `member`.
+async fn session_on(app: &TestApp, member: &RawMember) -> Api {
+    let mut api = app.api().await;
+    let token = member.new_session(app).await;
+    api.set_token(&token).expect("an ASCII session token");
+    api
+}
+
+/// Waits for the stream to end and asserts it ended with UNAUTHENTICATED
+/// and a reason containing `reason`.
+async fn expect_ended_unauthenticated(stream: &mut tonic::Streaming<v1::Envelope>, reason: &str) {
+    let ended = tokio::time::timeout(WAIT, async {
+        loop {
+            match stream.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("the stream ended without a status"),
+                Err(status) => return status,
+            }
+        }
+    })
+    .await
+    .expect("the stream stayed open");
+    assert_eq!(ended.code(), Code::Unauthenticated, "{ended:?}");
+    assert!(
+        ended.message().contains(reason),
+        "expected {reason:?}: {ended:?}"
+    );
+}
+
+async fn revoke(api: &Api) {
+    api.auth()
+        .revoke_session(api.request(v1::RevokeSessionRequest {}))
+        .await
+        .expect("revoking the session");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscribe_stream_ends_when_its_session_is_revoked() {
+    let app = spawn_app().await;
+    let alice = RawMember::register(&app, "alice", "phone").await;
+    let api = session_on(&app, &alice).await;
+    let mut stream = subscribe(&api).await;
+
+    revoke(&api).await;
+    expect_ended_unauthenticated(&mut stream, "session revoked").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscribe_stream_on_another_replica_ends_when_its_session_is_revoked() {
+    let app = spawn_app().await;
+    let replica = app.spawn_replica().await;
+    let alice = RawMember::register(&app, "alice", "phone").await;
+    let token = alice.new_session(&app).await;
+    let mut on_replica = replica.api().await;
+    on_replica
+        .set_token(&token)
+        .expect("an ASCII session token");
+    let mut stream = subscribe(&on_replica).await;
+
+    let mut on_app = app.api().await;
+    on_app.set_token(&token).expect("an ASCII session token");
+    revoke(&on_app).await;
+    expect_ended_unauthenticated(&mut stream, "session revoked").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscribe_stream_ends_when_its_session_expires_on_every_replica() {
+    let app = spawn_app_with(|s| s.session_ttl_secs = 4).await;
+    let replica = app.spawn_replica().await;
+    let alice = RawMember::register(&app, "alice", "phone").await;
+    let token = alice.new_session(&app).await;
+    let mut on_replica = replica.api().await;
+    on_replica
+        .set_token(&token)
+        .expect("an ASCII session token");
+    let mut on_app = app.api().await;
+    on_app.set_token(&token).expect("an ASCII session token");
+    let mut streams = [subscribe(&on_app).await, subscribe(&on_replica).await];
+
+    for stream in &mut streams {
+        expect_ended_unauthenticated(stream, "session expired").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deprovisioned_clients_stream_ends_on_another_replica() {
+    const ADMIN: &str = "operator secret";
+    let app = spawn_app_with(|s| s.admin_token = Some(ADMIN.into())).await;
+    let replica = app.spawn_replica().await;
+    let laptop = RawMember::register(&app, "alice", "laptop").await;
+    let on_replica = session_on(&replica, &laptop).await;
+    let mut stream = subscribe(&on_replica).await;
+
+    let mut request = tonic::Request::new(v1::RemoveClientRequest {
+        client: Some(laptop.proto_id()),
+    });
+    request.metadata_mut().insert(
+        confide_proto::ADMIN_TOKEN_HEADER,
+        ADMIN.parse().expect("an ASCII header value"),
+    );
+    app.api()
+        .await
+        .auth()
+        .remove_client(request)
+        .await
+        .expect("the operator removes the laptop");
+    expect_ended_unauthenticated(&mut stream, "removed").await;
+}
