@@ -714,14 +714,7 @@ impl Client {
     /// Pulls and processes everything pending (inbox, then every group) and
     /// returns the events, in order.
     pub async fn sync(&mut self) -> ClientResult<Vec<Event>> {
-        self.flush_outbox().await?;
-        self.catch_up_inbox().await?;
-        let groups: Vec<GroupId> = self.groups.keys().cloned().collect();
-        for group_id in groups {
-            self.catch_up_group(&group_id).await?;
-            self.settle_commit_in_doubt(&group_id).await?;
-        }
-        self.commit_external_removals().await?;
+        self.catch_up().await?;
         let events: Vec<(i64, Event)> = self.events.drain(..).collect();
         if let Some((last, _)) = events.last() {
             self.db.events_taken(*last)?;
