@@ -215,13 +215,18 @@ impl Client {
     /// [`ClientError::StateLocked`] if another client holds the state file.
     pub async fn open(api: Api, location: &StateLocation) -> ClientResult<Self> {
         if let StateLocation::File(path) = location
-            && !path.exists()
+            && !path.is_file()
         {
             // Before the lock, which would leave a lock file behind.
             return Err(ClientError::NoStateFile(path.clone()));
         }
         let lock = lock(location)?;
-        let (provider, db) = store::open(location)?;
+        let (provider, db) = store::open(location).inspect_err(|_| {
+            // Not a state file: no lock file of ours stays beside it.
+            if let Some(lock) = &lock {
+                lock.remove_if_made();
+            }
+        })?;
         let identity = db
             .identity()?
             .ok_or_else(|| ClientError::Invalid("no client in this state file".into()))?;
@@ -438,6 +443,10 @@ impl Client {
     /// Claims a key package for every device of each user and adds them all
     /// in one commit.
     pub async fn add_users(&mut self, group_id: &[u8], users: &[&str]) -> ClientResult<Added> {
+        if users.is_empty() {
+            // A commit adding nobody would still start a new epoch.
+            return Err(ClientError::Invalid("no users to add".into()));
+        }
         let mut key_packages = Vec::new();
         let mut added = Vec::new();
         for user in users {
@@ -495,6 +504,9 @@ impl Client {
         group_id: &[u8],
         users: &[&str],
     ) -> ClientResult<CommitSummary> {
+        if users.is_empty() {
+            return Err(ClientError::Invalid("no users to remove".into()));
+        }
         self.commit(
             group_id,
             Change::Remove(users.iter().map(|u| u.to_string()).collect()),

@@ -35,6 +35,9 @@ pub fn describe(pid: Option<u32>, holder: Option<&str>) -> String {
 #[derive(Debug)]
 pub struct StateLock {
     _file: File,
+    path: PathBuf,
+    /// This lock made the lock file (nothing had held the state before).
+    made: bool,
 }
 
 impl StateLock {
@@ -52,6 +55,7 @@ impl StateLock {
                 .create(parent)
                 .map_err(io)?;
         }
+        let made = !path.exists();
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -78,7 +82,19 @@ impl StateLock {
         let holder = format!("{}\n{}\n", std::process::id(), command_line());
         file.set_len(0).map_err(io)?;
         file.write_all_at(holder.as_bytes(), 0).map_err(io)?;
-        Ok(Self { _file: file })
+        Ok(Self {
+            _file: file,
+            path,
+            made,
+        })
+    }
+
+    /// Deletes the lock file if this lock made it: the path turned out not to
+    /// hold a state file.
+    pub fn remove_if_made(&self) {
+        if self.made {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 

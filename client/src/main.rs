@@ -88,6 +88,7 @@ enum Command {
         conn: Conn,
         #[arg(long)]
         group: String,
+        #[arg(required = true)]
         users: Vec<String>,
     },
     /// Removes every device of the users from a group.
@@ -96,6 +97,7 @@ enum Command {
         conn: Conn,
         #[arg(long)]
         group: String,
+        #[arg(required = true)]
         users: Vec<String>,
     },
     /// Sends a message.
@@ -171,6 +173,13 @@ fn line(event: &Event) -> String {
 /// Runs a one-shot command on the state file, or hands it to the process
 /// holding the file (`confide listen`), and prints what it printed there.
 async fn one_shot(conn: &Conn, request: Request) -> anyhow::Result<()> {
+    // A listener holding the file takes the command over its socket, with
+    // its own connection: this one's endpoint does not matter then.
+    match handoff::hand_over(&conn.state, &request).await {
+        Ok(answer) => return print_answer(answer),
+        Err(HandoffError::NoHolder { .. }) => {}
+        Err(error) => return Err(error.into()),
+    }
     let locked = match open(conn).await {
         Ok(mut client) => {
             let mut out = String::new();
@@ -184,20 +193,24 @@ async fn one_shot(conn: &Conn, request: Request) -> anyhow::Result<()> {
         },
     };
     match handoff::hand_over(&conn.state, &request).await {
-        Ok(answer) => {
-            print!("{}", answer.stdout);
-            if let Some(error) = answer.error {
-                // As `main` prints an error it returns.
-                eprintln!("Error: {error}");
-                std::process::exit(1);
-            }
-            Ok(())
-        }
+        Ok(answer) => print_answer(answer),
         Err(HandoffError::NoHolder { .. }) => {
             anyhow::bail!("{locked}; try again when it finishes")
         }
         Err(error) => Err(error.into()),
     }
+}
+
+/// Prints what the holder of the state file answered to a handed-over
+/// command, as if this process had run it.
+fn print_answer(answer: Answer) -> anyhow::Result<()> {
+    print!("{}", answer.stdout);
+    if let Some(error) = answer.error {
+        // As `main` prints an error it returns.
+        eprintln!("Error: {error}");
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 /// Runs a one-shot command on `client`, writing what it prints to `out`.

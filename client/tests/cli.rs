@@ -181,3 +181,46 @@ async fn a_registered_state_file_and_the_directory_made_for_it_are_private() {
     }
     assert!(files >= 1, "no state file written");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_that_is_not_a_state_file_is_refused_and_leaves_no_lock_file() {
+    let ds = spawn_ds().await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "not a database").expect("writing a text file");
+    let folder = dir.path().join("folder");
+    std::fs::create_dir(&folder).expect("making a directory");
+    for path in [&text, &folder] {
+        let output = confide(&ds.endpoint, path, &["create-group"]).await;
+        assert!(
+            !output.status.success(),
+            "{} was taken as a state file",
+            path.display()
+        );
+        let lock = format!("{}.lock", path.display());
+        assert!(!Path::new(&lock).exists(), "{lock} was left behind");
+    }
+    assert_eq!(
+        std::fs::read_to_string(&text).expect("the text file"),
+        "not a database"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adding_or_removing_nobody_is_refused_and_starts_no_epoch() {
+    let ds = spawn_ds().await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let alice = dir.path().join("alice.db");
+    register(&ds, &alice, "alice").await;
+    let group = confide_ok(&ds.endpoint, &alice, &["create-group"]).await;
+    let group = group.trim();
+    for command in ["add", "remove"] {
+        let output = confide(&ds.endpoint, &alice, &[command, "--group", group]).await;
+        assert!(
+            !output.status.success(),
+            "`{command}` with no users succeeded"
+        );
+    }
+    let members = confide_ok(&ds.endpoint, &alice, &["members", "--group", group]).await;
+    assert!(members.starts_with("epoch 0\n"), "{members}");
+}

@@ -304,3 +304,30 @@ async fn members_leaves_pending_events_for_a_later_sync() -> anyhow::Result<()> 
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_handed_to_a_listener_needs_no_connection_of_its_own() -> anyhow::Result<()> {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir()?;
+    let mut alice = app.client("alice", "laptop").await;
+    let bob = Device::register(&app, dir.path(), "bob").await;
+    let group = alice.create_group().await?;
+    alice.add_users(&group, &["bob"]).await?;
+    let mut listener = bob.listen();
+    listener.expect_line("joined at epoch 1").await;
+
+    // A mistyped (or unreachable) endpoint: the listener's connection is
+    // the one that sends.
+    let offline = Device {
+        endpoint: "http://127.0.0.1:9".into(),
+        state: bob.state.clone(),
+    };
+    let g = hex::encode(&group);
+    let sent = offline
+        .ok(&["send", "--group", &g, "through the listener"])
+        .await;
+    assert!(sent.starts_with("sent as #"), "send printed {sent:?}");
+    let received = alice.expect_messages(&group, 1).await;
+    assert_eq!(received[0].body, b"through the listener");
+    Ok(())
+}
