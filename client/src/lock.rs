@@ -8,7 +8,7 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Read;
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{ClientError, ClientResult};
@@ -47,14 +47,7 @@ impl StateLock {
         let path = beside(state, "lock");
         let io = |e: std::io::Error| ClientError::Invalid(format!("{}: {e}", path.display()));
         // Registering may name a directory that does not exist yet.
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            // Private, as `store::create` makes it: it will hold keys.
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(parent)
-                .map_err(io)?;
-        }
+        crate::store::create_private_parent(&path).map_err(io)?;
         let made = !path.exists();
         let mut file = OpenOptions::new()
             .read(true)

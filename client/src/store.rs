@@ -170,7 +170,25 @@ fn open_existing(location: &StateLocation) -> ClientResult<(Provider, StateDb)> 
 /// false if the file was there already.
 fn create_private_file(path: &Path) -> std::io::Result<bool> {
     #[cfg(unix)]
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    use std::os::unix::fs::OpenOptionsExt;
+
+    create_private_parent(path)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    match options.open(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Makes the directory `path` goes in, 0700, if it is not there: it will
+/// hold private keys (the state file, and the lock file beside it).
+pub(crate) fn create_private_parent(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    use std::os::unix::fs::DirBuilderExt;
 
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
         && !parent.exists()
@@ -181,15 +199,7 @@ fn create_private_file(path: &Path) -> std::io::Result<bool> {
         builder.mode(0o700);
         builder.create(parent)?;
     }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    options.mode(0o600);
-    match options.open(path) {
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(e),
-    }
+    Ok(())
 }
 
 /// Deletes a state file and SQLite's side files (after a failed
