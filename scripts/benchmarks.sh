@@ -29,7 +29,7 @@ cargo build --release --bin confide-sim --bin confide-ds --bin confide-ingress \
   --bin confide-subscriptions
 
 echo "benchmarks: MLS operations and the DS's accept-commit path (criterion)"
-cargo bench -p confide-client --bench mls -- --warm-up-time 1 --measurement-time 5 \
+cargo bench -p confide-tools --bench mls -- --warm-up-time 1 --measurement-time 5 \
   | tee "$work/criterion.txt"
 
 echo "benchmarks: Welcome upload with and without the ratchet tree"

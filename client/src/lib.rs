@@ -13,13 +13,10 @@ pub mod display;
 pub mod error;
 pub mod events;
 pub mod handoff;
-pub mod ingress;
 pub mod lock;
 pub mod retry;
 pub mod roster;
-pub mod sim;
 pub mod store;
-pub mod subscriptions;
 
 pub use api::{Api, TlsOptions};
 pub use client::{Added, Client, CommitSummary, Incoming};

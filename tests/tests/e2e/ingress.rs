@@ -1,7 +1,7 @@
 //! `confide-ingress` on real PostgreSQL: a short run stores every message
 //! the DS acknowledged exactly once, and every figure measured something.
 
-use confide_client::ingress::{self, Options};
+use confide_tools::ingress::{self, Options};
 use confide_ds::store::postgres::testing::DEFAULT_DATABASE_URL;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

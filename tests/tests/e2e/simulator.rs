@@ -3,7 +3,7 @@
 //! a DS that withholds messages says what was lost.
 
 use confide_client::TlsOptions;
-use confide_client::sim::{self, GroupSpec, Report, Scenario, Target};
+use confide_tools::sim::{self, GroupSpec, Report, Scenario, Target};
 use confide_proto::v1;
 use confide_tests::{HostileDs, spawn_app_with};
 

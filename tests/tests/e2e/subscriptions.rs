@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use confide_client::subscriptions::{self, NoProbe, Options};
+use confide_tools::subscriptions::{self, NoProbe, Options};
 use confide_tests::{WAIT, spawn_app_with};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,4 +1,4 @@
-//! `confide-sim`: drives real MLS clients (this library, real openmls
+//! `confide-sim`: drives real MLS clients (the client library, real openmls
 //! crypto) against a real delivery service and reports what it measured.
 //!
 //! A run: check the [`Scenario`]; start a DS in-process or connect to one;
@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Api, Client, ClientError, ClientId, StateLocation, TlsOptions};
+use confide_client::{Api, Client, ClientError, ClientId, StateLocation, TlsOptions};
 use actors::{Churn, Counter, Directory, FullMember, Membership, Order, Progress};
 use confide_ds::store::postgres::testing;
 pub use report::Report;

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::body::{self, Header};
 use super::report::{Acked, FinalView, Observed, Sent, micros};
-use crate::{Api, Client, ClientError, ClientId, Event, GroupId, StateLocation};
+use confide_client::{Api, Client, ClientError, ClientId, Event, GroupId, StateLocation};
 
 /// A counter acks a group's stream after this many new entries of it.
 const COUNTER_ACK_EVERY: u64 = 64;

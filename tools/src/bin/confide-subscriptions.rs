@@ -1,6 +1,6 @@
 //! `confide-subscriptions`: starts a `confide-ds` process, opens one live
 //! stream per client and reports the DS's resident memory. See
-//! `confide_client::subscriptions`.
+//! `confide_tools::subscriptions`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use confide_client::subscriptions::{self, DsProcess, Options, ds_process::DsCommand};
+use confide_tools::subscriptions::{self, DsProcess, Options, ds_process::DsCommand};
 
 #[derive(Parser)]
 #[command(version, about)]

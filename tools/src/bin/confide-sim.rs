@@ -1,5 +1,5 @@
 //! `confide-sim`: load-tests a Confide delivery service with virtual MLS
-//! clients and reports what it measured. See `confide_client::sim`.
+//! clients and reports what it measured. See `confide_tools::sim`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use confide_client::TlsOptions;
-use confide_client::sim::{self, GroupSpec, Scenario, Target};
+use confide_tools::sim::{self, GroupSpec, Scenario, Target};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Store {
@@ -19,7 +19,7 @@ enum Store {
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
-    /// A YAML scenario (fields as in `confide_client::sim::Scenario`).
+    /// A YAML scenario (fields as in `confide_tools::sim::Scenario`).
     #[arg(long)]
     scenario: Option<PathBuf>,
     /// A running DS to load-test; without it a DS is started in-process.

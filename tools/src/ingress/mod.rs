@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::{Api, Client, ClientError, GroupId};
+use confide_client::{Api, Client, ClientError, GroupId};
 use database::RunDatabase;
 pub use database::{DATABASE_PREFIX, ServerSettings};
 use load::{CallFuture, Window};

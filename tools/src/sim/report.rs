@@ -262,7 +262,7 @@ pub struct Inputs {
     pub delivery_window: Duration,
     /// Each group's membership, with every change made during the run.
     pub membership: Vec<Membership>,
-    pub client_ids: Vec<crate::ClientId>,
+    pub client_ids: Vec<confide_client::ClientId>,
     pub ds_restarts: u32,
     pub resubscribes: u64,
     /// How the wait for deliveries ended.

@@ -1,13 +1,13 @@
 //! `confide-ingress`: the delivery service's durable application-message
 //! ingress against a trivial tonic echo server on the same machine, and the
-//! bytes PostgreSQL stores per message. See `confide_client::ingress`.
+//! bytes PostgreSQL stores per message. See `confide_tools::ingress`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use confide_client::ingress::{self, IngressError, Options};
+use confide_tools::ingress::{self, IngressError, Options};
 
 #[derive(Parser)]
 #[command(version, about)]

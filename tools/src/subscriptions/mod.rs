@@ -27,7 +27,7 @@ use openmls_traits::signatures::Signer;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Api, Client, ClientError, ClientId, GroupId, StateLocation};
+use confide_client::{Api, Client, ClientError, ClientId, GroupId, StateLocation};
 pub use ds_process::{DsProcess, Memory};
 pub use report::{Outcome, Point};
 

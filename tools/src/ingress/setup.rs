@@ -1,4 +1,4 @@
-//! Real MLS members for the run: registered with this client library, put
+//! Real MLS members for the run: registered with the client library, put
 //! into groups with real commits, and each sender's messages encrypted before
 //! anything is timed.
 
@@ -7,14 +7,14 @@ use rand::RngCore;
 use tokio::task::JoinSet;
 
 use super::IngressError;
-use crate::{Api, Client, ClientId, GroupId, StateLocation};
+use confide_client::{Api, Client, ClientId, GroupId, StateLocation};
 
 /// Registrations in flight at once.
 const REGISTER_PARALLELISM: usize = 32;
 /// Users added per commit while a large group is built.
 const ADD_BATCH: usize = 100;
 
-fn client_error(what: impl Into<String>) -> impl FnOnce(crate::ClientError) -> IngressError {
+fn client_error(what: impl Into<String>) -> impl FnOnce(confide_client::ClientError) -> IngressError {
     let what = what.into();
     move |source| IngressError::Client { what, source }
 }
