@@ -8,10 +8,17 @@
 //! - [`subscriptions`] (`confide-subscriptions`): how many live streams one
 //!   DS process holds, and their memory.
 //!
-//! The binaries in `src/bin/` only parse flags and call these; the criterion
-//! MLS benchmarks are in `benches/`. None of this is part of the client
-//! library, so an application embedding `confide-client` builds none of it.
+//! What they share: [`error::ClientFailed`], the one error-context type;
+//! [`binary::main`], the one `main` of the binaries in `src/bin/` (which
+//! only parse flags and call these); [`latency`], the histograms; and
+//! [`register::register_all`]. The criterion MLS benchmarks are in
+//! `benches/`. None of this is part of the client library, so an
+//! application embedding `confide-client` builds none of it.
 
+pub mod binary;
+pub mod error;
 pub mod ingress;
+pub mod latency;
+pub mod register;
 pub mod sim;
 pub mod subscriptions;

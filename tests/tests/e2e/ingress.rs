@@ -1,8 +1,8 @@
 //! `confide-ingress` on real PostgreSQL: a short run stores every message
 //! the DS acknowledged exactly once, and every figure measured something.
 
-use confide_tools::ingress::{self, Options};
 use confide_ds::store::postgres::testing::DEFAULT_DATABASE_URL;
+use confide_tools::ingress::{self, Options};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_ingress_run_stores_each_acknowledged_message_once_and_measures_both_servers() {

@@ -3,9 +3,9 @@
 //! a DS that withholds messages says what was lost.
 
 use confide_client::TlsOptions;
-use confide_tools::sim::{self, GroupSpec, Report, Scenario, Target};
 use confide_proto::v1;
 use confide_tests::{HostileDs, spawn_app_with};
+use confide_tools::sim::{self, GroupSpec, Report, Scenario, Target};
 
 fn small_scenario() -> Scenario {
     Scenario {

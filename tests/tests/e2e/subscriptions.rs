@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use confide_tools::subscriptions::{self, NoProbe, Options};
 use confide_tests::{WAIT, spawn_app_with};
+use confide_tools::subscriptions::{self, NoProbe, Options};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_hundred_streams_on_three_connections_are_all_live() {

@@ -5,9 +5,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Parser;
-use confide_tools::ingress::{self, IngressError, Options};
+use confide_tools::binary;
+use confide_tools::ingress::{self, Options};
 
 #[derive(Parser)]
 #[command(version, about)]
@@ -64,20 +64,7 @@ struct Cli {
 /// exactly once), 2 a run that could not be made (PostgreSQL unreachable).
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match run(Cli::parse()).await {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(error) => {
-            eprintln!("confide-ingress: {error:#}");
-            ExitCode::from(2)
-        }
-    }
+    binary::main("confide-ingress", run(Cli::parse())).await
 }
 
 async fn run(cli: Cli) -> anyhow::Result<bool> {
@@ -100,13 +87,10 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             eprintln!("confide-ingress: {line}");
         }
     };
-    let report = ingress::run(options, &progress)
-        .await
-        .map_err(|error: IngressError| anyhow::anyhow!(error))?;
+    let report = ingress::run(options, &progress).await?;
     println!("{report}");
     if let Some(path) = &cli.json {
-        let json = serde_json::to_string_pretty(&report)?;
-        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+        binary::write_json(path, &report)?;
     }
     Ok(report.is_clean())
 }

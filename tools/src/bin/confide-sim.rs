@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use confide_client::TlsOptions;
+use confide_tools::binary;
 use confide_tools::sim::{self, GroupSpec, Scenario, Target};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -166,20 +167,7 @@ impl Cli {
 /// duplicated or altered messages), 2 a run that could not be made.
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match run(Cli::parse()).await {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(error) => {
-            eprintln!("confide-sim: {error:#}");
-            ExitCode::from(2)
-        }
-    }
+    binary::main("confide-sim", run(Cli::parse())).await
 }
 
 /// Runs the simulation (once, or once per rate of a sweep) and prints each
@@ -210,12 +198,10 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         println!("{report}");
         reports.push(report);
     }
-    if let Some(path) = &cli.json {
-        let json = match reports.as_slice() {
-            [one] => serde_json::to_string_pretty(one)?,
-            all => serde_json::to_string_pretty(all)?,
-        };
-        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+    match (&cli.json, reports.as_slice()) {
+        (Some(path), [one]) => binary::write_json(path, one)?,
+        (Some(path), all) => binary::write_json(path, &all)?,
+        (None, _) => {}
     }
     if let (Some(path), Some(last)) = (&cli.plot_latency, reports.last()) {
         sim::plot::latency_over_time(last, path).map_err(anyhow::Error::msg)?;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use confide_tools::binary;
 use confide_tools::subscriptions::{self, DsProcess, Options, ds_process::DsCommand};
 
 #[derive(Parser)]
@@ -46,9 +47,15 @@ struct Cli {
     json: Option<PathBuf>,
 }
 
+/// Exit codes: 0 every stream live and the peak memory within `--max-rss`,
+/// 1 not, 2 a run that could not be made (the DS did not start, a call
+/// failed).
 #[tokio::main]
-async fn main() -> anyhow::Result<ExitCode> {
-    let cli = Cli::parse();
+async fn main() -> ExitCode {
+    binary::main("confide-subscriptions", run(Cli::parse())).await
+}
+
+async fn run(cli: Cli) -> anyhow::Result<bool> {
     let connections = cli
         .connections
         .unwrap_or_else(|| cli.clients.div_ceil(200))
@@ -82,8 +89,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     println!("{outcome}");
     let json = outcome.to_json(cli.max_rss, &command.environment());
     if let Some(path) = &cli.json {
-        std::fs::write(path, serde_json::to_vec_pretty(&json)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+        binary::write_json(path, &json)?;
     }
     let within = json.within_limit.unwrap_or(false);
     println!(
@@ -92,9 +98,5 @@ async fn main() -> anyhow::Result<ExitCode> {
         cli.max_rss as f64 / (1024.0 * 1024.0 * 1024.0)
     );
     drop(ds);
-    Ok(if outcome.is_live() && within {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(outcome.is_live() && within)
 }

@@ -12,7 +12,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio::task::JoinSet;
 
-use crate::sim::report::{Latency, histogram, micros};
+use crate::latency::{Latency, histogram, micros};
 
 /// One call in flight: `Ok(Some(seq))` for an acknowledged append (kept for
 /// the check against the log), `Ok(None)` for any other success.

@@ -15,29 +15,27 @@
 //! `group_log` (heap, indexes, TOAST) grew per message, against the
 //! messages' MLS wire size. The database is dropped at the end.
 
+mod callers;
 mod database;
 pub mod echo;
 pub mod load;
 pub mod report;
 mod setup;
+mod storage;
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use confide_proto::bench::v1::EchoMessage;
-use confide_proto::bench::v1::echo_service_client::EchoServiceClient;
-use confide_proto::v1;
-use confide_proto::v1::group_service_client::GroupServiceClient;
-use rand::RngCore;
+use confide_client::{Api, GroupId};
 use tokio_util::sync::CancellationToken;
-use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::{Channel, Endpoint};
 
-use confide_client::{Api, Client, ClientError, GroupId};
+use crate::error::ClientFailed;
+use callers::{ds_callers, echo_callers};
 use database::RunDatabase;
 pub use database::{DATABASE_PREFIX, ServerSettings};
-use load::{CallFuture, Window};
+use load::{LoadFigures, Window};
 pub use report::{Check, Report, StorageFigures};
+use storage::measure_storage;
 
 /// Pre-encrypted messages per caller are sized from the echo server's rate
 /// with this much to spare: the DS does more per call than an echo, so it
@@ -46,8 +44,6 @@ const HEADROOM: f64 = 1.25;
 /// Bytes per row of PostgreSQL's own insert rate: about the MLS wire size of
 /// a 246-byte message (392 B).
 const WIRE_SIZE_GUESS: usize = 392;
-/// Callers sending a storage batch.
-const STORAGE_CALLERS: usize = 8;
 
 /// What to run.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -146,12 +142,8 @@ pub enum IngressError {
     Database(String),
     #[error("starting a server: {0}")]
     Server(String),
-    #[error("{what}: {source}")]
-    Client {
-        what: String,
-        #[source]
-        source: ClientError,
-    },
+    #[error(transparent)]
+    Client(#[from] ClientFailed),
     #[error("{0}")]
     Invalid(String),
 }
@@ -240,89 +232,6 @@ async fn start_ds(url: &str, stop: &CancellationToken) -> Result<(String, usize)
     Ok((endpoint, pool_size))
 }
 
-fn echo_callers(channels: &[Channel], options: &Options) -> Vec<impl load::Caller> {
-    (0..options.concurrency)
-        .map(|index| {
-            let client = EchoServiceClient::new(channels[index % channels.len()].clone());
-            let mut payload = vec![0u8; options.message_size];
-            rand::rng().fill_bytes(&mut payload);
-            let payload = Bytes::from(payload);
-            move || -> Option<CallFuture> {
-                let mut client = client.clone();
-                let request = EchoMessage {
-                    payload: payload.clone(),
-                };
-                Some(Box::pin(
-                    async move { client.echo(request).await.map(|_| None) },
-                ))
-            }
-        })
-        .collect()
-}
-
-/// What one caller sends to the DS: pre-encrypted messages for one group,
-/// as its sender.
-struct Sending {
-    group_id: Bytes,
-    token: AsciiMetadataValue,
-    messages: Vec<Bytes>,
-}
-
-fn ds_callers(channels: &[Channel], sendings: Vec<Sending>) -> Vec<impl load::Caller> {
-    sendings
-        .into_iter()
-        .enumerate()
-        .map(|(index, sending)| {
-            let client = GroupServiceClient::new(channels[index % channels.len()].clone());
-            let Sending {
-                group_id,
-                token,
-                messages,
-            } = sending;
-            let mut messages = messages.into_iter();
-            move || -> Option<CallFuture> {
-                let message = messages.next()?;
-                let mut message_id = [0u8; 16];
-                rand::rng().fill_bytes(&mut message_id);
-                let mut request = tonic::Request::new(v1::SendMessageRequest {
-                    group_id: group_id.clone(),
-                    message_id: Bytes::copy_from_slice(&message_id),
-                    message,
-                });
-                request
-                    .metadata_mut()
-                    .insert(confide_proto::AUTHORIZATION_HEADER, token.clone());
-                let mut client = client.clone();
-                Some(Box::pin(async move {
-                    let response = client.send_message(request).await?;
-                    Ok(Some(response.into_inner().seq))
-                }))
-            }
-        })
-        .collect()
-}
-
-/// The session token the client's calls carry.
-fn token_of(client: &Client) -> Result<AsciiMetadataValue, IngressError> {
-    client
-        .api()
-        .request(())
-        .metadata()
-        .get(confide_proto::AUTHORIZATION_HEADER)
-        .cloned()
-        .ok_or_else(|| IngressError::Invalid(format!("{} has no session", client.id())))
-}
-
-/// Splits `messages` into `parts` nearly equal runs.
-fn split(messages: Vec<Bytes>, parts: usize) -> Vec<Vec<Bytes>> {
-    let mut out: Vec<Vec<Bytes>> = (0..parts).map(|_| Vec::new()).collect();
-    let per = messages.len().div_ceil(parts.max(1)).max(1);
-    for (index, message) in messages.into_iter().enumerate() {
-        out[index / per].push(message);
-    }
-    out
-}
-
 /// Compares what each group's callers were acknowledged with what the
 /// group's log holds.
 async fn check(
@@ -337,6 +246,8 @@ async fn check(
     Ok(check)
 }
 
+/// The servers, then each measurement in turn: the echo reference,
+/// PostgreSQL alone, the DS's timed ingress, bytes stored by group size.
 async fn measure(
     options: &Options,
     database: &RunDatabase,
@@ -352,15 +263,53 @@ async fn measure(
         warm_up: Duration::from_secs_f64(options.warm_up_secs),
         duration: Some(Duration::from_secs_f64(options.duration_secs)),
     };
+    let echo = measure_echo(options, &echo_endpoint, window, progress).await?;
+    let postgres_insert = measure_inserts(options, database, pool_size, window, progress).await?;
+    let ds_channels = connections(&ds_endpoint, options.connections).await?;
+    let apis: Vec<Api> = ds_channels.iter().cloned().map(Api::from_channel).collect();
+    let ds = (&ds_channels[..], &apis[..]);
+    let ingress = measure_ingress(options, database, ds, (&echo, window), progress).await?;
+    let mut storage = Vec::with_capacity(options.storage_group_sizes.len());
+    for &size in &options.storage_group_sizes {
+        progress(&format!(
+            "storage: a group of {size}, {} messages",
+            options.storage_messages
+        ));
+        storage.push(measure_storage(options, database, &ds_channels, &apis, size).await?);
+    }
+    Ok(Report::new(
+        options.clone(),
+        postgres,
+        echo,
+        postgres_insert,
+        ingress,
+        storage,
+    ))
+}
 
-    // The reference.
+/// The reference: the trivial echo server under the same callers.
+async fn measure_echo(
+    options: &Options,
+    endpoint: &str,
+    window: Window,
+    progress: &dyn Fn(&str),
+) -> Result<LoadFigures, IngressError> {
     progress(&format!("echo: {} callers", options.concurrency));
-    let echo_channels = connections(&echo_endpoint, options.connections).await?;
-    let echo = load::run(echo_callers(&echo_channels, options), window).await;
-    drop(echo_channels);
+    let channels = connections(endpoint, options.connections).await?;
+    Ok(load::run(echo_callers(&channels, options), window)
+        .await
+        .figures)
+}
 
-    // What PostgreSQL alone commits per second, over as many connections as
-    // the DS's pool: the floor under the DS.
+/// What PostgreSQL alone commits per second, over as many connections as
+/// the DS's pool: the floor under the DS.
+async fn measure_inserts(
+    options: &Options,
+    database: &RunDatabase,
+    pool_size: usize,
+    window: Window,
+    progress: &dyn Fn(&str),
+) -> Result<report::PostgresInsert, IngressError> {
     progress(&format!(
         "postgres: {} callers over {pool_size} connections",
         options.concurrency
@@ -368,29 +317,39 @@ async fn measure(
     let inserts = database
         .insert_callers(pool_size, options.concurrency, WIRE_SIZE_GUESS)
         .await?;
-    let postgres_insert = load::run(inserts, window).await;
+    Ok(report::PostgresInsert {
+        load: load::run(inserts, window).await.figures,
+        connections: pool_size,
+        row_payload_bytes: WIRE_SIZE_GUESS,
+    })
+}
 
-    // The DS's members, groups and pre-encrypted messages.
-    let ds_channels = connections(&ds_endpoint, options.connections).await?;
-    let apis: Vec<Api> = ds_channels.iter().cloned().map(Api::from_channel).collect();
+/// The subject: the DS's members, groups and pre-encrypted messages (as
+/// many as the echo server's rate says the window can use), then the timed
+/// run, checked against the log.
+async fn measure_ingress(
+    options: &Options,
+    database: &RunDatabase,
+    (channels, apis): (&[Channel], &[Api]),
+    (echo, window): (&LoadFigures, Window),
+    progress: &dyn Fn(&str),
+) -> Result<report::Ingress, IngressError> {
     let setup_started = Instant::now();
     let total_secs = options.warm_up_secs + options.duration_secs;
-    let per_caller = (echo.figures.calls_per_sec * total_secs * HEADROOM
-        / options.concurrency as f64)
-        .ceil() as usize;
+    let per_caller =
+        (echo.calls_per_sec * total_secs * HEADROOM / options.concurrency as f64).ceil() as usize;
     let per_caller = per_caller.clamp(1, options.max_messages / options.concurrency);
     progress(&format!(
         "ingress: {} groups of two, {} messages to encrypt",
         options.groups,
         per_caller * options.concurrency
     ));
-    let prepared = prepare_senders(options, &apis, per_caller).await?;
+    let prepared = setup::prepare_senders(options, apis, per_caller).await?;
     let setup_secs = setup_started.elapsed().as_secs_f64();
 
-    // The subject.
     progress(&format!("ingress: {} callers", options.concurrency));
     let before = database.log_size().await?;
-    let ingress = load::run(ds_callers(&ds_channels, prepared.sendings), window).await;
+    let ingress = load::run(ds_callers(channels, prepared.sendings), window).await;
     let grown = database.log_size().await?.growth_since(before);
     let mut acknowledged: Vec<(GroupId, Vec<u64>)> = prepared
         .group_ids
@@ -400,177 +359,14 @@ async fn measure(
     for (caller, seqs) in ingress.acknowledged.iter().enumerate() {
         acknowledged[caller % options.groups].1.extend(seqs);
     }
-    let ingress_check = check(database, &acknowledged).await?;
-
-    // Bytes stored per message, by group size.
-    let mut storage = Vec::with_capacity(options.storage_group_sizes.len());
-    for &size in &options.storage_group_sizes {
-        progress(&format!(
-            "storage: a group of {size}, {} messages",
-            options.storage_messages
-        ));
-        storage.push(measure_storage(options, database, &ds_channels, &apis, size).await?);
-    }
-
-    Ok(Report::new(
-        options.clone(),
-        postgres,
-        echo.figures,
-        report::PostgresInsert {
-            load: postgres_insert.figures,
-            connections: pool_size,
-            row_payload_bytes: WIRE_SIZE_GUESS,
-        },
-        report::Ingress {
-            load: ingress.figures,
-            setup_secs,
-            wire_bytes_per_message: prepared.wire_bytes_per_message,
-            stored_bytes_per_message: per_message(grown.total, ingress_check.stored),
-            check: ingress_check,
-        },
-        storage,
-    ))
-}
-
-/// The timed run's callers, ready to send.
-struct Prepared {
-    /// Caller `i` sends to `group_ids[i % groups]`.
-    sendings: Vec<Sending>,
-    group_ids: Vec<GroupId>,
-    wire_bytes_per_message: f64,
-}
-
-/// Registers a sender and a peer per group, builds the groups and has each
-/// sender encrypt `per_caller` messages for every caller of its group.
-async fn prepare_senders(
-    options: &Options,
-    apis: &[Api],
-    per_caller: usize,
-) -> Result<Prepared, IngressError> {
-    let users: Vec<String> = (0..options.groups)
-        .flat_map(|g| [format!("sender{g}"), format!("peer{g}")])
-        .collect();
-    let mut clients = setup::register(apis, &users).await?.into_iter();
-    let callers_of = |group: usize| -> Vec<usize> {
-        (group..options.concurrency)
-            .step_by(options.groups)
-            .collect()
-    };
-    let mut work = Vec::with_capacity(options.groups);
-    let mut group_ids = Vec::with_capacity(options.groups);
-    for group in 0..options.groups {
-        let mut sender = clients.next().expect("two clients per group");
-        let _peer = clients.next().expect("two clients per group");
-        let group_id =
-            setup::build_group(&mut sender, &users[2 * group + 1..2 * group + 2]).await?;
-        group_ids.push(group_id.clone());
-        work.push(setup::Encryption {
-            sender,
-            group_id,
-            count: per_caller * callers_of(group).len(),
-        });
-    }
-    let encrypted = setup::encrypt_all(work, options.message_size).await?;
-    let wire_bytes_per_message = mean_len(encrypted.iter().flat_map(|(_, messages)| messages));
-    let mut sendings: Vec<Option<Sending>> = (0..options.concurrency).map(|_| None).collect();
-    for (group, (sender, messages)) in encrypted.into_iter().enumerate() {
-        let token = token_of(&sender)?;
-        let callers = callers_of(group);
-        for (caller, messages) in callers.iter().zip(split(messages, callers.len())) {
-            sendings[*caller] = Some(Sending {
-                group_id: Bytes::from(group_ids[group].clone()),
-                token: token.clone(),
-                messages,
-            });
-        }
-    }
-    Ok(Prepared {
-        sendings: sendings
-            .into_iter()
-            .map(|s| s.expect("every caller has a group"))
-            .collect(),
-        group_ids,
-        wire_bytes_per_message,
-    })
-}
-
-fn mean_len<'a>(messages: impl Iterator<Item = &'a Bytes>) -> f64 {
-    let (count, bytes) = messages.fold((0u64, 0u64), |(count, bytes), message| {
-        (count + 1, bytes + message.len() as u64)
-    });
-    if count == 0 {
-        0.0
-    } else {
-        bytes as f64 / count as f64
-    }
-}
-
-fn per_message(bytes: i64, messages: u64) -> f64 {
-    if messages == 0 {
-        0.0
-    } else {
-        bytes as f64 / messages as f64
-    }
-}
-
-/// A group of `size` members (the creator sends; the others are registered
-/// and added but never come online), `storage_messages` messages sent to it,
-/// and how much `group_log` grew.
-async fn measure_storage(
-    options: &Options,
-    database: &RunDatabase,
-    channels: &[Channel],
-    apis: &[Api],
-    size: usize,
-) -> Result<StorageFigures, IngressError> {
-    let users: Vec<String> = (0..size).map(|i| format!("g{size}m{i}")).collect();
-    let mut members = setup::register(apis, &users).await?;
-    let mut sender = members.swap_remove(0);
-    drop(members);
-    let group_id = setup::build_group(&mut sender, &users[1..]).await?;
-    let token = token_of(&sender)?;
-    let (_, messages) = setup::encrypt_all(
-        vec![setup::Encryption {
-            sender,
-            group_id: group_id.clone(),
-            count: options.storage_messages,
-        }],
-        options.message_size,
-    )
-    .await?
-    .pop()
-    .expect("one sender");
-    let wire = mean_len(messages.iter());
-    let callers = STORAGE_CALLERS.min(messages.len());
-    let sendings = split(messages, callers)
-        .into_iter()
-        .map(|messages| Sending {
-            group_id: Bytes::from(group_id.clone()),
-            token: token.clone(),
-            messages,
-        })
-        .collect();
-    let before = database.log_size().await?;
-    let sent = load::run(
-        ds_callers(channels, sendings),
-        Window {
-            warm_up: Duration::ZERO,
-            duration: None,
-        },
-    )
-    .await;
-    let grown = database.log_size().await?.growth_since(before);
-    let acknowledged = sent.acknowledged.into_iter().flatten().collect();
-    let check = check(database, &[(group_id.clone(), acknowledged)]).await?;
-    let rows = database.row_sizes(&group_id).await?;
-    Ok(StorageFigures::new(
-        size,
-        wire,
-        grown,
-        rows,
+    let check = check(database, &acknowledged).await?;
+    Ok(report::Ingress {
+        load: ingress.figures,
+        setup_secs,
+        wire_bytes_per_message: prepared.wire_bytes_per_message,
+        stored_bytes_per_message: report::per_message(grown.total, check.stored),
         check,
-        sent.figures.errors,
-    ))
+    })
 }
 
 #[cfg(test)]
@@ -585,15 +381,6 @@ mod tests {
         );
         assert_eq!(redacted("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redacted("postgres://h:5432/db"), "postgres://h:5432/db");
-    }
-
-    #[test]
-    fn messages_are_split_among_callers_in_order() {
-        let messages: Vec<Bytes> = (0u8..7).map(|i| Bytes::from(vec![i])).collect();
-        let parts = split(messages, 3);
-        let lens: Vec<usize> = parts.iter().map(Vec::len).collect();
-        assert_eq!(lens, [3, 3, 1]);
-        assert_eq!(parts[2][0], Bytes::from(vec![6]));
     }
 
     #[test]

@@ -117,13 +117,7 @@ impl StorageFigures {
         errors: BTreeMap<String, u64>,
     ) -> Self {
         let messages = check.stored;
-        let per = |bytes: i64| {
-            if messages == 0 {
-                0.0
-            } else {
-                bytes as f64 / messages as f64
-            }
-        };
+        let per = |bytes: i64| per_message(bytes, messages);
         let stored = per(grown.total);
         Self {
             group_size,
@@ -265,6 +259,15 @@ impl Report {
     }
 }
 
+/// `bytes` per message; 0 for no messages.
+pub fn per_message(bytes: i64, messages: u64) -> f64 {
+    if messages == 0 {
+        0.0
+    } else {
+        bytes as f64 / messages as f64
+    }
+}
+
 fn met(yes: bool) -> &'static str {
     if yes { "met" } else { "NOT met" }
 }
@@ -289,6 +292,20 @@ impl fmt::Display for Report {
             o.concurrency, o.connections, o.warm_up_secs, o.duration_secs, o.message_size
         )?;
         writeln!(f)?;
+        self.fmt_servers(f)?;
+        writeln!(f)?;
+        self.fmt_storage(f)?;
+        for problem in self.problems() {
+            writeln!(f, "PROBLEM: {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Report {
+    /// The three servers side by side, the ratio to its target, and the
+    /// timed run's check.
+    fn fmt_servers(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
             "{:<34} {:>10} {:>9} {:>9} {:>9} {:>8}",
@@ -306,20 +323,13 @@ impl fmt::Display for Report {
                 l.errors.values().sum::<u64>()
             )
         };
+        let inserts = &self.postgres_insert;
+        let connections = inserts.connections;
         row(f, "tonic echo (reference)", &self.echo)?;
-        row(
-            f,
-            &format!(
-                "PostgreSQL INSERT, {} connections",
-                self.postgres_insert.connections
-            ),
-            &self.postgres_insert.load,
-        )?;
-        row(
-            f,
-            &format!("DS SendMessage, {} groups", o.groups),
-            &self.ingress.load,
-        )?;
+        let name = format!("PostgreSQL INSERT, {connections} connections");
+        row(f, &name, &inserts.load)?;
+        let name = format!("DS SendMessage, {} groups", self.options.groups);
+        row(f, &name, &self.ingress.load)?;
         writeln!(
             f,
             "ingress / echo = {:.3} (target >= {}: {})",
@@ -340,8 +350,11 @@ impl fmt::Display for Report {
             self.ingress.wire_bytes_per_message,
             self.ingress.stored_bytes_per_message,
             self.ingress.setup_secs
-        )?;
-        writeln!(f)?;
+        )
+    }
+
+    /// Bytes stored per message by group size, and the ratio's target.
+    fn fmt_storage(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
             "{:>10} {:>8} {:>8} {:>10} {:>7} {:>8} {:>8} {:>8} {:>8}",
@@ -375,11 +388,7 @@ impl fmt::Display for Report {
             "stored / wire (target <= {}: {})",
             self.targets.storage_ratio_max,
             met(self.targets.storage_ratio_met)
-        )?;
-        for problem in self.problems() {
-            writeln!(f, "PROBLEM: {problem}")?;
-        }
-        Ok(())
+        )
     }
 }
 

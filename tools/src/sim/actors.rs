@@ -1,184 +1,31 @@
-//! The virtual clients while messages flow. A full member is a real
+//! The full members while messages flow. A full member is a real
 //! [`Client`]: it sends and commits what it is told to, and decrypts and
-//! checks everything it receives. A counter holds only a session and a live
-//! stream: it checks the order of what arrives and counts it without
-//! decrypting, so the simulator's own crypto does not cap what it can measure.
+//! checks everything it receives (the members that only count are in
+//! `counter.rs`).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use confide_proto::v1;
+use confide_client::{Client, ClientError, Event, StateLocation};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::body::{self, Header};
-use super::report::{Acked, FinalView, Observed, Sent, micros};
-use confide_client::{Api, Client, ClientError, ClientId, Event, GroupId, StateLocation};
+use super::counter::RESUBSCRIBE_AFTER;
+use super::directory::{Churn, Directory, Order, Progress};
+use super::report::{Acked, FinalView, Observed, Sent};
+use crate::latency::micros;
 
-/// A counter acks a group's stream after this many new entries of it.
-const COUNTER_ACK_EVERY: u64 = 64;
-/// Pause after a failed live stream before subscribing again.
-const RESUBSCRIBE_AFTER: Duration = Duration::from_millis(50);
 /// How long a call without a verdict (the DS restarting) is retried, and the
 /// pause between tries.
 const IN_DOUBT_RETRY_FOR: Duration = Duration::from_secs(60);
 const IN_DOUBT_PAUSE: Duration = Duration::from_millis(100);
 /// How long a restarted member stays down.
 const DOWNTIME: std::ops::Range<u64> = 100..1000;
-
-/// Counters shared with the coordinator, for progress and for knowing when
-/// everything arrived.
-#[derive(Debug, Default)]
-pub struct Progress {
-    pub joined: AtomicU64,
-    pub acknowledged: AtomicU64,
-    pub deliveries: AtomicU64,
-    /// Deliveries owed so far: an acknowledged message in a group of n
-    /// members is owed to n - 1 (the report recounts this exactly from the
-    /// membership log).
-    pub owed: AtomicU64,
-    /// Sends given up on.
-    pub failed: AtomicU64,
-    /// Commits and restarts ordered and not yet done.
-    pub pending_changes: AtomicU64,
-    /// Live streams that broke and were opened again.
-    pub resubscribes: AtomicU64,
-}
-
-/// A membership change a full member commits.
-#[derive(Clone, Copy, Debug)]
-pub enum Churn {
-    SelfUpdate,
-    /// Add every device of this user.
-    Add(usize),
-    /// Remove every device of this user.
-    Remove(usize),
-}
-
-/// What the coordinator tells a full member to do.
-#[derive(Debug)]
-pub enum Order {
-    Send {
-        group: u32,
-        number: u64,
-        /// When the open-loop arrival process wanted it sent.
-        due: Instant,
-    },
-    Commit {
-        group: u32,
-        churn: Churn,
-        due: Instant,
-    },
-    /// Stop abruptly and start again from the state file.
-    Restart,
-}
-
-/// Who is in a group, and every change to that since it was built.
-#[derive(Clone, Debug)]
-pub struct Membership {
-    /// Which clients decrypt (full members); the others only count.
-    pub decrypts: Arc<[bool]>,
-    pub initial: Vec<usize>,
-    pub clients: BTreeSet<usize>,
-    pub changes: Vec<MembershipChange>,
-}
-
-/// Clients added or removed by the commit at `seq` of a group's log, which
-/// began `epoch`.
-#[derive(Clone, Debug)]
-pub struct MembershipChange {
-    pub seq: u64,
-    pub epoch: u64,
-    pub clients: Vec<usize>,
-    pub added: bool,
-}
-
-impl Membership {
-    pub fn new(clients: &[usize], decrypts: Arc<[bool]>) -> Self {
-        Self {
-            decrypts,
-            initial: clients.to_vec(),
-            clients: clients.iter().copied().collect(),
-            changes: Vec::new(),
-        }
-    }
-
-    /// How many members are owed a message of `epoch` appended at `seq`:
-    /// the members then, but full members added in a later epoch (it was
-    /// not encrypted for them, so they skip it; a counter counts what the DS
-    /// sends it).
-    pub fn size_at(&self, seq: u64, epoch: u64) -> usize {
-        match self.changes.is_empty() {
-            true => self.initial.len(),
-            false => self.members_at(seq, epoch).len(),
-        }
-    }
-
-    /// The members owed a message of `epoch` appended at `seq`.
-    pub fn members_at(&self, seq: u64, epoch: u64) -> BTreeSet<usize> {
-        let mut members: BTreeSet<usize> = self.initial.iter().copied().collect();
-        for change in self.changes.iter().filter(|c| c.seq < seq) {
-            for client in &change.clients {
-                if !change.added {
-                    members.remove(client);
-                } else if change.epoch <= epoch || !self.decrypts[*client] {
-                    members.insert(*client);
-                }
-            }
-        }
-        members
-    }
-
-    /// Whether `client` was removed by a commit in `from..to` of the log, so
-    /// entries up to its return are not its to receive.
-    pub fn removed_between(&self, client: usize, from: u64, to: u64) -> bool {
-        self.changes
-            .iter()
-            .any(|c| !c.added && (from..to).contains(&c.seq) && c.clients.contains(&client))
-    }
-
-    fn apply(&mut self, seq: u64, epoch: u64, clients: Vec<usize>, added: bool) {
-        for client in &clients {
-            if added {
-                self.clients.insert(*client);
-            } else {
-                self.clients.remove(client);
-            }
-        }
-        self.changes.push(MembershipChange {
-            seq,
-            epoch,
-            clients,
-            added,
-        });
-    }
-}
-
-/// What the actors know about the groups and clients.
-pub struct Directory {
-    pub group_ids: Vec<GroupId>,
-    pub index_of: HashMap<GroupId, u32>,
-    pub client_ids: Vec<ClientId>,
-    pub client_index: HashMap<ClientId, usize>,
-    /// Each user's name, by user index.
-    pub user_names: Vec<String>,
-    pub devices_per_user: usize,
-    pub message_size: usize,
-    pub dropped_responses: f64,
-    pub membership: Vec<Mutex<Membership>>,
-}
-
-impl Directory {
-    fn membership(&self, group: u32) -> std::sync::MutexGuard<'_, Membership> {
-        self.membership[group as usize]
-            .lock()
-            .expect("no actor panics holding the membership")
-    }
-}
 
 /// The label a failure is counted under.
 fn error_label(error: &ClientError) -> String {
@@ -566,126 +413,5 @@ fn observe(
         Event::Gap { after, next, .. } => observed.gaps += next - after - 1,
         Event::Undecryptable { .. } => observed.undecryptable += 1,
         _ => {}
-    }
-}
-
-/// A member that only counts: a session and a live stream, no MLS.
-pub struct Counter {
-    pub index: usize,
-    pub api: Api,
-    /// Its groups and the last entry of each as built: a counter stands
-    /// for a device that was online while its groups were built, so it
-    /// acknowledges the building commits (one Add per member added after
-    /// it: a 10,000-member group's would be gigabytes) and its Welcomes
-    /// before subscribing.
-    pub built: Vec<(u32, u64)>,
-}
-
-impl Counter {
-    pub async fn run(
-        self,
-        directory: Arc<Directory>,
-        progress: Arc<Progress>,
-        stop: CancellationToken,
-    ) -> Observed {
-        let mut observed = Observed {
-            client: self.index,
-            ..Observed::default()
-        };
-        // The highest entry received of each group, over every stream.
-        let mut last: HashMap<u32, u64> = HashMap::new();
-        let mut unacked: HashMap<u32, u64> = HashMap::new();
-        for &(group, seq) in &self.built {
-            let group_id = directory.group_ids[group as usize].clone();
-            let selector = v1::StreamSelector {
-                stream: Some(v1::stream_selector::Stream::GroupId(group_id.into())),
-            };
-            if seq > 0 && self.api.ack(selector, seq).await.is_err() {
-                progress.resubscribes.fetch_add(1, Ordering::Relaxed);
-            }
-            last.insert(group, seq);
-        }
-        // And its Welcomes, one per group it was added to: each comes with
-        // the group's ratchet tree (megabytes at 10,000 members), which a
-        // counter does not use.
-        let welcomes = self.built.len() as u64;
-        let inbox = v1::StreamSelector {
-            stream: Some(v1::stream_selector::Stream::Inbox(v1::Inbox {})),
-        };
-        if welcomes > 0 && self.api.ack(inbox, welcomes).await.is_err() {
-            progress.resubscribes.fetch_add(1, Ordering::Relaxed);
-        }
-        while !stop.is_cancelled() {
-            let request = self.api.request(v1::SubscribeRequest {});
-            let mut stream = match self.api.delivery().subscribe(request).await {
-                Ok(response) => response.into_inner(),
-                Err(status) => {
-                    tracing::debug!(%status, "subscribing failed");
-                    progress.resubscribes.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(RESUBSCRIBE_AFTER).await;
-                    continue;
-                }
-            };
-            // A new stream starts again after the last acknowledged entry,
-            // so entries up to `last` may come again once: redeliveries, not
-            // duplicates. On one stream, an entry twice is a duplicate.
-            let mut this_stream: HashSet<(u32, u64)> = HashSet::new();
-            let mut stream_last: HashMap<u32, u64> = HashMap::new();
-            loop {
-                let envelope = tokio::select! {
-                    _ = stop.cancelled() => return observed,
-                    message = stream.message() => message,
-                };
-                let entry = match envelope {
-                    Ok(Some(v1::Envelope {
-                        entry: Some(v1::envelope::Entry::Group(entry)),
-                    })) => entry,
-                    Ok(Some(_)) => continue,
-                    Ok(None) | Err(_) => {
-                        progress.resubscribes.fetch_add(1, Ordering::Relaxed);
-                        break;
-                    }
-                };
-                let Some(&group) = directory.index_of.get(entry.group_id.as_ref()) else {
-                    continue;
-                };
-                if !this_stream.insert((group, entry.seq)) {
-                    observed.duplicates += 1;
-                    continue;
-                }
-                let on_stream = stream_last.insert(group, entry.seq).unwrap_or(0);
-                if entry.seq < on_stream {
-                    observed.out_of_order += 1;
-                    stream_last.insert(group, on_stream);
-                    continue;
-                }
-                let previous = last.get(&group).copied().unwrap_or(0);
-                if entry.seq <= previous {
-                    // Redelivered by a new stream: seen already.
-                    continue;
-                }
-                if previous != 0 && entry.seq > previous + 1 {
-                    observed.jumps.push((group, previous, entry.seq));
-                }
-                last.insert(group, entry.seq);
-                if entry.kind == v1::EntryKind::Application as i32 {
-                    observed.arrivals.push((group, entry.seq, Instant::now()));
-                    progress.deliveries.fetch_add(1, Ordering::Relaxed);
-                }
-                let pending = unacked.entry(group).or_default();
-                *pending += 1;
-                if *pending >= COUNTER_ACK_EVERY {
-                    *pending = 0;
-                    let selector = v1::StreamSelector {
-                        stream: Some(v1::stream_selector::Stream::GroupId(entry.group_id.clone())),
-                    };
-                    if self.api.ack(selector, entry.seq).await.is_err() {
-                        progress.resubscribes.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
-            tokio::time::sleep(RESUBSCRIBE_AFTER).await;
-        }
-        observed
     }
 }

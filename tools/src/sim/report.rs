@@ -1,26 +1,17 @@
 //! What a run measured: every client's observations put together into one
 //! report, printed as a table and written as JSON.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::actors::Membership;
+use super::directory::Membership;
 use super::scenario::Scenario;
-
-/// Latencies are recorded in microseconds, up to an hour.
-pub fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static bounds are valid")
-}
-
-pub fn micros(duration: Duration) -> u64 {
-    u64::try_from(duration.as_micros())
-        .unwrap_or(u64::MAX)
-        .max(1)
-}
+use super::tally::{self, Deliveries, Sends};
+use crate::latency::{Latency, histogram};
 
 /// What one receiving client saw.
 #[derive(Debug, Default)]
@@ -106,34 +97,6 @@ impl Default for Sent {
     }
 }
 
-/// Percentiles of a latency distribution, in milliseconds.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Latency {
-    pub count: u64,
-    pub p50_ms: f64,
-    pub p90_ms: f64,
-    pub p99_ms: f64,
-    pub p999_ms: f64,
-    pub max_ms: f64,
-}
-
-impl Latency {
-    pub fn of(histogram: &Histogram<u64>) -> Self {
-        let ms = |micros: u64| micros as f64 / 1000.0;
-        if histogram.is_empty() {
-            return Self::default();
-        }
-        Self {
-            count: histogram.len(),
-            p50_ms: ms(histogram.value_at_quantile(0.5)),
-            p90_ms: ms(histogram.value_at_quantile(0.9)),
-            p99_ms: ms(histogram.value_at_quantile(0.99)),
-            p999_ms: ms(histogram.value_at_quantile(0.999)),
-            max_ms: ms(histogram.max()),
-        }
-    }
-}
-
 /// Setup figures.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Setup {
@@ -180,9 +143,6 @@ pub struct LostMessage {
     pub missing_count: usize,
     pub missing: Vec<String>,
 }
-
-/// Lost messages listed in a report, at most.
-const LOST_EXAMPLES: usize = 20;
 
 /// One second of the run: deliveries that arrived in it and their latency.
 #[derive(Clone, Debug, Serialize)]
@@ -274,181 +234,13 @@ pub struct Inputs {
 
 impl Report {
     pub fn new(inputs: Inputs) -> Self {
-        let mut due: HashMap<(u32, u64), Instant> = HashMap::new();
-        let mut handed: HashMap<(u32, u64), Instant> = HashMap::new();
-        // Who sent each message, in which epoch.
-        let mut sent_by: HashMap<(u32, u64), (usize, u64)> = HashMap::new();
-        let mut send_latency = histogram();
-        let mut send_errors = BTreeMap::new();
-        let mut commit_latency = histogram();
-        let mut churn = Churn {
-            ds_restarts: inputs.ds_restarts,
-            resubscribes: inputs.resubscribes,
-            ..Churn::default()
-        };
-        for sent in &inputs.sent {
-            for acked in &sent.acked {
-                let key = (acked.group, acked.seq);
-                due.insert(key, acked.due);
-                handed.insert(key, acked.handed);
-                sent_by.insert(key, (sent.client, acked.epoch));
-            }
-            send_latency
-                .add(&sent.ack_latency)
-                .expect("histograms with the same bounds");
-            commit_latency
-                .add(&sent.commit_latency)
-                .expect("histograms with the same bounds");
-            for (status, count) in &sent.errors {
-                *send_errors.entry(status.clone()).or_default() += count;
-            }
-            for (status, count) in &sent.commit_errors {
-                *churn.commit_errors.entry(status.clone()).or_default() += count;
-            }
-            churn.commits += sent.commits;
-            churn.conflicts += sent.conflicts;
-            churn.retries += sent.send_retries;
-            churn.dropped_responses += sent.dropped_responses;
-            churn.retry_mismatches += sent.retry_mismatches;
-            churn.client_restarts += sent.restarts;
-        }
-        churn.commit_latency = Latency::of(&commit_latency);
-        for membership in &inputs.membership {
-            for change in &membership.changes {
-                let clients = change.clients.len() as u64;
-                match change.added {
-                    true => churn.clients_added += clients,
-                    false => churn.clients_removed += clients,
-                }
-            }
-        }
-        let acknowledged = due.len() as u64;
-        // Every member when a message was appended, but its sender (and
-        // members added in a later epoch), is owed it.
-        let expected: u64 = sent_by
-            .iter()
-            .map(|((g, seq), (_, epoch))| {
-                inputs.membership[*g as usize]
-                    .size_at(*seq, *epoch)
-                    .saturating_sub(1) as u64
-            })
-            .sum();
-
-        let mut by_second: BTreeMap<u64, Histogram<u64>> = BTreeMap::new();
-        let mut latency = histogram();
-        let mut ds_latency = histogram();
-        let mut delivered = 0u64;
-        let mut receivers: HashMap<(u32, u64), u32> = HashMap::new();
-        // Deliveries to a client the message was not for (must be none).
-        let mut unowed: Vec<(u32, u64, usize)> = Vec::new();
-        let mut deliveries = 0u64;
-        let (mut duplicates, mut out_of_order, mut gaps) = (0, 0, 0);
-        let (mut undecryptable, mut mismatches) = (0, 0);
-        for observed in &inputs.observed {
-            let mut seen = HashSet::new();
-            for (group, seq, at) in &observed.arrivals {
-                deliveries += 1;
-                if !seen.insert((*group, *seq)) {
-                    continue;
-                }
-                if let Some(due) = due.get(&(*group, *seq)) {
-                    let membership = &inputs.membership[*group as usize];
-                    if !membership.changes.is_empty()
-                        && let Some((sender, epoch)) = sent_by.get(&(*group, *seq))
-                        && (observed.client == *sender
-                            || !membership
-                                .members_at(*seq, *epoch)
-                                .contains(&observed.client))
-                    {
-                        unowed.push((*group, *seq, observed.client));
-                        continue;
-                    }
-                    delivered += 1;
-                    *receivers.entry((*group, *seq)).or_default() += 1;
-                    let took = micros(at.saturating_duration_since(*due));
-                    latency.record(took).expect("within bounds");
-                    if !observed.decrypts
-                        && let Some(handed) = handed.get(&(*group, *seq))
-                    {
-                        ds_latency
-                            .record(micros(at.saturating_duration_since(*handed)))
-                            .expect("within bounds");
-                    }
-                    let second = at.saturating_duration_since(inputs.start).as_secs();
-                    by_second
-                        .entry(second)
-                        .or_insert_with(histogram)
-                        .record(took)
-                        .expect("within bounds");
-                }
-            }
-            duplicates += observed.duplicates;
-            out_of_order += observed.out_of_order;
-            gaps += observed.gaps;
-            gaps += observed
-                .jumps
-                .iter()
-                .filter(|(group, from, to)| {
-                    !inputs.membership[*group as usize].removed_between(observed.client, *from, *to)
-                })
-                .map(|(_, from, to)| to - from - 1)
-                .sum::<u64>();
-            undecryptable += observed.undecryptable;
-            mismatches += observed.plaintext_mismatches;
-        }
-
-        // Which members missed which messages, for the first few.
-        let mut lost = Vec::new();
-        for (&(group, seq), (sender, epoch)) in &sent_by {
-            let membership = &inputs.membership[group as usize];
-            let owed = membership.size_at(seq, *epoch).saturating_sub(1) as u32;
-            if receivers.get(&(group, seq)).copied().unwrap_or(0) >= owed {
-                continue;
-            }
-            let mut missing = membership.members_at(seq, *epoch);
-            missing.remove(sender);
-            for observed in &inputs.observed {
-                if observed
-                    .arrivals
-                    .iter()
-                    .any(|(g, s, _)| (*g, *s) == (group, seq))
-                {
-                    missing.remove(&observed.client);
-                }
-            }
-            lost.push(LostMessage {
-                group,
-                seq,
-                missing_count: missing.len(),
-                missing: missing
-                    .into_iter()
-                    .take(LOST_EXAMPLES)
-                    .filter_map(|c| inputs.client_ids.get(c).map(ToString::to_string))
-                    .collect(),
-            });
-            if lost.len() >= LOST_EXAMPLES {
-                break;
-            }
-        }
-        lost.sort_by_key(|l| (l.group, l.seq));
-
-        let mut by_group: BTreeMap<u32, Vec<&FinalView>> = BTreeMap::new();
-        for view in &inputs.views {
-            by_group.entry(view.group).or_default().push(view);
-        }
-        let mut forks = 0;
-        let mut desyncs = 0;
-        for views in by_group.values() {
-            let latest = views.iter().map(|v| v.epoch).max().unwrap_or_default();
-            desyncs += views.iter().filter(|v| v.epoch < latest).count() as u64;
-            let current: HashSet<&[u8]> = views
-                .iter()
-                .filter(|v| v.epoch == latest)
-                .map(|v| v.authenticator.as_slice())
-                .collect();
-            forks += u64::from(current.len() > 1);
-        }
-
+        let sends = Sends::tally(&inputs);
+        let expected = sends.expected(&inputs.membership);
+        let arrived = Deliveries::tally(&inputs, &sends);
+        let lost = tally::lost_messages(&inputs, &sends, &arrived.receivers);
+        let misdelivered_examples = tally::misdelivered_examples(&inputs, &arrived.unowed);
+        let (forks, desyncs) = tally::forks_and_desyncs(&inputs.views);
+        let acknowledged = sends.due.len() as u64;
         let offered = inputs.offered.as_secs_f64();
         let window = inputs.delivery_window.as_secs_f64().max(f64::EPSILON);
         Self {
@@ -458,47 +250,28 @@ impl Report {
             offered_secs: offered,
             messages_offered: inputs.messages_offered,
             messages_acknowledged: acknowledged,
-            send_errors,
-            deliveries,
+            send_errors: sends.errors,
+            deliveries: arrived.deliveries,
             expected_deliveries: expected,
-            lost_acknowledged: expected.saturating_sub(delivered),
+            lost_acknowledged: expected.saturating_sub(arrived.delivered),
             drain: inputs.drain,
-            misdelivered: unowed.len() as u64,
-            misdelivered_examples: unowed
-                .iter()
-                .take(LOST_EXAMPLES)
-                .map(|(group, seq, client)| {
-                    let client = inputs.client_ids.get(*client).map(ToString::to_string);
-                    format!("group {group} seq {seq} to {}", client.unwrap_or_default())
-                })
-                .collect(),
+            misdelivered: arrived.unowed.len() as u64,
+            misdelivered_examples,
             lost,
-            duplicates,
-            out_of_order,
-            gaps,
-            undecryptable,
-            plaintext_mismatches: mismatches,
+            duplicates: arrived.duplicates,
+            out_of_order: arrived.out_of_order,
+            gaps: arrived.gaps,
+            undecryptable: arrived.undecryptable,
+            plaintext_mismatches: arrived.mismatches,
             forks,
             desyncs,
             ingress_per_sec: acknowledged as f64 / offered.max(f64::EPSILON),
-            egress_per_sec: delivered as f64 / window,
-            end_to_end_latency: Latency::of(&latency),
-            send_latency: Latency::of(&send_latency),
-            ds_latency: Latency::of(&ds_latency),
-            churn,
-            timeline: by_second
-                .into_iter()
-                .map(|(second, histogram)| {
-                    let latency = Latency::of(&histogram);
-                    Second {
-                        second,
-                        deliveries: latency.count,
-                        p50_ms: latency.p50_ms,
-                        p99_ms: latency.p99_ms,
-                        max_ms: latency.max_ms,
-                    }
-                })
-                .collect(),
+            egress_per_sec: arrived.delivered as f64 / window,
+            end_to_end_latency: Latency::of(&arrived.latency),
+            send_latency: Latency::of(&sends.latency),
+            ds_latency: Latency::of(&arrived.ds_latency),
+            churn: sends.churn,
+            timeline: arrived.timeline(),
         }
     }
 
@@ -518,157 +291,164 @@ impl Report {
     }
 }
 
+/// A row of the table: its name and its value.
+type Row = (&'static str, String);
+
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let row = |f: &mut fmt::Formatter<'_>, name: &str, value: String| {
-            writeln!(f, "  {name:<34} {value}")
-        };
-        let setup = &self.setup;
         writeln!(f, "confide-sim against {}", self.target)?;
-        row(
-            f,
-            "clients / groups / memberships",
-            format!(
-                "{} / {} / {}",
-                setup.clients, setup.groups, setup.memberships
-            ),
-        )?;
-        row(
-            f,
-            "setup (register, groups)",
-            format!("{:.1} s, {:.1} s", setup.register_secs, setup.groups_secs),
-        )?;
-        row(
-            f,
-            "messages offered / acknowledged",
-            format!(
-                "{} / {} in {:.1} s",
-                self.messages_offered, self.messages_acknowledged, self.offered_secs
-            ),
-        )?;
-        row(
-            f,
-            "ingress",
-            format!("{:.0} messages/s", self.ingress_per_sec),
-        )?;
-        row(
-            f,
-            "deliveries / expected",
-            format!("{} / {}", self.deliveries, self.expected_deliveries),
-        )?;
-        row(
-            f,
-            "egress",
-            format!("{:.0} deliveries/s", self.egress_per_sec),
-        )?;
-        for (name, latency) in [
-            ("end-to-end latency (ms)", &self.end_to_end_latency),
-            ("send latency (ms)", &self.send_latency),
-            ("DS latency, sent → counted (ms)", &self.ds_latency),
-        ] {
-            row(
-                f,
-                name,
+        let verdict = match self.is_clean() {
+            true => "clean: nothing lost, forked, duplicated or altered",
+            false => "PROBLEMS: see the counts above",
+        };
+        let rows = [
+            self.load_rows(),
+            self.promise_rows(),
+            self.churn_rows(),
+            vec![("verdict", verdict.to_string())],
+        ];
+        for (name, value) in rows.concat() {
+            writeln!(f, "  {name:<34} {value}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Report {
+    /// What was set up, offered and delivered, and how fast.
+    fn load_rows(&self) -> Vec<Row> {
+        let setup = &self.setup;
+        vec![
+            (
+                "clients / groups / memberships",
                 format!(
-                    "p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
-                    latency.p50_ms, latency.p90_ms, latency.p99_ms, latency.p999_ms, latency.max_ms
+                    "{} / {} / {}",
+                    setup.clients, setup.groups, setup.memberships
                 ),
-            )?;
-        }
-        row(f, "drain", self.drain.clone())?;
-        row(
-            f,
-            "lost acknowledged messages",
-            self.lost_acknowledged.to_string(),
-        )?;
-        for lost in self.lost.iter().take(5) {
-            row(
-                f,
-                "  lost",
-                format!(
-                    "group {} seq {}: never reached {}{}",
-                    lost.group,
-                    lost.seq,
-                    lost.missing[..lost.missing.len().min(3)].join(", "),
-                    match lost.missing_count.saturating_sub(3) {
-                        0 => String::new(),
-                        more => format!(" and {more} more"),
-                    }
-                ),
-            )?;
-        }
-        row(f, "delivered to non-members", self.misdelivered.to_string())?;
-        for example in &self.misdelivered_examples {
-            row(f, "  delivered", example.clone())?;
-        }
-        row(
-            f,
-            "forks / desyncs",
-            format!("{} / {}", self.forks, self.desyncs),
-        )?;
-        row(
-            f,
-            "duplicates / out of order / gaps",
-            format!(
-                "{} / {} / {}",
-                self.duplicates, self.out_of_order, self.gaps
             ),
-        )?;
-        row(
-            f,
-            "undecryptable / wrong plaintext",
-            format!("{} / {}", self.undecryptable, self.plaintext_mismatches),
-        )?;
-        row(f, "send errors", counts(&self.send_errors))?;
+            (
+                "setup (register, groups)",
+                format!("{:.1} s, {:.1} s", setup.register_secs, setup.groups_secs),
+            ),
+            (
+                "messages offered / acknowledged",
+                format!(
+                    "{} / {} in {:.1} s",
+                    self.messages_offered, self.messages_acknowledged, self.offered_secs
+                ),
+            ),
+            ("ingress", format!("{:.0} messages/s", self.ingress_per_sec)),
+            (
+                "deliveries / expected",
+                pair(self.deliveries, self.expected_deliveries),
+            ),
+            ("egress", format!("{:.0} deliveries/s", self.egress_per_sec)),
+            (
+                "end-to-end latency (ms)",
+                self.end_to_end_latency.to_string(),
+            ),
+            ("send latency (ms)", self.send_latency.to_string()),
+            (
+                "DS latency, sent → counted (ms)",
+                self.ds_latency.to_string(),
+            ),
+        ]
+    }
+
+    /// The promises checked, with the first few counterexamples.
+    fn promise_rows(&self) -> Vec<Row> {
+        let mut rows = vec![
+            ("drain", self.drain.clone()),
+            (
+                "lost acknowledged messages",
+                self.lost_acknowledged.to_string(),
+            ),
+        ];
+        rows.extend(
+            self.lost
+                .iter()
+                .take(5)
+                .map(|lost| ("  lost", lost.to_string())),
+        );
+        rows.push(("delivered to non-members", self.misdelivered.to_string()));
+        rows.extend(
+            self.misdelivered_examples
+                .iter()
+                .map(|example| ("  delivered", example.clone())),
+        );
+        rows.extend([
+            ("forks / desyncs", pair(self.forks, self.desyncs)),
+            (
+                "duplicates / out of order / gaps",
+                format!(
+                    "{} / {} / {}",
+                    self.duplicates, self.out_of_order, self.gaps
+                ),
+            ),
+            (
+                "undecryptable / wrong plaintext",
+                pair(self.undecryptable, self.plaintext_mismatches),
+            ),
+            ("send errors", counts(&self.send_errors)),
+        ]);
+        rows
+    }
+
+    /// Churn and faults, for a run that had any.
+    fn churn_rows(&self) -> Vec<Row> {
+        if !self.scenario.has_churn_or_faults() {
+            return Vec::new();
+        }
         let churn = &self.churn;
-        if self.scenario.has_churn_or_faults() {
-            row(
-                f,
+        vec![
+            (
                 "commits (added / removed clients)",
                 format!(
                     "{} ({} / {})",
                     churn.commits, churn.clients_added, churn.clients_removed
                 ),
-            )?;
-            let latency = &churn.commit_latency;
-            row(
-                f,
-                "commit latency (ms)",
-                format!(
-                    "p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
-                    latency.p50_ms, latency.p90_ms, latency.p99_ms, latency.p999_ms, latency.max_ms
-                ),
-            )?;
-            row(
-                f,
+            ),
+            ("commit latency (ms)", churn.commit_latency.to_string()),
+            (
                 "commit conflicts / errors",
-                format!("{} / {}", churn.conflicts, counts(&churn.commit_errors)),
-            )?;
-            row(
-                f,
+                pair(churn.conflicts, counts(&churn.commit_errors)),
+            ),
+            (
                 "dropped answers / resent, mismatched",
-                format!("{} / {}", churn.dropped_responses, churn.retry_mismatches),
-            )?;
-            row(
-                f,
+                pair(churn.dropped_responses, churn.retry_mismatches),
+            ),
+            (
                 "retries / resubscribes",
-                format!("{} / {}", churn.retries, churn.resubscribes),
-            )?;
-            row(
-                f,
+                pair(churn.retries, churn.resubscribes),
+            ),
+            (
                 "client / DS restarts",
-                format!("{} / {}", churn.client_restarts, churn.ds_restarts),
-            )?;
-        }
-        row(
-            f,
-            "verdict",
-            match self.is_clean() {
-                true => "clean: nothing lost, forked, duplicated or altered".into(),
-                false => "PROBLEMS: see the counts above".into(),
-            },
-        )
+                pair(churn.client_restarts, churn.ds_restarts),
+            ),
+        ]
     }
+}
+
+impl fmt::Display for LostMessage {
+    /// `group 1 seq 7: never reached u1/d0, u2/d0, u3/d0 and 2 more`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "group {} seq {}: never reached {}",
+            self.group,
+            self.seq,
+            self.missing[..self.missing.len().min(3)].join(", ")
+        )?;
+        match self.missing_count.saturating_sub(3) {
+            0 => Ok(()),
+            more => write!(f, " and {more} more"),
+        }
+    }
+}
+
+/// `a / b`.
+fn pair(a: impl fmt::Display, b: impl fmt::Display) -> String {
+    format!("{a} / {b}")
 }
 
 /// `status: count, …`, or `none`.

@@ -141,6 +141,23 @@ impl Scenario {
 
     /// Every reason the scenario cannot run, in one error.
     pub fn validate(&self) -> Result<(), ScenarioError> {
+        let problems = [
+            self.population_problems(),
+            self.timing_problems(),
+            self.churn_problems(),
+        ]
+        .concat();
+        match problems.is_empty() {
+            true => Ok(()),
+            false => Err(ScenarioError::Invalid(format!(
+                "this scenario cannot run: {}",
+                problems.join("; ")
+            ))),
+        }
+    }
+
+    /// Users, groups and the roles in each group.
+    fn population_problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if self.users == 0 {
             problems.push("users must be at least 1".to_string());
@@ -172,6 +189,12 @@ impl Scenario {
         if self.senders_per_group == 0 {
             problems.push("senders_per_group must be at least 1".into());
         }
+        problems
+    }
+
+    /// The load and how long it is offered and drained.
+    fn timing_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
         if !(self.message_rate.is_finite() && self.message_rate > 0.0) {
             problems.push(format!(
                 "message_rate must be above 0 messages/s, not {}",
@@ -197,6 +220,12 @@ impl Scenario {
         if self.connections == 0 {
             problems.push("connections must be at least 1".into());
         }
+        problems
+    }
+
+    /// Churn and faults: valid rates, and someone to add or remove.
+    fn churn_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
         for (name, rate) in [
             ("self_updates_per_minute", self.self_updates_per_minute),
             ("adds_per_minute", self.adds_per_minute),
@@ -217,6 +246,7 @@ impl Scenario {
                 self.dropped_responses
             ));
         }
+        let members = self.senders_per_group + self.verifiers_per_group;
         let has_counters = self.groups.iter().any(|g| {
             g.count > 0 && g.size * self.devices_per_user > members + self.devices_per_user
         });
@@ -236,13 +266,7 @@ impl Scenario {
             problems
                 .push("adds need a group smaller than the number of users (someone to add)".into());
         }
-        match problems.is_empty() {
-            true => Ok(()),
-            false => Err(ScenarioError::Invalid(format!(
-                "this scenario cannot run: {}",
-                problems.join("; ")
-            ))),
-        }
+        problems
     }
 
     /// Whether the run changes membership or injects faults.

@@ -16,6 +16,7 @@ pub mod ds_process;
 pub mod report;
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -28,6 +29,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use confide_client::{Api, Client, ClientError, ClientId, GroupId, StateLocation};
+
+use crate::error::{ClientContext, ClientFailed};
 pub use ds_process::{DsProcess, Memory};
 pub use report::{Outcome, Point};
 
@@ -74,19 +77,10 @@ impl Default for Options {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SubscriptionsError {
-    #[error("{what}: {source}")]
-    Client {
-        what: String,
-        #[source]
-        source: ClientError,
-    },
+    #[error(transparent)]
+    Client(#[from] ClientFailed),
     #[error("{0}")]
     Invalid(String),
-}
-
-fn client_error(what: impl Into<String>) -> impl FnOnce(ClientError) -> SubscriptionsError {
-    let what = what.into();
-    move |source| SubscriptionsError::Client { what, source }
 }
 
 /// Reads the DS's memory; `None` when it cannot (a DS in this process, or
@@ -198,6 +192,39 @@ async fn hold(
     }
 }
 
+impl Options {
+    fn validate(&self) -> Result<(), SubscriptionsError> {
+        let clients = self.clients;
+        if self.sample < 2 || self.sample > clients {
+            return Err(SubscriptionsError::Invalid(format!(
+                "the sample must have 2 to {clients} clients, not {}",
+                self.sample
+            )));
+        }
+        if self.connections == 0 || self.parallelism == 0 {
+            return Err(SubscriptionsError::Invalid(
+                "connections and parallelism must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The numbers of open streams at which memory is read: the checkpoints
+    /// within the run, and every client.
+    fn marks(&self) -> Vec<usize> {
+        let mut marks: Vec<usize> = self
+            .checkpoints
+            .iter()
+            .copied()
+            .filter(|&c| c > 0 && c < self.clients)
+            .collect();
+        marks.push(self.clients);
+        marks.sort_unstable();
+        marks.dedup();
+        marks
+    }
+}
+
 /// Runs against the DS at `endpoint` (which must allow `clients` ×3
 /// unauthenticated calls from one address), reading its memory with `probe`.
 pub async fn run(
@@ -205,178 +232,282 @@ pub async fn run(
     options: &Options,
     probe: &dyn Probe,
 ) -> Result<Outcome, SubscriptionsError> {
-    let clients = options.clients;
-    if options.sample < 2 || options.sample > clients {
-        return Err(SubscriptionsError::Invalid(format!(
-            "the sample must have 2 to {clients} clients, not {}",
-            options.sample
-        )));
-    }
-    if options.connections == 0 || options.parallelism == 0 {
-        return Err(SubscriptionsError::Invalid(
-            "connections and parallelism must be at least 1".into(),
-        ));
-    }
+    options.validate()?;
     let mut connections = Vec::with_capacity(options.connections);
     for _ in 0..options.connections {
         connections.push(
             Api::connect(endpoint)
                 .await
-                .map_err(client_error(format!("connecting to {endpoint}")))?,
+                .context(format!("connecting to {endpoint}"))?,
         );
     }
     let memory_idle = probe.memory();
 
-    // Register: the sample as full clients, everyone else with raw RPCs.
     let started = Instant::now();
-    let sample = sample_indices(clients, options.sample, options.connections);
+    let sample = sample_indices(options.clients, options.sample, options.connections);
+    let (mut full, apis) = register(&connections, &sample, options).await?;
+    let register_secs = started.elapsed().as_secs_f64();
+    let (creator_index, creator) = &mut full[0];
+    let group = build_sample_group(creator, &sample).await?;
+    let memory_before = probe.memory();
+
+    let started = Instant::now();
+    let (received, mut arrivals) = mpsc::unbounded_channel();
+    let mut holders = Holders {
+        tasks: tokio::task::JoinSet::new(),
+        streams: Arc::new(Streams::default()),
+        stop: CancellationToken::new(),
+        received,
+        group: Arc::new(group),
+    };
+    let mut subscribed = holders.subscribe_all(&apis, options, probe).await;
+    let subscribe_secs = started.elapsed().as_secs_f64();
+    let memory_with = subscribed.curve.last().and_then(|p| p.memory);
+
+    let others: HashSet<usize> = sample
+        .iter()
+        .copied()
+        .filter(|&i| i != *creator_index)
+        .collect();
+    let sample_expected = others.len() as u64;
+    let liveness = (&*holders.group, others, &mut arrivals);
+    let (missed, delivery_ms) =
+        check_liveness(creator, liveness, options, &mut subscribed.first_failure).await?;
+
+    let memory_end = probe.memory();
+    let streams = &holders.streams;
+    let ended = streams.ended.load(Ordering::Relaxed);
+    let first_error = streams
+        .first_error
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+        .or(subscribed.first_failure);
+    let open = holders.tasks.len() as u64 - ended;
+    holders.stop.cancel();
+    while holders.tasks.join_next().await.is_some() {}
+
+    Ok(Outcome {
+        clients: options.clients as u64,
+        connections: options.connections as u64,
+        register_secs,
+        subscribe_secs,
+        memory_idle,
+        memory_before,
+        memory_with,
+        memory_end,
+        curve: subscribed.curve,
+        streams_open: open,
+        streams_ended: ended,
+        subscribe_failures: subscribed.failures,
+        first_error,
+        sample_expected,
+        sample_received: sample_expected - missed,
+        delivery_ms,
+    })
+}
+
+/// Registers the sample as full clients, everyone else with raw RPCs;
+/// returns the sample's clients (by index, in order) and every client's
+/// authenticated connection.
+async fn register(
+    connections: &[Api],
+    sample: &[usize],
+    options: &Options,
+) -> Result<(Vec<(usize, Client)>, Vec<Api>), SubscriptionsError> {
     let in_sample: HashSet<usize> = sample.iter().copied().collect();
-    let mut full: Vec<(usize, Client)> = futures::stream::iter(sample.iter().copied())
-        .map(|index| {
-            let api = connections[index % connections.len()].clone();
-            async move {
-                let id = client_id(index);
-                Client::register(api, id.clone(), &StateLocation::Memory, "")
-                    .await
-                    .map(|client| (index, client))
-                    .map_err(client_error(format!("registering {id}")))
-            }
-        })
-        .buffer_unordered(options.parallelism)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<Result<_, _>>()?;
+    let parallelism = options.parallelism;
+    let mut full = register_each(
+        sample.iter().copied(),
+        connections,
+        parallelism,
+        |api, id| async move { Client::register(api, id, &StateLocation::Memory, "").await },
+    )
+    .await?;
     full.sort_by_key(|(index, _)| *index);
-    let mut apis: Vec<Option<Api>> = vec![None; clients];
+    let mut apis: Vec<Option<Api>> = vec![None; options.clients];
     for (index, client) in &full {
         apis[*index] = Some(client.api().clone());
     }
-    let raw: Vec<(usize, Api)> =
-        futures::stream::iter((0..clients).filter(|i| !in_sample.contains(i)))
-            .map(|index| {
-                let api = connections[index % connections.len()].clone();
-                async move {
-                    let id = client_id(index);
-                    register_raw(api, &id)
-                        .await
-                        .map(|api| (index, api))
-                        .map_err(client_error(format!("registering {id}")))
-                }
-            })
-            .buffer_unordered(options.parallelism)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<Result<_, _>>()?;
+    let others = (0..options.clients).filter(|i| !in_sample.contains(i));
+    let raw = register_each(others, connections, parallelism, |api, id| async move {
+        register_raw(api, &id).await
+    })
+    .await?;
     for (index, api) in raw {
         apis[index] = Some(api);
     }
-    let register_secs = started.elapsed().as_secs_f64();
+    let apis = apis
+        .into_iter()
+        .map(|api| api.expect("every client registered"));
+    Ok((full, apis.collect()))
+}
 
-    // The sample group: its first member adds the others.
-    let (_, creator) = &mut full[0];
+/// Registers client `index` (over connection `index % connections`) with
+/// `register` for each index, `parallelism` at once; the first failure
+/// fails the run.
+async fn register_each<T, F>(
+    indices: impl Iterator<Item = usize>,
+    connections: &[Api],
+    parallelism: usize,
+    register: impl Fn(Api, ClientId) -> F,
+) -> Result<Vec<(usize, T)>, ClientFailed>
+where
+    F: Future<Output = Result<T, ClientError>>,
+{
+    futures::stream::iter(indices)
+        .map(|index| {
+            let api = connections[index % connections.len()].clone();
+            let id = client_id(index);
+            let registered = register(api, id.clone());
+            async move {
+                registered
+                    .await
+                    .map(|registered| (index, registered))
+                    .context(format!("registering {id}"))
+            }
+        })
+        .buffer_unordered(parallelism)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
+}
+
+/// The sample group: its first member adds the others.
+async fn build_sample_group(
+    creator: &mut Client,
+    sample: &[usize],
+) -> Result<GroupId, SubscriptionsError> {
     let group = creator
         .create_group()
         .await
-        .map_err(client_error("creating the sample group"))?;
+        .context("creating the sample group")?;
     let users: Vec<String> = sample[1..].iter().map(|i| format!("u{i}")).collect();
     for batch in users.chunks(ADD_BATCH) {
         let batch: Vec<&str> = batch.iter().map(String::as_str).collect();
         creator
             .add_users(&group, &batch)
             .await
-            .map_err(client_error("adding the sample to its group"))?;
+            .context("adding the sample to its group")?;
     }
-    let memory_before = probe.memory();
+    Ok(group)
+}
 
-    // Subscribe everyone, reading memory at each checkpoint.
-    let started = Instant::now();
-    let group = Arc::new(group);
-    let streams = Arc::new(Streams::default());
-    let stop = CancellationToken::new();
-    let (received_tx, mut received_rx) = mpsc::unbounded_channel();
-    let mut holders = tokio::task::JoinSet::new();
-    let mut marks: Vec<usize> = options
-        .checkpoints
-        .iter()
-        .copied()
-        .filter(|&c| c > 0 && c < clients)
-        .collect();
-    marks.push(clients);
-    marks.sort_unstable();
-    marks.dedup();
-    let mut curve = Vec::with_capacity(marks.len());
-    let mut subscribe_failures = 0u64;
-    let mut first_failure: Option<String> = None;
-    let mut from = 0;
-    for mark in marks {
-        let opened: Vec<(usize, Result<tonic::Streaming<v1::Envelope>, tonic::Status>)> =
-            futures::stream::iter(from..mark)
-                .map(|index| {
-                    let api = apis[index].clone().expect("every client registered");
-                    async move {
-                        let request = api.request(v1::SubscribeRequest {});
-                        // A stream that cannot start (say, queued behind
-                        // the DS's per-connection stream limit) counts as
-                        // refused instead of stalling the run. Only the
-                        // start is timed: a gRPC deadline would end the
-                        // stream too.
-                        let opened = tokio::time::timeout(
-                            SUBSCRIBE_TIMEOUT,
-                            api.delivery().subscribe(request),
-                        )
-                        .await
-                        .unwrap_or_else(|_| {
-                            Err(tonic::Status::deadline_exceeded(format!(
-                                "the stream did not start within {SUBSCRIBE_TIMEOUT:?}"
-                            )))
-                        });
-                        (index, opened.map(tonic::Response::into_inner))
+/// The live streams, each held by a task of its own until `stop`.
+struct Holders {
+    tasks: tokio::task::JoinSet<()>,
+    streams: Arc<Streams>,
+    stop: CancellationToken,
+    /// Where a holder reports its client's index when the sample group's
+    /// message arrives.
+    received: mpsc::UnboundedSender<usize>,
+    group: Arc<GroupId>,
+}
+
+/// What subscribing everyone found.
+struct Subscribed {
+    curve: Vec<Point>,
+    failures: u64,
+    first_failure: Option<String>,
+}
+
+impl Holders {
+    /// Subscribes every client, a batch per checkpoint, reading memory after
+    /// each batch has settled.
+    async fn subscribe_all(
+        &mut self,
+        apis: &[Api],
+        options: &Options,
+        probe: &dyn Probe,
+    ) -> Subscribed {
+        let marks = options.marks();
+        let mut subscribed = Subscribed {
+            curve: Vec::with_capacity(marks.len()),
+            failures: 0,
+            first_failure: None,
+        };
+        let mut from = 0;
+        for mark in marks {
+            for (index, opened) in open_streams(&apis[from..mark], from, options).await {
+                match opened {
+                    Ok(stream) => {
+                        self.tasks.spawn(hold(
+                            index,
+                            stream,
+                            self.group.clone(),
+                            self.received.clone(),
+                            self.streams.clone(),
+                            self.stop.clone(),
+                        ));
                     }
-                })
-                .buffer_unordered(options.parallelism)
-                .collect()
-                .await;
-        for (index, opened) in opened {
-            match opened {
-                Ok(stream) => {
-                    holders.spawn(hold(
-                        index,
-                        stream,
-                        group.clone(),
-                        received_tx.clone(),
-                        streams.clone(),
-                        stop.clone(),
-                    ));
-                }
-                Err(status) => {
-                    subscribe_failures += 1;
-                    first_failure.get_or_insert(format!("subscribing u{index}: {status}"));
+                    Err(status) => {
+                        subscribed.failures += 1;
+                        let why = format!("subscribing u{index}: {status}");
+                        subscribed.first_failure.get_or_insert(why);
+                    }
                 }
             }
+            from = mark;
+            tokio::time::sleep(options.settle).await;
+            subscribed.curve.push(Point {
+                subscriptions: mark as u64 - subscribed.failures,
+                memory: probe.memory(),
+            });
         }
-        from = mark;
-        tokio::time::sleep(options.settle).await;
-        curve.push(Point {
-            subscriptions: mark as u64 - subscribe_failures,
-            memory: probe.memory(),
-        });
+        subscribed
     }
-    let subscribe_secs = started.elapsed().as_secs_f64();
-    let memory_with = curve.last().and_then(|p| p.memory);
+}
 
-    // Liveness: the sample's message reaches every other sample member.
-    let (creator_index, creator) = &mut full[0];
-    let creator_index = *creator_index;
+/// Opens a live stream for each of `apis` (client `first` onwards), at
+/// most `parallelism` calls at once.
+async fn open_streams(
+    apis: &[Api],
+    first: usize,
+    options: &Options,
+) -> Vec<(usize, Result<tonic::Streaming<v1::Envelope>, tonic::Status>)> {
+    futures::stream::iter(apis.iter().cloned().enumerate())
+        .map(|(offset, api)| async move {
+            let request = api.request(v1::SubscribeRequest {});
+            // A stream that cannot start (say, queued behind the DS's
+            // per-connection stream limit) counts as refused instead of
+            // stalling the run. Only the start is timed: a gRPC deadline
+            // would end the stream too.
+            let opened = tokio::time::timeout(SUBSCRIBE_TIMEOUT, api.delivery().subscribe(request))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(tonic::Status::deadline_exceeded(format!(
+                        "the stream did not start within {SUBSCRIBE_TIMEOUT:?}"
+                    )))
+                });
+            (first + offset, opened.map(tonic::Response::into_inner))
+        })
+        .buffer_unordered(options.parallelism)
+        .collect()
+        .await
+}
+
+/// Liveness: the creator sends the sample message, which must reach every
+/// other sample member's stream (`waiting`) before the delivery timeout.
+/// Returns how many never got it, and how long the last one waited.
+async fn check_liveness(
+    creator: &mut Client,
+    (group, mut waiting, arrivals): (
+        &GroupId,
+        HashSet<usize>,
+        &mut mpsc::UnboundedReceiver<usize>,
+    ),
+    options: &Options,
+    first_failure: &mut Option<String>,
+) -> Result<(u64, Option<f64>), SubscriptionsError> {
     let sent = Instant::now();
     let deadline = tokio::time::Instant::now() + options.delivery_timeout;
     // The send shares a connection with streams; if they took every slot
     // the DS allows per connection, it waits for one that never frees.
     let delivered =
-        match tokio::time::timeout_at(deadline, creator.send(&group, PROBE_MESSAGE)).await {
+        match tokio::time::timeout_at(deadline, creator.send(group, PROBE_MESSAGE)).await {
             Ok(sent) => {
-                sent.map_err(client_error("sending the sample message"))?;
+                sent.context("sending the sample message")?;
                 true
             }
             Err(_) => {
@@ -387,54 +518,17 @@ pub async fn run(
                 false
             }
         };
-    let mut waiting: HashSet<usize> = sample
-        .iter()
-        .copied()
-        .filter(|&i| i != creator_index)
-        .collect();
-    let expected = waiting.len() as u64;
-    let mut delivery_ms = None;
     while delivered && !waiting.is_empty() {
-        match tokio::time::timeout_at(deadline, received_rx.recv()).await {
+        match tokio::time::timeout_at(deadline, arrivals.recv()).await {
             Ok(Some(index)) => {
                 waiting.remove(&index);
             }
             Ok(None) | Err(_) => break,
         }
     }
-    if delivered && waiting.is_empty() {
-        delivery_ms = Some(sent.elapsed().as_secs_f64() * 1000.0);
-    }
-    let memory_end = probe.memory();
-    let ended = streams.ended.load(Ordering::Relaxed);
-    let first_error = streams
-        .first_error
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone()
-        .or(first_failure);
-    let open = holders.len() as u64 - ended;
-    stop.cancel();
-    while holders.join_next().await.is_some() {}
-
-    Ok(Outcome {
-        clients: clients as u64,
-        connections: options.connections as u64,
-        register_secs,
-        subscribe_secs,
-        memory_idle,
-        memory_before,
-        memory_with,
-        memory_end,
-        curve,
-        streams_open: open,
-        streams_ended: ended,
-        subscribe_failures,
-        first_error,
-        sample_expected: expected,
-        sample_received: expected - waiting.len() as u64,
-        delivery_ms,
-    })
+    let delivery_ms =
+        (delivered && waiting.is_empty()).then(|| sent.elapsed().as_secs_f64() * 1000.0);
+    Ok((waiting.len() as u64, delivery_ms))
 }
 
 #[cfg(test)]
