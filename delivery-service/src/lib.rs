@@ -24,12 +24,14 @@ pub mod limits;
 pub mod log_limit;
 pub mod mls;
 pub mod server;
+pub mod startup;
 pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod transport;
 
 pub use config::Settings;
-pub use server::{open_store, run, serve_health, state};
+pub use server::{run, serve_health, state};
+pub use startup::{App, BuildError, RunningApp, open_store};
 pub use state::Storage;
 pub use transport::ServeError;
