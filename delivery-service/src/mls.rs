@@ -357,15 +357,35 @@ impl GroupHandle {
 
     /// Restores the state persisted by [`GroupHandle::to_blob`].
     pub fn from_blob(group_id: &GroupId, blob: &[u8]) -> Result<Self, MlsError> {
-        let storage = MemoryStorage::default();
-        *storage.values.write().map_err(|_| MlsError::CorruptState)? =
-            decode_map(blob).ok_or(MlsError::CorruptState)?;
-        let group = PublicGroup::load(
-            &storage,
+        let values = decode_map(blob).ok_or(MlsError::CorruptState)?;
+        Self::load(
+            values,
             &openmls::group::GroupId::from_slice(group_id.as_slice()),
         )
-        .map_err(|_| MlsError::CorruptState)?
-        .ok_or(MlsError::CorruptState)?;
+    }
+
+    /// A copy of this state, to derive the next one on while this one stays
+    /// as it is (until the store has taken the next).
+    pub fn try_clone(&self) -> Result<Self, MlsError> {
+        let values = self
+            .storage
+            .values
+            .read()
+            .map_err(|_| MlsError::CorruptState)?
+            .clone();
+        Self::load(values, self.group.group_id())
+    }
+
+    /// The group's public state from the values of its storage.
+    fn load(
+        values: HashMap<Vec<u8>, Vec<u8>>,
+        group_id: &openmls::group::GroupId,
+    ) -> Result<Self, MlsError> {
+        let storage = MemoryStorage::default();
+        *storage.values.write().map_err(|_| MlsError::CorruptState)? = values;
+        let group = PublicGroup::load(&storage, group_id)
+            .map_err(|_| MlsError::CorruptState)?
+            .ok_or(MlsError::CorruptState)?;
         Ok(Self { group, storage })
     }
 
@@ -616,6 +636,14 @@ impl GroupHandle {
         self.group
             .merge_commit(&self.storage, *commit.staged)
             .map_err(|e| invalid("commit", e))
+    }
+
+    /// The public state of the staged commit's new epoch, leaving this one
+    /// as it is.
+    pub fn merged(&self, commit: StagedGroupCommit) -> Result<Self, MlsError> {
+        let mut next = self.try_clone()?;
+        next.merge(commit)?;
+        Ok(next)
     }
 
     /// Validates a standalone proposal from `caller` for the current epoch and
