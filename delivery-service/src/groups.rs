@@ -222,19 +222,19 @@ impl Ds {
             seq: entry.seq,
             epoch: entry.epoch + 1,
         };
+        let parsed = mls::CommitMessage::parse(&commit, group_id)?;
         let mut writer = self.state_writer(group_id).await;
         loop {
             let cached = writer.attempt().await?;
             // A commit for an older epoch may be a retry of one we accepted.
-            if mls::handshake_epoch(&commit).is_some_and(|e| e != cached.handle.epoch())
+            if parsed.epoch() != cached.handle.epoch()
                 && let Some(entry) = self.store.find_entry(group_id, &dedup_key).await?
             {
                 return Ok(after(entry));
             }
-            let staged =
-                cached
-                    .handle
-                    .stage_commit(caller, &commit, welcome.as_deref(), &group_info)?;
+            let staged = cached
+                .handle
+                .stage(caller, &parsed, welcome.as_deref(), &group_info)?;
             self.check_registered(&staged.new_leaves).await?;
             let (from_epoch, added, removed) = (
                 staged.from_epoch,
