@@ -7,7 +7,8 @@
 //!
 //! Layout: [`grpc`] adapters → domain operations on [`state::Ds`] (in
 //! [`auth`], [`key_packages`], [`groups`], [`delivery`]) → [`store`]. MLS
-//! parsing and validation live in [`mls`]; live fan-out in [`hub`].
+//! parsing and validation live in [`mls`]; live fan-out in [`hub`]. A
+//! server is wired in one place, [`App`] ([`startup`]).
 
 pub mod auth;
 pub mod config;

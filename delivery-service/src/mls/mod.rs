@@ -28,7 +28,7 @@ pub use group::{GroupHandle, LeafIdentity};
 pub use key_package::{ValidKeyPackage, validate_key_package};
 
 /// Why client-supplied MLS input was refused. Each maps to INVALID_ARGUMENT
-/// except where noted at the mapping in `crate::error`.
+/// except where noted at the mapping in `crate::error` (`From<MlsError>`).
 #[derive(Debug, thiserror::Error)]
 pub enum MlsError {
     #[error("{what} is not a valid TLS-encoded MLS message")]
