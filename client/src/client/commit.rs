@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use confide_ds::mls::client_of;
+use confide_core::profile::client_of;
 use confide_proto::v1;
 use openmls::prelude::*;
 

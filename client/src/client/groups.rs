@@ -2,8 +2,8 @@
 //! (each change one commit, see `commit.rs`), and reading its state as this
 //! client's MLS state has it.
 
-use confide_ds::domain::ClientId;
-use confide_ds::mls::{CIPHERSUITE, client_of};
+use confide_core::ClientId;
+use confide_core::profile::{self, client_of};
 use confide_proto::v1;
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::*;
@@ -14,39 +14,6 @@ use crate::error::{ClientError, ClientResult, mls};
 use crate::events::{Event, GroupId};
 use crate::roster::{self, GroupMember};
 use crate::store::Stream;
-
-/// Past epochs whose secrets are kept, so messages sent just before a commit
-/// still decrypt after it.
-const MAX_PAST_EPOCHS: usize = 8;
-
-/// Group settings; with the DS's external sender listed, the DS can propose
-/// removing a deprovisioned device (never adding anyone: members commit only
-/// its Remove proposals).
-fn group_config(external_sender: Option<ExternalSender>) -> MlsGroupCreateConfig {
-    let extensions = match external_sender {
-        Some(sender) => Extensions::single(Extension::ExternalSenders(vec![sender]))
-            .expect("ExternalSenders is a group context extension"),
-        None => Extensions::empty(),
-    };
-    MlsGroupCreateConfig::builder()
-        .with_group_context_extensions(extensions)
-        .ciphersuite(CIPHERSUITE)
-        .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
-        .max_past_epochs(MAX_PAST_EPOCHS)
-        .sender_ratchet_configuration(SenderRatchetConfiguration::new(64, 10_000))
-        .build()
-}
-
-/// Neither config puts the ratchet tree into Welcomes or GroupInfos: the DS
-/// serves it to joiners beside the Welcome, which keeps the upload for adding
-/// a member to a large group small.
-fn join_config() -> MlsGroupJoinConfig {
-    MlsGroupJoinConfig::builder()
-        .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
-        .max_past_epochs(MAX_PAST_EPOCHS)
-        .sender_ratchet_configuration(SenderRatchetConfiguration::new(64, 10_000))
-        .build()
-}
 
 /// What [`Client::add_users`] did: the clients it added and its commit.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,7 +41,7 @@ impl Client {
         let group = MlsGroup::new(
             &self.provider,
             &self.signer,
-            &group_config(external_sender),
+            &profile::group_create_config(external_sender),
             self.credential.clone(),
         )
         .map_err(mls)?;
@@ -171,11 +138,15 @@ impl Client {
             true => None,
             false => Some(RatchetTreeIn::tls_deserialize_exact(&item.ratchet_tree).map_err(mls)?),
         };
-        let group =
-            StagedWelcome::new_from_welcome(&self.provider, &join_config(), welcome, ratchet_tree)
-                .map_err(mls)?
-                .into_group(&self.provider)
-                .map_err(mls)?;
+        let group = StagedWelcome::new_from_welcome(
+            &self.provider,
+            &profile::join_config(),
+            welcome,
+            ratchet_tree,
+        )
+        .map_err(mls)?
+        .into_group(&self.provider)
+        .map_err(mls)?;
         let group_id = group.group_id().as_slice().to_vec();
         if group_id != item.group_id.as_ref() {
             return Err(ClientError::Invalid(
@@ -245,6 +216,7 @@ impl Client {
 
 #[cfg(test)]
 mod tests {
+    use confide_core::profile::CIPHERSUITE;
     use openmls_basic_credential::SignatureKeyPair;
     use openmls_rust_crypto::OpenMlsRustCrypto;
 
@@ -306,10 +278,10 @@ mod tests {
     fn adding_one_member_to_a_1000_member_group_uploads_20_times_less_without_the_tree() {
         let with_tree = MlsGroupCreateConfig::builder()
             .ciphersuite(CIPHERSUITE)
-            .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
+            .wire_format_policy(profile::WIRE_FORMAT_POLICY)
             .use_ratchet_tree_extension(true)
             .build();
-        let served = upload_for_one_add(&group_config(None), 1000);
+        let served = upload_for_one_add(&profile::group_create_config(None), 1000);
         let carried = upload_for_one_add(&with_tree, 1000);
         println!(
             "upload to add one member to 1,000: {served} B (tree served), {carried} B (tree in the Welcome)"

@@ -2,7 +2,7 @@
 //! whenever the DS says its pool runs low, and the check of a key package
 //! claimed for another user before it goes into a commit.
 
-use confide_ds::mls::{CIPHERSUITE, client_of};
+use confide_core::profile::{self, CIPHERSUITE, client_of};
 use confide_proto::v1;
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::*;
@@ -44,20 +44,7 @@ impl Client {
     }
 
     fn new_key_package(&self, last_resort: bool) -> ClientResult<Vec<u8>> {
-        let mut builder = KeyPackage::builder();
-        if last_resort {
-            // The LastResort extension must be among the leaf's capabilities.
-            builder = builder
-                .mark_as_last_resort()
-                .leaf_node_capabilities(Capabilities::new(
-                    None,
-                    None,
-                    Some(&[ExtensionType::LastResort]),
-                    None,
-                    None,
-                ));
-        }
-        let bundle = builder
+        let bundle = profile::key_package_builder(last_resort)
             .build(
                 CIPHERSUITE,
                 &self.provider,

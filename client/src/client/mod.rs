@@ -17,7 +17,7 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
-use confide_ds::domain::ClientId;
+use confide_core::ClientId;
 use confide_proto::v1;
 use openmls::prelude::*;
 use openmls_basic_credential::SignatureKeyPair;

@@ -2,8 +2,8 @@
 //! through this client's `MlsGroup` (and so through openmls's checks), and
 //! each inbox item (a Welcome, a low key package pool).
 
-use confide_ds::domain::ClientId;
-use confide_ds::mls::client_of;
+use confide_core::ClientId;
+use confide_core::profile::client_of;
 use confide_proto::v1;
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::*;

@@ -4,8 +4,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use confide_ds::domain::ClientId;
-use confide_ds::mls::CIPHERSUITE;
+use confide_core::ClientId;
+use confide_core::profile::CIPHERSUITE;
 use confide_proto::v1;
 use openmls::prelude::*;
 use openmls_basic_credential::SignatureKeyPair;
