@@ -1,7 +1,8 @@
 use confide_proto::v1::{self, key_package_service_server::KeyPackageService};
 use tonic::{Request, Response, Status};
 
-use crate::domain::valid_user;
+use super::meta::meta;
+use crate::domain::{InvalidClientId, valid_user};
 use crate::state::AppState;
 
 pub struct KeyPackageApi(pub AppState);
@@ -12,7 +13,7 @@ impl KeyPackageService for KeyPackageApi {
         &self,
         request: Request<v1::PublishKeyPackagesRequest>,
     ) -> Result<Response<v1::PublishKeyPackagesResponse>, Status> {
-        let client = self.0.authenticated_client(&request).await?;
+        let client = self.0.authenticated_client(&meta(&request)).await?;
         let request = request.into_inner();
         let last_resort = (!request.last_resort_key_package.is_empty())
             .then_some(request.last_resort_key_package);
@@ -27,11 +28,11 @@ impl KeyPackageService for KeyPackageApi {
         &self,
         request: Request<v1::ClaimKeyPackagesRequest>,
     ) -> Result<Response<v1::ClaimKeyPackagesResponse>, Status> {
-        let claimer = self.0.authenticated_client(&request).await?;
+        let claimer = self.0.authenticated_client(&meta(&request)).await?;
         let user = request.into_inner().user;
         if !valid_user(&user) {
             return Err(Status::invalid_argument(
-                "user must be 1 to 64 characters of A-Z a-z 0-9 . _ -",
+                InvalidClientId::BadName("user").to_string(),
             ));
         }
         let claimed = self.0.claim_key_packages(&claimer, &user).await?;
@@ -51,7 +52,7 @@ impl KeyPackageService for KeyPackageApi {
         &self,
         request: Request<v1::CountKeyPackagesRequest>,
     ) -> Result<Response<v1::CountKeyPackagesResponse>, Status> {
-        let client = self.0.authenticated_client(&request).await?;
+        let client = self.0.authenticated_client(&meta(&request)).await?;
         let count = self.0.count_key_packages(&client).await?;
         Ok(Response::new(v1::CountKeyPackagesResponse {
             available: count.available,
