@@ -16,11 +16,10 @@ use bytes::Bytes;
 use confide_ds::config::StoreKind;
 use confide_ds::domain::{ClientId, GroupId};
 use confide_ds::state::AppState;
-use confide_ds::{Settings, Storage};
+use confide_ds::{App, Settings, Storage};
 use openmls::prelude::tls_codec::Serialize as _;
 use openmls::prelude::*;
 use tokio::runtime::Runtime;
-use tokio_util::sync::CancellationToken;
 
 use super::{Device, bytes, create_config, stage_add, stage_self_update};
 
@@ -64,9 +63,12 @@ pub fn group(runtime: &Runtime, store: StoreKind, size: usize) -> (Committer, Ds
             .0
             .into(),
     };
-    // Without `confide_ds::run` no background task starts: nothing to stop.
-    let ds = confide_ds::state(storage, settings, CancellationToken::new())
-        .expect("no external sender key to load");
+    // An app that never runs starts no background task: nothing to stop.
+    let ds = runtime
+        .block_on(App::with_storage(settings, storage))
+        .expect("a DS on port 0")
+        .state()
+        .clone();
     let devices: Vec<Device> = (0..size).map(Device::new).collect();
     runtime.block_on(async {
         for device in &devices {

@@ -211,24 +211,19 @@ async fn connections(endpoint: &str, count: usize) -> Result<Vec<Channel>, Ingre
 }
 
 /// Serves a DS on the run's database on 127.0.0.1, port 0, with the
-/// per-client rate limits lifted (the benchmark is the only client).
-/// Returns its endpoint and its database pool size.
+/// per-client rate limits lifted (the benchmark is the only client), until
+/// `stop`. Returns its endpoint and its database pool size.
 async fn start_ds(url: &str, stop: &CancellationToken) -> Result<(String, usize), IngressError> {
-    let server = |e: &dyn std::fmt::Display| IngressError::Server(format!("the DS: {e}"));
     let mut settings = confide_ds::Settings::for_tests();
     settings.lift_limits();
     settings.store = confide_ds::config::StoreKind::Postgres;
     settings.database.url = url.to_owned();
-    let storage = confide_ds::open_store(&settings)
-        .await
-        .map_err(|e| server(&e))?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| server(&e))?;
-    let endpoint = format!("http://{}", listener.local_addr().map_err(|e| server(&e))?);
     let pool_size = settings.database.max_connections;
-    let state = confide_ds::state(storage, settings, stop.clone()).map_err(|e| server(&e))?;
-    tokio::spawn(confide_ds::run(listener, state, stop.clone()));
+    let app = confide_ds::App::build(settings)
+        .await
+        .map_err(|e| IngressError::Server(format!("the DS: {e}")))?;
+    let endpoint = format!("http://{}", app.addr());
+    tokio::spawn(app.run_until_stopped(stop.clone()));
     Ok((endpoint, pool_size))
 }
 

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use confide_ds::store::postgres::testing;
-use tokio_util::sync::CancellationToken;
+use confide_ds::{App, RunningApp};
 
 use super::{SimError, Target};
 
@@ -13,17 +13,19 @@ use super::{SimError, Target};
 /// the same address (its store is kept).
 pub struct LocalDs {
     pub endpoint: String,
-    address: std::net::SocketAddr,
+    /// Its settings, listening on the address it got at start.
     settings: confide_ds::Settings,
-    stop: CancellationToken,
-    server: tokio::task::JoinHandle<()>,
+    /// `None` only while it restarts.
+    running: Option<RunningApp>,
     /// The database made for the run (admin URL, its URL), dropped at the end.
     database: Option<(String, String)>,
 }
 
 impl Drop for LocalDs {
     fn drop(&mut self) {
-        self.stop.cancel();
+        if let Some(running) = &self.running {
+            running.stop_token().cancel();
+        }
     }
 }
 
@@ -42,17 +44,14 @@ impl LocalDs {
             settings.database.url = url.clone();
             database = Some((database_url.clone(), url));
         }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(|e| ds_error(&e))?;
-        let address = listener.local_addr().map_err(|e| ds_error(&e))?;
-        let (stop, server) = serve(listener, &settings).await?;
+        let app = build(&settings).await?;
+        let address = app.addr();
+        // A restart listens where the clients already connect.
+        settings.listen = address.to_string();
         Ok(Self {
             endpoint: format!("http://{address}"),
-            address,
             settings,
-            stop,
-            server,
+            running: Some(app.spawn()),
             database,
         })
     }
@@ -60,27 +59,26 @@ impl LocalDs {
     /// Stops the DS (live streams end, calls fail) and starts it again on
     /// the same address and store.
     pub async fn restart(&mut self) -> Result<(), SimError> {
-        self.stop.cancel();
-        (&mut self.server)
-            .await
-            .map_err(|e| SimError::Ds(format!("the stopped DS panicked: {e}")))?;
-        let listener = tokio::net::TcpListener::bind(self.address)
-            .await
-            .map_err(|e| ds_error(&e))?;
-        let (stop, server) = serve(listener, &self.settings).await?;
-        self.stop = stop;
-        self.server = server;
+        self.stop().await;
+        self.running = Some(build(&self.settings).await?.spawn());
         Ok(())
     }
 
     /// Stops the DS and drops the database made for the run.
     pub async fn finish(mut self) {
-        self.stop.cancel();
-        let _ = (&mut self.server).await;
+        self.stop().await;
         if let Some((admin, url)) = self.database.take()
             && let Err(error) = testing::drop_database(&admin, &url).await
         {
             tracing::warn!(%error, "the simulator's database was left behind");
+        }
+    }
+
+    async fn stop(&mut self) {
+        if let Some(running) = self.running.take()
+            && let Err(error) = running.stop().await
+        {
+            tracing::error!(%error, "the in-process DS failed");
         }
     }
 }
@@ -88,29 +86,11 @@ impl LocalDs {
 /// Databases the simulator makes are named `confide_sim_<time>_<uuid>`.
 const SIM_DATABASE_PREFIX: &str = "confide_sim_";
 
-fn ds_error(error: &dyn std::fmt::Display) -> SimError {
-    SimError::Ds(error.to_string())
-}
-
-async fn serve(
-    listener: tokio::net::TcpListener,
-    settings: &confide_ds::Settings,
-) -> Result<(CancellationToken, tokio::task::JoinHandle<()>), SimError> {
-    let storage = confide_ds::open_store(settings)
+/// The DS on `settings` (its store opened, its port bound), not yet serving.
+async fn build(settings: &confide_ds::Settings) -> Result<App, SimError> {
+    App::build(settings.clone())
         .await
-        .map_err(|e| ds_error(&e))?;
-    let stop = CancellationToken::new();
-    let state =
-        confide_ds::state(storage, settings.clone(), stop.clone()).map_err(|e| ds_error(&e))?;
-    let server = tokio::spawn({
-        let stop = stop.clone();
-        async move {
-            if let Err(error) = confide_ds::run(listener, state, stop).await {
-                tracing::error!(%error, "the in-process DS failed");
-            }
-        }
-    });
-    Ok((stop, server))
+        .map_err(|e| SimError::Ds(e.to_string()))
 }
 
 /// A directory for the run's files (state files of restartable members,
