@@ -77,7 +77,7 @@ impl DemoDs {
             "{:>4} {:>12} {:>6} {:>7}  first bytes",
             "seq", "kind", "epoch", "bytes"
         )?;
-        let group_id = confide_ds::domain::GroupId::new(group.to_vec())?;
+        let group_id = confide_core::GroupId::new(group.to_vec())?;
         for entry in self.store.read_group(reader, &group_id, 0, 1000).await? {
             let kind = match entry.kind {
                 EntryKind::Commit => "commit",

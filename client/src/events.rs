@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use confide_ds::domain::ClientId;
+use confide_core::ClientId;
 
 use crate::display::Untrusted;
 use crate::roster::GroupMember;

@@ -21,7 +21,7 @@ pub mod subscriptions;
 
 pub use api::{Api, TlsOptions};
 pub use client::{Added, Client, CommitSummary, Incoming};
-pub use confide_ds::domain::ClientId;
+pub use confide_core::ClientId;
 pub use error::{ClientError, ClientResult};
 pub use events::{Event, GroupId};
 pub use roster::GroupMember;

@@ -11,10 +11,9 @@
 
 use std::fmt;
 
-use confide_ds::domain::ClientId;
-use confide_ds::mls::client_of;
+pub use confide_core::fingerprint::fingerprint;
+use confide_core::{ClientId, profile::client_of};
 use openmls::prelude::*;
-use sha2::{Digest, Sha256};
 
 /// One leaf of a group's ratchet tree, as this client's own MLS state has it.
 #[derive(
@@ -34,20 +33,6 @@ impl fmt::Display for GroupMember {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} (key {})", self.client, self.fingerprint)
     }
-}
-
-/// A signature key's fingerprint: the first 16 bytes of its SHA-256, as
-/// eight groups of four hex digits.
-pub fn fingerprint(signature_key: &[u8]) -> String {
-    let digest = Sha256::new()
-        .chain_update(b"confide key fingerprint v1")
-        .chain_update(signature_key)
-        .finalize();
-    digest[..16]
-        .chunks_exact(2)
-        .map(hex::encode)
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// Every member of the group in leaf order. A leaf whose credential names no
@@ -89,35 +74,15 @@ pub fn diff(before: &[GroupMember], after: &[GroupMember]) -> (Vec<GroupMember>,
     (added, removed)
 }
 
-/// A safety code for the group's current epoch, for members to compare out
-/// of band (read aloud, or shown side by side): 12 groups of 5 digits
-/// derived from the epoch authenticator (RFC 9420 §8.7). Members in the same
-/// epoch of the same group have the same code; a member the DS forked onto
-/// another history, or a group the DS altered, has a different one. It
-/// changes with every epoch.
+/// The group's safety code for its current epoch
+/// ([`confide_core::fingerprint::safety_code`]), for members to compare out
+/// of band (read aloud, or shown side by side).
 pub fn safety_code(group: &MlsGroup) -> String {
-    let group_id = group.group_id().as_slice();
-    let authenticator = group.epoch_authenticator();
-    let block = |counter: u8| {
-        Sha256::new()
-            .chain_update(b"confide safety code v1")
-            .chain_update([counter])
-            .chain_update((group_id.len() as u64).to_be_bytes())
-            .chain_update(group_id)
-            .chain_update(group.epoch().as_u64().to_be_bytes())
-            .chain_update(authenticator.as_slice())
-            .finalize()
-    };
-    let bytes: Vec<u8> = [block(0), block(1)].concat();
-    bytes
-        .chunks_exact(5)
-        .take(12)
-        .map(|chunk| {
-            let value = chunk.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
-            format!("{:05}", value % 100_000)
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    confide_core::fingerprint::safety_code(
+        group.group_id().as_slice(),
+        group.epoch().as_u64(),
+        group.epoch_authenticator().as_slice(),
+    )
 }
 
 #[cfg(test)]

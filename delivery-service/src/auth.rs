@@ -7,7 +7,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use confide_proto::challenge_signing_payload;
+use confide_core::auth::{CHALLENGE_LEN, SIGNATURE_KEY_LEN, challenge_signing_payload};
 use openmls_rust_crypto::RustCrypto;
 use openmls_traits::crypto::OpenMlsCrypto;
 use openmls_traits::types::SignatureScheme;
@@ -19,10 +19,6 @@ use crate::error::{ApiError, ApiResult};
 use crate::hub::{Ending, SessionHash};
 use crate::state::Ds;
 use crate::store::{ClientRecord, Registration};
-
-/// Ed25519 public keys are 32 bytes.
-const SIGNATURE_KEY_LEN: usize = 32;
-const CHALLENGE_LEN: usize = 32;
 
 pub struct Session {
     pub token: String,

@@ -5,6 +5,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use confide_core::profile::LifetimeRules;
 use serde::Deserialize;
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, clap::ValueEnum)]
@@ -160,8 +161,14 @@ impl Settings {
             .set_default("challenge_ttl_secs", 60)?
             .set_default("max_epoch_lag", 2)?
             .set_default("key_package_low_watermark", 10)?
-            .set_default("key_package_max_lifetime_secs", 90 * 24 * 3600)?
-            .set_default("key_package_clock_skew_secs", 300)?
+            .set_default(
+                "key_package_max_lifetime_secs",
+                LifetimeRules::default().max_lifetime.as_secs(),
+            )?
+            .set_default(
+                "key_package_clock_skew_secs",
+                LifetimeRules::default().clock_skew.as_secs(),
+            )?
             .set_default("max_message_bytes", 1024 * 1024)?
             .set_default("max_key_packages_per_publish", 500)?
             .set_default("live_queue_depth", 1024)?

@@ -18,7 +18,9 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
-use crate::domain::{ClientId, EntryKind, GroupEntry, GroupId};
+use crate::domain::{
+    ClientId, EntryKind, GroupEntry, GroupId, MAX_MESSAGE_ID_LEN, valid_message_id,
+};
 use crate::error::{ApiError, ApiResult, not_a_member};
 use crate::mls::{self, GroupHandle};
 use crate::state::Ds;
@@ -338,10 +340,10 @@ impl Ds {
         message_id: &[u8],
         message: Bytes,
     ) -> ApiResult<u64> {
-        if message_id.is_empty() || message_id.len() > 64 {
-            return Err(ApiError::InvalidArgument(
-                "message_id must be 1 to 64 bytes".into(),
-            ));
+        if !valid_message_id(message_id) {
+            return Err(ApiError::InvalidArgument(format!(
+                "message_id must be 1 to {MAX_MESSAGE_ID_LEN} bytes"
+            )));
         }
         self.check_size(&message, "message")?;
         let parsed = mls::parse_application_message(&message, group_id)?;

@@ -8,7 +8,7 @@
 //! PrivateMessages it cannot open.
 
 use std::collections::{BTreeSet, HashMap};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::*;
@@ -20,8 +20,7 @@ use sha2::{Digest, Sha256};
 use crate::domain::{ClientId, GroupId};
 use crate::store::DedupKey;
 
-/// The one ciphersuite Confide groups and key packages use.
-pub const CIPHERSUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
+pub use confide_core::profile::{CIPHERSUITE, LifetimeRules};
 
 /// Why client-supplied MLS input was refused. Each maps to INVALID_ARGUMENT
 /// except where noted at the mapping in `crate::error`.
@@ -65,11 +64,9 @@ fn parse_message(bytes: &[u8], what: &'static str) -> Result<MlsMessageBodyIn, M
     Ok(message.extract())
 }
 
-/// The client a credential names; credentials must be basic `user/device` ones.
+/// The client a credential names ([`confide_core::profile::client_of`]).
 pub fn client_of(credential: &Credential) -> Result<ClientId, MlsError> {
-    let basic = BasicCredential::try_from(credential.clone())
-        .map_err(|_| invalid("credential", "only basic credentials are accepted"))?;
-    ClientId::from_identity(basic.identity()).map_err(|e| invalid("credential", e))
+    confide_core::profile::client_of(credential).map_err(|e| invalid("credential", e))
 }
 
 /// SHA-256 over a domain label and the parts, as an idempotency key.
@@ -91,26 +88,6 @@ pub struct ValidKeyPackage {
     /// Whether it carries the `last_resort` extension (RFC 9420 §16.8), which
     /// tells its claimers it may be handed out more than once.
     pub last_resort: bool,
-}
-
-/// The lifetimes the DS accepts for key packages.
-#[derive(Clone, Copy, Debug)]
-pub struct LifetimeRules {
-    /// Longest `not_after - not_before`.
-    pub max_lifetime: Duration,
-    /// How far in the future `not_before` may be: clients date key packages
-    /// "now" by their own clock. An expired key package is refused however
-    /// recently it expired.
-    pub clock_skew: Duration,
-}
-
-impl Default for LifetimeRules {
-    fn default() -> Self {
-        Self {
-            max_lifetime: Duration::from_secs(90 * 24 * 3600),
-            clock_skew: Duration::from_secs(300),
-        }
-    }
 }
 
 /// Parses and validates a key package: signatures, lifetime (within
@@ -153,7 +130,9 @@ pub fn validate_key_package(
             format!("ciphersuite must be {CIPHERSUITE:?}"),
         ));
     }
-    check_lifetime(key_package.life_time(), rules, now)?;
+    rules
+        .check(key_package.life_time(), now)
+        .map_err(|e| invalid("key package", e))?;
     let leaf = key_package.leaf_node();
     Ok(ValidKeyPackage {
         key_package_ref: key_package
@@ -165,33 +144,6 @@ pub fn validate_key_package(
         signature_key: leaf.signature_key().as_slice().to_vec(),
         last_resort: key_package.last_resort(),
     })
-}
-
-/// Refuses a lifetime longer than allowed, one that starts further in the
-/// future than the clock skew allows, or one that has ended.
-fn check_lifetime(lifetime: &Lifetime, rules: &LifetimeRules, now: u64) -> Result<(), MlsError> {
-    let (not_before, not_after) = (lifetime.not_before(), lifetime.not_after());
-    let max = rules.max_lifetime.as_secs();
-    if not_after.saturating_sub(not_before) > max {
-        return Err(invalid(
-            "key package",
-            format!("its lifetime is longer than the {max} seconds allowed"),
-        ));
-    }
-    let skew = rules.clock_skew.as_secs();
-    if not_before > now.saturating_add(skew) {
-        return Err(invalid(
-            "key package",
-            format!("it is not valid until {not_before} (now {now}, {skew} s of skew allowed)"),
-        ));
-    }
-    if not_after <= now {
-        return Err(invalid(
-            "key package",
-            format!("it expired at {not_after} (now {now})"),
-        ));
-    }
-    Ok(())
 }
 
 /// The confirmation tag of a GroupInfo, TLS-serialised (openmls keeps its
@@ -818,6 +770,8 @@ fn decode_map(mut blob: &[u8]) -> Option<HashMap<Vec<u8>, Vec<u8>>> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]

@@ -7,8 +7,9 @@
 //! through `stage_commit` and `merge`. At epoch 1 every member then prepares
 //! messages the DS would accept, none of them merged.
 
-use confide_ds::domain::{ClientId, GroupId};
-use confide_ds::mls::{CIPHERSUITE, ExternalSenderKey, GroupHandle};
+use confide_core::profile::{self, CIPHERSUITE, WIRE_FORMAT_POLICY};
+use confide_core::{ClientId, GroupId};
+use confide_ds::mls::{ExternalSenderKey, GroupHandle};
 use openmls::prelude::tls_codec::Serialize as _;
 use openmls::prelude::*;
 use openmls_basic_credential::SignatureKeyPair;
@@ -86,21 +87,7 @@ impl Member {
     }
 
     fn key_package(&self, last_resort: bool) -> KeyPackage {
-        let mut builder = KeyPackage::builder();
-        if last_resort {
-            // As the client library does: the LastResort extension must be
-            // among the leaf's capabilities.
-            builder = builder
-                .mark_as_last_resort()
-                .leaf_node_capabilities(Capabilities::new(
-                    None,
-                    None,
-                    Some(&[ExtensionType::LastResort]),
-                    None,
-                    None,
-                ));
-        }
-        builder
+        profile::key_package_builder(last_resort)
             .build(
                 CIPHERSUITE,
                 &self.provider,
@@ -137,7 +124,7 @@ impl Member {
             panic!("not a Welcome");
         };
         let config = MlsGroupJoinConfig::builder()
-            .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
+            .wire_format_policy(WIRE_FORMAT_POLICY)
             .use_ratchet_tree_extension(true)
             .build();
         let group = StagedWelcome::new_from_welcome(&self.provider, &config, welcome, None)
@@ -212,7 +199,7 @@ impl Fixture {
                     .expect("ExternalSenders is a group context extension"),
             )
             .ciphersuite(CIPHERSUITE)
-            .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
+            .wire_format_policy(WIRE_FORMAT_POLICY)
             .use_ratchet_tree_extension(true)
             .build();
         alice.group = Some(

@@ -1,10 +1,12 @@
 //! The `confide.v1` gRPC API: generated prost types and tonic services, the
 //! file descriptor set for server reflection, and the one place where proto
-//! input is checked for missing fields ([`validation`]).
+//! input is checked for missing fields ([`validation`]), and conversions both
+//! ways between proto messages and the core types ([`convert`]).
 //!
 //! Only this crate and the delivery service's thin gRPC adapters know about
 //! prost types; the domain works on its own types.
 
+pub mod convert;
 pub mod validation;
 
 #[allow(clippy::all, missing_docs)]
@@ -57,11 +59,6 @@ pub const META_LIMIT: &str = "limit";
 /// ErrorInfo metadata key with the group's current epoch.
 pub const META_CURRENT_EPOCH: &str = "current_epoch";
 
-/// The bytes a client signs to answer an authentication challenge.
-pub fn challenge_signing_payload(challenge: &[u8]) -> Vec<u8> {
-    const LABEL: &[u8] = b"confide.v1 auth challenge";
-    let mut payload = Vec::with_capacity(LABEL.len() + challenge.len());
-    payload.extend_from_slice(LABEL);
-    payload.extend_from_slice(challenge);
-    payload
-}
+/// The bytes a client signs to answer an authentication challenge (defined,
+/// with its test vector, in [`confide_core::auth`]).
+pub use confide_core::auth::challenge_signing_payload;

@@ -35,8 +35,9 @@ use tonic::transport::{Channel, Server};
 use tonic::{Request, Response, Status};
 
 use confide_client::roster::fingerprint;
+use confide_core::profile::{CIPHERSUITE, WIRE_FORMAT_POLICY};
 use confide_ds::domain::{self, EntryKind};
-use confide_ds::mls::{CIPHERSUITE, GroupHandle, dedup_key};
+use confide_ds::mls::{GroupHandle, dedup_key};
 use confide_ds::store::NewMessage;
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::*;
@@ -455,7 +456,7 @@ pub async fn write_external_commit(app: &TestApp, group: &[u8], ghost: &ClientId
     };
     let tree = RatchetTreeIn::tls_deserialize_exact(&tree).expect("decoding the ratchet tree");
     let config = MlsGroupJoinConfig::builder()
-        .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
+        .wire_format_policy(WIRE_FORMAT_POLICY)
         .build();
     let (_, bundle) = MlsGroup::external_commit_builder()
         .with_ratchet_tree(tree)

@@ -4,7 +4,7 @@
 //! client's session, or break it in a way only the DS can notice.
 
 use confide_client::{Api, ClientId};
-use confide_ds::mls::{CIPHERSUITE, client_of};
+use confide_core::profile::{self, CIPHERSUITE, WIRE_FORMAT_POLICY, client_of};
 use confide_proto::v1;
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::*;
@@ -120,7 +120,7 @@ impl RawMember {
     }
 
     /// A key package (TLS-serialised MlsMessage) for this client's own
-    /// credential, valid for `lifetime` (openmls's default when `None`).
+    /// credential, valid for `lifetime` (the profile's when `None`).
     pub fn key_package(&self, lifetime: Option<Lifetime>) -> Vec<u8> {
         self.build_key_package(lifetime, false)
     }
@@ -136,21 +136,9 @@ impl RawMember {
             credential: BasicCredential::new(self.id.identity()).into(),
             signature_key: self.signer.to_public_vec().into(),
         };
-        let mut builder = KeyPackage::builder();
+        let mut builder = profile::key_package_builder(last_resort);
         if let Some(lifetime) = lifetime {
             builder = builder.key_package_lifetime(lifetime);
-        }
-        if last_resort {
-            // The extension must be among the leaf's capabilities.
-            builder = builder
-                .mark_as_last_resort()
-                .leaf_node_capabilities(Capabilities::new(
-                    None,
-                    None,
-                    Some(&[ExtensionType::LastResort]),
-                    None,
-                    None,
-                ));
         }
         let bundle = builder
             .build(CIPHERSUITE, &self.provider, &self.signer, credential)
@@ -233,7 +221,7 @@ impl RawMember {
         // openmls's convenience commits make a GroupInfo (which the DS
         // needs) only with the ratchet-tree extension on.
         let config = MlsGroupJoinConfig::builder()
-            .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
+            .wire_format_policy(WIRE_FORMAT_POLICY)
             .use_ratchet_tree_extension(true)
             .build();
         let group = StagedWelcome::new_from_welcome(&self.provider, &config, welcome, Some(tree))
@@ -304,7 +292,7 @@ impl RawMember {
     pub fn found_local_group(&mut self) -> v1::CreateGroupRequest {
         let config = MlsGroupCreateConfig::builder()
             .ciphersuite(CIPHERSUITE)
-            .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
+            .wire_format_policy(WIRE_FORMAT_POLICY)
             .use_ratchet_tree_extension(true)
             .build();
         let credential = CredentialWithKey {

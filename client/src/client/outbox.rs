@@ -9,8 +9,8 @@
 use confide_proto::v1;
 use rand::RngCore;
 
-use super::{Client, MAX_COMMIT_ATTEMPTS};
-use crate::error::{ClientError, ClientResult, in_doubt, wrong_epoch};
+use super::{Client, MAX_COMMIT_ATTEMPTS, to_bytes};
+use crate::error::{ClientError, ClientResult, in_doubt, mls, wrong_epoch};
 use crate::store::Outgoing;
 
 impl Client {
@@ -75,6 +75,25 @@ impl Client {
         self.flush_outbox_through(Some(place))
             .await?
             .ok_or(ClientError::UnknownGroup)
+    }
+
+    /// Encrypts `body` for the group's current epoch and returns the MLS
+    /// PrivateMessage exactly as [`Client::send_with_id`] puts it in a
+    /// `SendMessageRequest`, without sending it. Each call advances this
+    /// member's sender ratchet, so each result is a distinct message; it stays
+    /// sendable until the group is `max_epoch_lag` epochs further on. For a
+    /// benchmark that keeps client crypto out of what it times
+    /// (`confide-ingress`); messages sent this way are not recorded as the
+    /// client's own, so the client would not recognise them in its log.
+    pub fn encrypt_message(&mut self, group_id: &[u8], body: &[u8]) -> ClientResult<Vec<u8>> {
+        let group = self
+            .groups
+            .get_mut(group_id)
+            .ok_or(ClientError::UnknownGroup)?;
+        let message = group
+            .create_message(&self.provider, &self.signer, body)
+            .map_err(mls)?;
+        to_bytes(message)
     }
 
     /// Sends every message still in the outbox, oldest first.

@@ -1,4 +1,5 @@
-//! Conversions between `confide.v1` messages and domain types.
+//! Conversions between `confide.v1` messages and the delivery service's own
+//! domain types (those of the core types live in [`confide_proto::convert`]).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -7,36 +8,9 @@ use confide_proto::validation::RequireField;
 use tonic::Status;
 
 use crate::delivery::Delivery;
-use crate::domain::{ClientId, EntryKind, GroupEntry, GroupId, InboxEntry, InboxItem, StreamRef};
+use crate::domain::{EntryKind, GroupEntry, InboxEntry, InboxItem, StreamRef};
 
-impl TryFrom<v1::ClientId> for ClientId {
-    type Error = Status;
-
-    fn try_from(value: v1::ClientId) -> Result<Self, Status> {
-        ClientId::new(value.user, value.device).map_err(|e| Status::invalid_argument(e.to_string()))
-    }
-}
-
-impl From<&ClientId> for v1::ClientId {
-    fn from(value: &ClientId) -> Self {
-        v1::ClientId {
-            user: value.user().to_string(),
-            device: value.device().to_string(),
-        }
-    }
-}
-
-/// The required `client` field of a request.
-pub fn client_field(value: Option<v1::ClientId>) -> Result<ClientId, Status> {
-    value.require("client")?.try_into()
-}
-
-pub fn group_id_field(bytes: &[u8]) -> Result<GroupId, Status> {
-    if bytes.is_empty() {
-        return Err(Status::invalid_argument("missing field `group_id`"));
-    }
-    GroupId::new(bytes.to_vec()).map_err(|e| Status::invalid_argument(e.to_string()))
-}
+pub use confide_proto::convert::{client_field, group_id_field};
 
 pub fn stream_field(value: Option<v1::StreamSelector>) -> Result<StreamRef, Status> {
     match value.require("stream")?.stream.require("stream")? {

@@ -1,7 +1,7 @@
 use confide_proto::v1::{self, key_package_service_server::KeyPackageService};
 use tonic::{Request, Response, Status};
 
-use crate::domain::valid_user;
+use crate::domain::{InvalidClientId, valid_user};
 use crate::state::AppState;
 
 pub struct KeyPackageApi(pub AppState);
@@ -31,7 +31,7 @@ impl KeyPackageService for KeyPackageApi {
         let user = request.into_inner().user;
         if !valid_user(&user) {
             return Err(Status::invalid_argument(
-                "user must be 1 to 64 characters of A-Z a-z 0-9 . _ -",
+                InvalidClientId::BadName("user").to_string(),
             ));
         }
         let claimed = self.0.claim_key_packages(&claimer, &user).await?;

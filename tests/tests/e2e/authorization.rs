@@ -3,8 +3,8 @@
 //! packages.
 
 use confide_client::{Client, ClientError, ClientId, StateLocation};
+use confide_core::profile::CIPHERSUITE;
 use confide_ds::domain::EntryKind;
-use confide_ds::mls::CIPHERSUITE;
 use confide_proto::v1;
 use confide_tests::rpc::{
     authorization_of, challenge_for, expect_refused, group_stream, inbox_stream, next_envelope,

@@ -1,0 +1,263 @@
+//! Applying what the DS delivers: each entry of a group's log, in order,
+//! through this client's `MlsGroup` (and so through openmls's checks), and
+//! each inbox item (a Welcome, a low key package pool).
+
+use confide_core::ClientId;
+use confide_core::profile::client_of;
+use confide_proto::v1;
+use openmls::prelude::tls_codec::Deserialize as _;
+use openmls::prelude::*;
+
+use super::Client;
+use crate::error::{ClientResult, mls};
+use crate::events::{Event, GroupId};
+use crate::roster;
+use crate::store::{Provider, Stream};
+
+impl Client {
+    /// Applies the next entry of a group log: one already processed (a
+    /// duplicate, or a replay under its old number) is ignored, and one past
+    /// the next number is applied after reporting the entries skipped
+    /// ([`Event::Gap`]). Returns whether the group is still tracked (false
+    /// once this client was removed).
+    pub(super) fn apply_group_entry(&mut self, entry: v1::GroupEntry) -> ClientResult<bool> {
+        let group_id = entry.group_id.to_vec();
+        let stream = Stream::Group(group_id.clone());
+        let processed = self.db.processed(&stream)?;
+        if entry.seq <= processed {
+            return Ok(true);
+        }
+        if entry.seq > processed + 1 && self.groups.contains_key(&group_id) {
+            tracing::warn!(client = %self.id, after = processed, next = entry.seq, "entries withheld");
+            self.emit(Event::Gap {
+                group: group_id.clone(),
+                after: processed,
+                next: entry.seq,
+            })?;
+        }
+        // Our own entry: answered when sent, or one whose answer never came
+        // (its bytes are in the outbox, which now learns its seq).
+        if self.db.take_own(&group_id, entry.seq)?
+            || self
+                .db
+                .outgoing_in_log(&group_id, &entry.message, entry.seq)?
+        {
+            self.db.set_processed(&stream, entry.seq)?;
+            return Ok(true);
+        }
+        let joined_epoch = self.db.joined_epoch(&group_id)?;
+        let in_doubt = self.db.commit_in_doubt(&group_id)?;
+        let Some(group) = self.groups.get_mut(&group_id) else {
+            return Ok(false);
+        };
+        let mut removed = false;
+        // A commit left in doubt is settled by the log: the entry that is
+        // ours merges it (openmls recognises its pending commit), another
+        // commit for that epoch replaces it (`process_entry`); either moves
+        // the group on.
+        let processed = process_entry(group, &self.provider, &entry, joined_epoch);
+        if let Some(commit) = &in_doubt
+            && group.epoch().as_u64() > commit.epoch
+        {
+            let ours = entry.message.as_ref() == commit.commit.as_slice();
+            tracing::debug!(client = %self.id, seq = entry.seq, ours, "the log settled a commit in doubt");
+            self.db.forget_commit_in_doubt(&group_id)?;
+        }
+        match processed {
+            Ok(events) => {
+                if group
+                    .pending_proposals()
+                    .any(|p| matches!(p.sender(), Sender::External(_)))
+                {
+                    self.external_removals.insert(group_id.clone());
+                }
+                for event in events {
+                    removed |= matches!(event, Event::Removed { .. });
+                    self.emit(event)?;
+                }
+            }
+            Err(reason) => {
+                tracing::warn!(client = %self.id, group = %hex::encode(&group_id[..group_id.len().min(4)]), seq = entry.seq, %reason, "could not process an entry");
+                self.emit(Event::Undecryptable {
+                    group: group_id.clone(),
+                    seq: entry.seq,
+                    reason,
+                })?;
+            }
+        }
+        if removed {
+            self.forget_group(&group_id)?;
+            return Ok(false);
+        }
+        self.db.set_processed(&stream, entry.seq)?;
+        Ok(true)
+    }
+
+    /// Forgets a group this client was removed from entirely (its MLS
+    /// state, its place in the log, a commit in doubt), so a later Welcome
+    /// can re-add it.
+    fn forget_group(&mut self, group_id: &[u8]) -> ClientResult<()> {
+        if let Some(mut group) = self.groups.remove(group_id) {
+            group.delete(self.provider.storage()).map_err(mls)?;
+        }
+        self.db.forget_stream(&Stream::Group(group_id.to_vec()))?;
+        self.db.forget_commit_in_doubt(group_id)
+    }
+
+    pub(super) async fn apply_inbox_entry(&mut self, entry: v1::InboxEntry) -> ClientResult<()> {
+        if entry.seq <= self.db.processed(&Stream::Inbox)? {
+            return Ok(());
+        }
+        match entry.item {
+            Some(v1::inbox_entry::Item::Welcome(item)) => match self.join(&item) {
+                Ok(event) => self.emit(event)?,
+                Err(error) => {
+                    tracing::warn!(client = %self.id, %error, "could not join from a Welcome");
+                    self.emit(Event::Undecryptable {
+                        group: item.group_id.to_vec(),
+                        seq: item.commit_seq,
+                        reason: error.to_string(),
+                    })?;
+                }
+            },
+            Some(v1::inbox_entry::Item::KeyPackagesLow(_)) => self.replenish_key_packages().await?,
+            None => {}
+        }
+        self.db.set_processed(&Stream::Inbox, entry.seq)?;
+        Ok(())
+    }
+}
+
+/// Processes one MLS message of a group log into events.
+/// Applies one entry of a group's log; `joined_epoch` is the epoch this
+/// client joined at.
+fn process_entry(
+    group: &mut MlsGroup,
+    provider: &Provider,
+    entry: &v1::GroupEntry,
+    joined_epoch: u64,
+) -> Result<Vec<Event>, String> {
+    let group_id = entry.group_id.to_vec();
+    let message = MlsMessageIn::tls_deserialize_exact(&entry.message).map_err(|e| e.to_string())?;
+    let message = message
+        .try_into_protocol_message()
+        .map_err(|e| e.to_string())?;
+    let message_epoch = message.epoch().as_u64();
+    if message_epoch < joined_epoch {
+        // Sent to the members of an epoch before this client joined (by a
+        // member that had not yet seen the commit adding it, which the DS
+        // accepts for a few epochs): not encrypted for this client.
+        tracing::debug!(
+            seq = entry.seq,
+            message_epoch,
+            joined_epoch,
+            "an entry from before this client joined"
+        );
+        return Ok(Vec::new());
+    }
+    let processed = group
+        .process_message(provider, message)
+        .map_err(|e| e.to_string())?;
+    if let Sender::External(_) = processed.sender() {
+        return store_external_proposal(group, provider, processed.into_content());
+    }
+    let sender = client_of(processed.credential()).map_err(|e| e.to_string())?;
+    match processed.into_content() {
+        ProcessedMessageContent::ApplicationMessage(message) => Ok(vec![Event::Message {
+            group: group_id,
+            seq: entry.seq,
+            sender,
+            body: message.into_bytes(),
+        }]),
+        ProcessedMessageContent::ProposalMessage(proposal) => {
+            group
+                .store_pending_proposal(provider.storage(), *proposal)
+                .map_err(|e| e.to_string())?;
+            Ok(Vec::new())
+        }
+        ProcessedMessageContent::StagedCommitMessage(staged) => {
+            merge_commit(group, provider, *staged, group_id, sender)
+        }
+        ProcessedMessageContent::OwnPendingCommit => {
+            group
+                .merge_pending_commit(provider)
+                .map_err(|e| e.to_string())?;
+            Ok(Vec::new())
+        }
+        ProcessedMessageContent::OwnPrivateMessage
+        | ProcessedMessageContent::ExternalJoinProposalMessage(_) => Ok(Vec::new()),
+    }
+}
+
+/// The DS as external sender: it may only propose removing a member (a
+/// deprovisioned device); anything else is refused, so the DS can never get
+/// anyone added.
+fn store_external_proposal(
+    group: &mut MlsGroup,
+    provider: &Provider,
+    content: ProcessedMessageContent,
+) -> Result<Vec<Event>, String> {
+    match content {
+        ProcessedMessageContent::ProposalMessage(proposal)
+            if matches!(proposal.proposal(), Proposal::Remove(_)) =>
+        {
+            group
+                .store_pending_proposal(provider.storage(), *proposal)
+                .map_err(|e| e.to_string())?;
+            Ok(Vec::new())
+        }
+        _ => Err("the delivery service may only propose removals".into()),
+    }
+}
+
+/// Merges another member's commit and reports what it changed.
+fn merge_commit(
+    group: &mut MlsGroup,
+    provider: &Provider,
+    staged: StagedCommit,
+    group_id: GroupId,
+    sender: ClientId,
+) -> Result<Vec<Event>, String> {
+    // Membership changes are read off the roster itself, not the
+    // proposals, so no way into the group (an Add, an external
+    // commit) goes unreported.
+    let before = roster::roster(group);
+    let self_removed = staged.self_removed();
+    // Another's commit took the epoch: a pending commit of ours for
+    // it (one left in doubt) can never be accepted now.
+    group
+        .clear_pending_commit(provider.storage())
+        .map_err(|e| e.to_string())?;
+    group
+        .merge_staged_commit(provider, staged)
+        .map_err(|e| e.to_string())?;
+    let (added, removed) = roster::diff(&before, &roster::roster(group));
+    let mut events = Vec::new();
+    if !added.is_empty() {
+        events.push(Event::MembersAdded {
+            group: group_id.clone(),
+            by: sender.clone(),
+            members: added,
+        });
+    }
+    if self_removed {
+        events.push(Event::Removed {
+            group: group_id,
+            by: sender,
+        });
+        return Ok(events);
+    }
+    if !removed.is_empty() {
+        events.push(Event::MembersRemoved {
+            group: group_id.clone(),
+            by: sender.clone(),
+            members: removed,
+        });
+    }
+    events.push(Event::EpochChanged {
+        group: group_id,
+        epoch: group.epoch().as_u64(),
+        by: sender,
+    });
+    Ok(events)
+}

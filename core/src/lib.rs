@@ -1,0 +1,20 @@
+//! `confide-core`: what the delivery service, the client library and any
+//! other implementation of Confide must agree on, defined once. No I/O.
+//!
+//! - [`ids`]: clients (`user/device`), names and group ids, and their rules.
+//! - [`profile`]: the one MLS profile: ciphersuite, wire-format policy,
+//!   group and join configuration, key package capabilities and lifetimes.
+//! - [`auth`]: the bytes a client signs to answer a sign-in challenge.
+//! - [`fingerprint`]: key fingerprints and the group safety code that
+//!   members compare out of band.
+//!
+//! The byte-level definitions ([`auth::challenge_signing_payload`],
+//! [`fingerprint::fingerprint`], [`fingerprint::safety_code`]) each have a
+//! test vector: another implementation must produce the same bytes.
+
+pub mod auth;
+pub mod fingerprint;
+pub mod ids;
+pub mod profile;
+
+pub use ids::{ClientId, GroupId};
