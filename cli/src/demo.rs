@@ -10,8 +10,7 @@ use confide_client::{Api, Client, ClientId, Event, GroupId, StateLocation};
 use confide_ds::domain::EntryKind;
 use confide_ds::store::Store;
 use confide_ds::store::memory::MemoryStore;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use confide_ds::{App, RunningApp, Settings};
 
 /// Plays the demo conversation, writing the transcript to `out`.
 pub async fn run(out: &mut impl Write) -> anyhow::Result<()> {
@@ -40,27 +39,18 @@ pub async fn run(out: &mut impl Write) -> anyhow::Result<()> {
 struct DemoDs {
     store: Arc<MemoryStore>,
     endpoint: String,
-    shutdown: CancellationToken,
-    server: JoinHandle<Result<(), confide_ds::ServeError>>,
+    server: RunningApp,
 }
 
 impl DemoDs {
     async fn start() -> anyhow::Result<Self> {
         let store = Arc::new(MemoryStore::new());
-        let shutdown = CancellationToken::new();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let endpoint = format!("http://{}", listener.local_addr()?);
-        let state = confide_ds::state(
-            store.clone(),
-            confide_ds::Settings::for_tests(),
-            shutdown.clone(),
-        )?;
-        let server = tokio::spawn(confide_ds::run(listener, state, shutdown.clone()));
+        let app = App::with_storage(Settings::for_tests(), store.clone()).await?;
+        let endpoint = format!("http://{}", app.addr());
         Ok(Self {
             store,
             endpoint,
-            shutdown,
-            server,
+            server: app.spawn(),
         })
     }
 
@@ -102,8 +92,7 @@ impl DemoDs {
     }
 
     async fn stop(self) -> anyhow::Result<()> {
-        self.shutdown.cancel();
-        self.server.await??;
+        self.server.stop().await?;
         Ok(())
     }
 }

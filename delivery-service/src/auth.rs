@@ -5,6 +5,7 @@
 //! of the token is stored. Every other RPC is attributed to a client by its
 //! token alone, never by a field the client fills in.
 
+use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
 use confide_core::auth::{CHALLENGE_LEN, SIGNATURE_KEY_LEN, challenge_signing_payload};
@@ -31,6 +32,29 @@ pub struct Caller {
     /// The SHA-256 of the session token.
     pub session: SessionHash,
     pub expires_at: SystemTime,
+}
+
+/// What the DS checks about a request before it reads the request itself,
+/// as the gRPC adapter found it: the size of the request message, who sent
+/// it from where, and the tokens its metadata carries.
+pub struct RequestMeta<'a> {
+    /// The encoded size of the request message.
+    pub size: usize,
+    /// The peer's address, which unauthenticated calls are rate limited by.
+    pub peer: Option<IpAddr>,
+    /// The `authorization: Bearer <token>` metadata.
+    pub session_token: SessionToken<'a>,
+    /// The admin token metadata as presented, compared byte for byte.
+    pub admin_token: Option<&'a [u8]>,
+}
+
+/// The session token a request carries in `authorization: Bearer <token>`.
+pub enum SessionToken<'a> {
+    /// No `authorization` metadata.
+    Missing,
+    /// `authorization` that is not `Bearer <token>` in visible ASCII.
+    Malformed,
+    Bearer(&'a str),
 }
 
 pub struct Challenge {
@@ -151,33 +175,22 @@ impl Ds {
 
     /// Admits a registration or authentication call: size, and the rate per
     /// peer address.
-    pub fn admit_unauthenticated<T: prost::Message>(
-        &self,
-        request: &tonic::Request<T>,
-    ) -> ApiResult<()> {
-        self.check_request_size(request.get_ref().encoded_len())?;
-        self.limits
-            .check_unauthenticated(request.remote_addr().map(|peer| peer.ip()))
+    pub fn admit_unauthenticated(&self, request: &RequestMeta<'_>) -> ApiResult<()> {
+        self.check_request_size(request.size)?;
+        self.limits.check_unauthenticated(request.peer)
     }
 
-    /// The client a request's `authorization: Bearer <token>` belongs to,
-    /// once the request passes the size limit and the client's rate limits.
-    pub async fn authenticated_client<T: prost::Message>(
-        &self,
-        request: &tonic::Request<T>,
-    ) -> ApiResult<ClientId> {
+    /// The client a request's session token belongs to, once the request
+    /// passes the size limit and the client's rate limits.
+    pub async fn authenticated_client(&self, request: &RequestMeta<'_>) -> ApiResult<ClientId> {
         Ok(self.authenticated_caller(request).await?.client)
     }
 
     /// Like [`Ds::authenticated_client`], with the session the request
     /// carries (a live stream ends when that session does).
-    pub async fn authenticated_caller<T: prost::Message>(
-        &self,
-        request: &tonic::Request<T>,
-    ) -> ApiResult<Caller> {
-        let size = request.get_ref().encoded_len();
-        self.check_request_size(size)?;
-        let session = token_hash(bearer_token(request)?);
+    pub async fn authenticated_caller(&self, request: &RequestMeta<'_>) -> ApiResult<Caller> {
+        self.check_request_size(request.size)?;
+        let session = token_hash(request.session_token.token()?);
         let record = self
             .store
             .session(&session, SystemTime::now())
@@ -185,7 +198,7 @@ impl Ds {
             .ok_or(ApiError::Unauthenticated(
                 "invalid or expired session token",
             ))?;
-        self.limits.check_request(&record.client, size)?;
+        self.limits.check_request(&record.client, request.size)?;
         Ok(Caller {
             client: record.client,
             session,
@@ -195,10 +208,7 @@ impl Ds {
 
     /// Ends the session the request carries, and the live streams opened
     /// with it on every replica.
-    pub async fn revoke_session<T: prost::Message>(
-        &self,
-        request: &tonic::Request<T>,
-    ) -> ApiResult<ClientId> {
+    pub async fn revoke_session(&self, request: &RequestMeta<'_>) -> ApiResult<ClientId> {
         let Caller {
             client, session, ..
         } = self.authenticated_caller(request).await?;
@@ -213,30 +223,26 @@ impl Ds {
 
     /// Whether the request carries the configured admin token (compared in
     /// constant time). A wrong or unconfigured one is refused outright.
-    pub fn is_admin<T>(&self, request: &tonic::Request<T>) -> ApiResult<bool> {
-        let Some(presented) = request.metadata().get(confide_proto::ADMIN_TOKEN_HEADER) else {
+    pub fn is_admin(&self, request: &RequestMeta<'_>) -> ApiResult<bool> {
+        let Some(presented) = request.admin_token else {
             return Ok(false);
         };
         match &self.settings.admin_token {
-            Some(expected) if constant_time_eq(expected.as_bytes(), presented.as_bytes()) => {
-                Ok(true)
-            }
+            Some(expected) if constant_time_eq(expected.as_bytes(), presented) => Ok(true),
             _ => Err(ApiError::PermissionDenied("invalid admin token".into())),
         }
     }
 }
 
-/// The session token of `authorization: Bearer <token>`.
-fn bearer_token<T>(request: &tonic::Request<T>) -> ApiResult<&str> {
-    let header = request
-        .metadata()
-        .get(confide_proto::AUTHORIZATION_HEADER)
-        .ok_or(ApiError::Unauthenticated("missing session token"))?;
-    header
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or(ApiError::Unauthenticated(
-            "authorization must be `Bearer <session token>`",
-        ))
+impl SessionToken<'_> {
+    /// The token, or why the request carries none.
+    fn token(&self) -> ApiResult<&str> {
+        match self {
+            SessionToken::Bearer(token) => Ok(token),
+            SessionToken::Missing => Err(ApiError::Unauthenticated("missing session token")),
+            SessionToken::Malformed => Err(ApiError::Unauthenticated(
+                "authorization must be `Bearer <session token>`",
+            )),
+        }
+    }
 }

@@ -5,6 +5,7 @@
 //! clients commit. Until that commit the device is still a member
 //! cryptographically, but it can no longer reach the DS.
 
+use crate::auth::RequestMeta;
 use crate::domain::ClientId;
 use crate::error::{ApiError, ApiResult};
 use crate::hub::Ending;
@@ -50,10 +51,7 @@ impl Ds {
     /// Authenticates a deprovisioning request, before anything in it is
     /// looked at (as every authenticated RPC does): the admin token, or a
     /// session.
-    pub async fn authenticate_remover<T: prost::Message>(
-        &self,
-        request: &tonic::Request<T>,
-    ) -> ApiResult<Remover> {
+    pub async fn authenticate_remover(&self, request: &RequestMeta<'_>) -> ApiResult<Remover> {
         if self.is_admin(request)? {
             self.admit_unauthenticated(request)?;
             return Ok(Remover::Operator);

@@ -24,7 +24,9 @@ use crate::domain::{
 use crate::error::{ApiError, ApiResult, not_a_member};
 use crate::mls::{self, GroupHandle};
 use crate::state::Ds;
-use crate::store::{AppendOutcome, CommitOutcome, CommitRecord, NewGroup, NewMessage, StoreError};
+use crate::store::{
+    AppendOutcome, CommitAccepted, CommitOutcome, CommitRecord, NewGroup, NewMessage, StoreError,
+};
 
 /// How often a write is re-validated when another replica changed the
 /// group's state in the meantime.
@@ -37,6 +39,45 @@ struct Cached {
 }
 
 type Slot = Arc<tokio::sync::Mutex<Option<Cached>>>;
+
+/// The protocol of every write of a group's public state, held under the
+/// group's lock: each attempt derives the write from the cached state as of
+/// the store's current version ([`StateWriter::attempt`]) on a copy, and
+/// lets the store decide. The cache changes only once the store has taken the
+/// new state ([`StateWriter::accepted`]), which becomes the cached state at
+/// the next version; whatever else the store answers, the cache still holds
+/// the state at its version. If another replica changed the state meanwhile
+/// (`StateChanged`), the next attempt reloads it, up to [`STATE_RETRIES`]
+/// attempts in all.
+struct StateWriter<'a> {
+    ds: &'a Ds,
+    group_id: &'a GroupId,
+    slot: tokio::sync::OwnedMutexGuard<Option<Cached>>,
+    attempts: usize,
+}
+
+impl StateWriter<'_> {
+    /// The current state for the next attempt, or ABORTED once
+    /// [`STATE_RETRIES`] attempts lost to other replicas.
+    async fn attempt(&mut self) -> ApiResult<&Cached> {
+        if self.attempts == STATE_RETRIES {
+            return Err(StoreError::StateChanged.into());
+        }
+        self.attempts += 1;
+        Ok(self.ds.current_state(&mut self.slot, self.group_id).await?)
+    }
+
+    /// The store took `handle` as the state following the cached one.
+    fn accepted(&mut self, handle: GroupHandle) {
+        let version = self
+            .slot
+            .as_ref()
+            .expect("an attempt loaded the state")
+            .version
+            + 1;
+        *self.slot = Some(Cached { handle, version });
+    }
+}
 
 /// One async lock per group, holding the cached public state of that group.
 #[derive(Default)]
@@ -177,88 +218,80 @@ impl Ds {
         }
         self.require_member(caller, group_id).await?;
         let dedup_key = mls::dedup_key("commit", &[&commit]);
-        let slot = self.groups.slot(group_id);
-        let mut guard = slot.lock().await;
-        for _ in 0..STATE_RETRIES {
-            let cached = self.current_state(&mut guard, group_id).await?;
+        let after = |entry: GroupEntry| CommitResult {
+            seq: entry.seq,
+            epoch: entry.epoch + 1,
+        };
+        let parsed = mls::CommitMessage::parse(&commit, group_id)?;
+        let mut writer = self.state_writer(group_id).await;
+        loop {
+            let cached = writer.attempt().await?;
             // A commit for an older epoch may be a retry of one we accepted.
-            if mls::handshake_epoch(&commit).is_some_and(|e| e != cached.handle.epoch())
+            if parsed.epoch() != cached.handle.epoch()
                 && let Some(entry) = self.store.find_entry(group_id, &dedup_key).await?
             {
-                return Ok(CommitResult {
-                    seq: entry.seq,
-                    epoch: entry.epoch + 1,
-                });
+                return Ok(after(entry));
             }
-            let staged =
-                cached
-                    .handle
-                    .stage_commit(caller, &commit, welcome.as_deref(), &group_info)?;
+            let staged = cached
+                .handle
+                .stage(caller, &parsed, welcome.as_deref(), &group_info)?;
             self.check_registered(&staged.new_leaves).await?;
             let (from_epoch, added, removed) = (
                 staged.from_epoch,
                 staged.added.clone(),
                 staged.removed.clone(),
             );
-            cached.handle.merge(staged)?;
-            let ratchet_tree = match welcome {
-                Some(_) => cached.handle.ratchet_tree().into(),
-                None => Bytes::new(),
-            };
+            let next = cached.handle.merged(staged)?;
             let record = CommitRecord {
                 group_id: group_id.clone(),
                 from_epoch,
                 state_version: cached.version,
                 dedup_key,
                 commit: commit.clone(),
-                new_state: cached.handle.to_blob(),
+                new_state: next.to_blob(),
                 group_info: group_info.clone(),
                 added: added.clone(),
                 welcome: welcome.clone(),
-                ratchet_tree,
+                ratchet_tree: match welcome {
+                    Some(_) => next.ratchet_tree().into(),
+                    None => Bytes::new(),
+                },
                 removed: removed.clone(),
             };
-            let accepted = match self.store.accept_commit(record).await {
+            match self.store.accept_commit(record).await {
                 Ok(CommitOutcome::Accepted(accepted)) => {
-                    cached.version += 1;
-                    accepted
+                    writer.accepted(next);
+                    self.publish_commit(group_id, from_epoch, (&added, &removed), &accepted);
+                    return Ok(after(accepted.entry));
                 }
-                Ok(CommitOutcome::Duplicate(entry)) => {
-                    *guard = None;
-                    return Ok(CommitResult {
-                        seq: entry.seq,
-                        epoch: entry.epoch + 1,
-                    });
-                }
-                Err(StoreError::StateChanged) => {
-                    // Another replica changed the state: re-validate against it.
-                    *guard = None;
-                    continue;
-                }
-                Err(error) => {
-                    // The cached state was merged ahead of the store; drop it.
-                    *guard = None;
-                    return Err(error.into());
-                }
-            };
-            self.hub.publish_group(&accepted.entry);
-            for client in &removed {
-                self.hub.leave(group_id, client);
+                Ok(CommitOutcome::Duplicate(entry)) => return Ok(after(entry)),
+                Err(StoreError::StateChanged) => continue,
+                Err(error) => return Err(error.into()),
             }
-            for client in &added {
-                self.hub.join(group_id, client);
-            }
-            for (client, entry) in &accepted.welcomes {
-                self.hub.publish_inbox(client, entry);
-            }
-            tracing::debug!(group = %group_id, seq = accepted.entry.seq, epoch = from_epoch + 1,
-                added = added.len(), removed = removed.len(), "commit accepted");
-            return Ok(CommitResult {
-                seq: accepted.entry.seq,
-                epoch: from_epoch + 1,
-            });
         }
-        Err(StoreError::StateChanged.into())
+    }
+
+    /// Tells live delivery about an accepted commit: the entry, the roster
+    /// change, and each joiner's Welcome.
+    fn publish_commit(
+        &self,
+        group_id: &GroupId,
+        from_epoch: u64,
+        (added, removed): (&[ClientId], &[ClientId]),
+        accepted: &CommitAccepted,
+    ) {
+        self.hub.publish_group(&accepted.entry);
+        for client in removed {
+            self.hub.leave(group_id, client);
+        }
+        for client in added {
+            self.hub.join(group_id, client);
+        }
+        for (client, entry) in &accepted.welcomes {
+            self.hub.publish_inbox(client, entry);
+        }
+        tracing::debug!(group = %group_id, seq = accepted.entry.seq, epoch = from_epoch + 1,
+            added = added.len(), removed = removed.len(), "commit accepted");
     }
 
     pub async fn submit_proposal(
@@ -293,11 +326,11 @@ impl Ds {
         sender: Option<&ClientId>,
         mut make: impl FnMut(&mut GroupHandle) -> ApiResult<Option<(Bytes, u64)>>,
     ) -> ApiResult<Option<u64>> {
-        let slot = self.groups.slot(group_id);
-        let mut guard = slot.lock().await;
-        for _ in 0..STATE_RETRIES {
-            let cached = self.current_state(&mut guard, group_id).await?;
-            let Some((proposal, epoch)) = make(&mut cached.handle)? else {
+        let mut writer = self.state_writer(group_id).await;
+        loop {
+            let cached = writer.attempt().await?;
+            let mut next = cached.handle.try_clone()?;
+            let Some((proposal, epoch)) = make(&mut next)? else {
                 return Ok(None);
             };
             let dedup_key = mls::dedup_key("proposal", &[&proposal]);
@@ -310,27 +343,29 @@ impl Ds {
                 epoch,
                 message: proposal,
                 max_epoch_lag: 0,
-                new_state: Some((cached.handle.to_blob(), cached.version)),
+                new_state: Some((next.to_blob(), cached.version)),
             };
             match self.store.append(message).await {
                 Ok(outcome @ AppendOutcome::Appended(_)) => {
-                    cached.version += 1;
+                    writer.accepted(next);
                     return Ok(Some(self.publish_appended(outcome)));
                 }
-                Ok(outcome) => {
-                    // Appended before: the cache queued it twice; reload.
-                    *guard = None;
-                    return Ok(Some(self.publish_appended(outcome)));
-                }
-                Err(error) => {
-                    *guard = None;
-                    if !matches!(error, StoreError::StateChanged) {
-                        return Err(error.into());
-                    }
-                }
+                // Appended before: the cached state has it queued already.
+                Ok(outcome) => return Ok(Some(self.publish_appended(outcome))),
+                Err(StoreError::StateChanged) => continue,
+                Err(error) => return Err(error.into()),
             }
         }
-        Err(StoreError::StateChanged.into())
+    }
+
+    /// Starts a write of the group's public state: takes the group's lock.
+    async fn state_writer<'a>(&'a self, group_id: &'a GroupId) -> StateWriter<'a> {
+        StateWriter {
+            ds: self,
+            group_id,
+            slot: self.groups.slot(group_id).lock_owned().await,
+            attempts: 0,
+        }
     }
 
     pub async fn send_message(

@@ -7,7 +7,8 @@
 //!
 //! Layout: [`grpc`] adapters → domain operations on [`state::Ds`] (in
 //! [`auth`], [`key_packages`], [`groups`], [`delivery`]) → [`store`]. MLS
-//! parsing and validation live in [`mls`]; live fan-out in [`hub`].
+//! parsing and validation live in [`mls`]; live fan-out in [`hub`]. A
+//! server is wired in one place, [`App`] ([`startup`]).
 
 pub mod auth;
 pub mod config;
@@ -24,12 +25,14 @@ pub mod limits;
 pub mod log_limit;
 pub mod mls;
 pub mod server;
+pub mod startup;
 pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod transport;
 
 pub use config::Settings;
-pub use server::{open_store, run, serve_health, state};
+pub use server::{run, serve_health, state};
+pub use startup::{App, BuildError, RunningApp, open_store};
 pub use state::Storage;
 pub use transport::ServeError;

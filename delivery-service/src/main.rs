@@ -1,5 +1,5 @@
-//! `confide-ds`: reads configuration, sets up logging, binds, installs signal
-//! handling and calls [`confide_ds::run`].
+//! `confide-ds`: reads configuration, sets up logging, installs signal
+//! handling, builds the server ([`confide_ds::App::build`]) and runs it.
 
 use std::path::PathBuf;
 
@@ -47,37 +47,12 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
     // Waits for an unreachable PostgreSQL, unless told to stop meanwhile.
-    let store = tokio::select! {
-        store = confide_ds::open_store(&settings) => store.context("opening the store")?,
+    let app = tokio::select! {
+        app = confide_ds::App::build(settings) => app?,
         () = shutdown.cancelled() => return Ok(()),
     };
-    let listener = tokio::net::TcpListener::bind(&settings.listen)
-        .await
-        .with_context(|| format!("binding {}", settings.listen))?;
-    let health_listener = bind_optional(settings.health_listen.as_deref()).await?;
-    let metrics_listener = bind_optional(settings.metrics_listen.as_deref()).await?;
-    let state = confide_ds::state(store, settings, shutdown.clone())
-        .context("loading the external sender key")?;
-    if let Some(listener) = health_listener {
-        tokio::spawn(confide_ds::serve_health(
-            listener,
-            state.clone(),
-            shutdown.clone(),
-        ));
-    }
-    if let Some(listener) = metrics_listener {
-        tokio::spawn(confide_ds::telemetry::serve(listener, shutdown.clone()));
-    }
-    confide_ds::run(listener, state, shutdown).await?;
+    app.run_until_stopped(shutdown).await?;
     Ok(())
-}
-
-async fn bind_optional(addr: Option<&str>) -> anyhow::Result<Option<tokio::net::TcpListener>> {
-    let Some(addr) = addr else { return Ok(None) };
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding {addr}"))?;
-    Ok(Some(listener))
 }
 
 async fn stop_on_signal(shutdown: CancellationToken) {

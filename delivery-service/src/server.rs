@@ -12,52 +12,11 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
-use crate::config::{Settings, StoreKind};
+use crate::config::Settings;
 use crate::grpc::{AuthApi, DeliveryApi, GroupApi, KeyPackageApi};
 use crate::state::{AppState, Ds, Storage};
-use crate::store::StoreError;
-use crate::store::memory::MemoryStore;
-use crate::store::postgres::{PostgresStore, availability, listen};
+use crate::store::postgres::{availability, listen};
 use crate::transport::{ServeError, limited_incoming, serve_within_grace, tls_config};
-
-/// Opens the configured store; PostgreSQL is migrated before use. While
-/// PostgreSQL cannot be reached (down, starting up, recovering) it logs why
-/// and retries with back-off, for at most `database.startup_wait_secs` if set.
-pub async fn open_store(settings: &Settings) -> Result<Storage, StoreError> {
-    Ok(match settings.store {
-        StoreKind::Memory => MemoryStore::new().into(),
-        StoreKind::Postgres => open_postgres(settings).await?.into(),
-    })
-}
-
-const STARTUP_MIN_BACKOFF: Duration = Duration::from_millis(200);
-const STARTUP_MAX_BACKOFF: Duration = Duration::from_secs(5);
-
-async fn open_postgres(settings: &Settings) -> Result<PostgresStore, StoreError> {
-    let database = &settings.database;
-    let deadline = database
-        .startup_wait_secs
-        .map(|secs| tokio::time::Instant::now() + Duration::from_secs(secs));
-    let mut backoff = STARTUP_MIN_BACKOFF;
-    loop {
-        let opened = async {
-            let store = PostgresStore::connect(&database.url, database.max_connections).await?;
-            store.migrate().await?;
-            Ok::<_, StoreError>(store)
-        };
-        match opened.await {
-            Err(StoreError::Unavailable(cause))
-                if deadline
-                    .is_none_or(|deadline| tokio::time::Instant::now() + backoff < deadline) =>
-            {
-                tracing::warn!(%cause, retry_in = ?backoff, "waiting for PostgreSQL");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(STARTUP_MAX_BACKOFF);
-            }
-            opened => return opened,
-        }
-    }
-}
 
 /// Keeps health at NOT_SERVING while PostgreSQL cannot be reached, until
 /// shutdown (which sets NOT_SERVING for good).
@@ -155,41 +114,14 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     let tls = state.settings.tls.as_ref().map(tls_config).transpose()?;
-    let health_reporter = state.health.clone();
-    let mut serving = ServingStatus::Serving;
-    if let Some(store) = &state.postgres {
-        tokio::spawn(listen::run(
-            store.clone(),
-            state.hub.clone(),
-            state.shutdown.clone(),
-        ));
-        let availability = store.availability();
-        let up = availability.subscribe();
-        if !*up.borrow() {
-            serving = ServingStatus::NotServing;
-        }
-        tokio::spawn(availability::watch(availability, state.shutdown.clone()));
-        tokio::spawn(follow_database(state.clone(), up));
-    }
-    tokio::spawn(purge_expired(state.clone()));
-    crate::health::set_all(&health_reporter, serving).await;
-    let health_service = crate::health::service(health_reporter.clone(), state.shutdown.clone());
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(confide_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .expect("the embedded descriptor sets are valid");
-
-    // The DS answers requests up to `limits.max_request_bytes` with
-    // RESOURCE_EXHAUSTED itself (`Ds::authenticated_client`); tonic's own
-    // decode limit (OUT_OF_RANGE) sits above it and only stops absurd frames.
-    let max_frame = state.settings.limits.max_request_bytes * 2 + 64 * 1024;
+    let serving = start_background_tasks(&state);
+    crate::health::set_all(&state.health, serving).await;
     let on_shutdown = {
         let shutdown = shutdown.clone();
         let state = state.clone();
         async move {
             shutdown.cancelled().await;
-            crate::health::set_all(&health_reporter, ServingStatus::NotServing).await;
+            crate::health::set_all(&state.health, ServingStatus::NotServing).await;
             state.shutdown.cancel();
             tracing::info!("shutting down: health is NOT_SERVING, streams end");
         }
@@ -210,9 +142,56 @@ pub async fn run(
     );
     let close = CancellationToken::new();
     let incoming = limited_incoming(listener, transport.max_connections, close.clone());
-    let serving = server
-        .layer(crate::telemetry::RpcMetricsLayer)
-        .add_service(health_service)
+    let serving = services(server.layer(crate::telemetry::RpcMetricsLayer), &state)
+        .serve_with_incoming_shutdown(incoming, on_shutdown);
+    let served =
+        serve_within_grace(serving, &shutdown, state.settings.shutdown_grace(), &close).await;
+    // Background tasks end with the server, even when serving failed.
+    state.shutdown.cancel();
+    Ok(served?)
+}
+
+/// Starts what runs beside the server until the state's shutdown: the purge
+/// of expired sessions and, with PostgreSQL, the relay of other replicas'
+/// entries and the database watchdog. Returns the status health starts
+/// with: NOT_SERVING while the database cannot be reached.
+fn start_background_tasks(state: &AppState) -> ServingStatus {
+    let mut serving = ServingStatus::Serving;
+    if let Some(store) = &state.postgres {
+        tokio::spawn(listen::run(
+            store.clone(),
+            state.hub.clone(),
+            state.shutdown.clone(),
+        ));
+        let availability = store.availability();
+        let up = availability.subscribe();
+        if !*up.borrow() {
+            serving = ServingStatus::NotServing;
+        }
+        tokio::spawn(availability::watch(availability, state.shutdown.clone()));
+        tokio::spawn(follow_database(state.clone(), up));
+    }
+    tokio::spawn(purge_expired(state.clone()));
+    serving
+}
+
+/// Every service the gRPC port serves: health, reflection and `confide.v1`.
+fn services<L: Clone>(
+    mut server: Server<L>,
+    state: &AppState,
+) -> tonic::transport::server::Router<L> {
+    let health = crate::health::service(state.health.clone(), state.shutdown.clone());
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(confide_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .expect("the embedded descriptor sets are valid");
+    // The DS answers requests up to `limits.max_request_bytes` with
+    // RESOURCE_EXHAUSTED itself (`Ds::authenticated_client`); tonic's own
+    // decode limit (OUT_OF_RANGE) sits above it and only stops absurd frames.
+    let max_frame = state.settings.limits.max_request_bytes * 2 + 64 * 1024;
+    server
+        .add_service(health)
         .add_service(reflection)
         .add_service(
             AuthServiceServer::new(AuthApi(state.clone())).max_decoding_message_size(max_frame),
@@ -228,10 +207,4 @@ pub async fn run(
             DeliveryServiceServer::new(DeliveryApi(state.clone()))
                 .max_decoding_message_size(max_frame),
         )
-        .serve_with_incoming_shutdown(incoming, on_shutdown);
-    let served =
-        serve_within_grace(serving, &shutdown, state.settings.shutdown_grace(), &close).await;
-    // Background tasks end with the server, even when serving failed.
-    state.shutdown.cancel();
-    Ok(served?)
 }

@@ -7,10 +7,7 @@ use confide_ds::config::StoreKind;
 use confide_ds::domain::GroupEntry;
 use confide_ds::store::Store;
 use confide_ds::store::postgres::testing::fresh_database;
-use confide_ds::{Settings, domain};
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use confide_ds::{App, RunningApp, Settings, domain};
 
 use crate::member::Member;
 use crate::{WAIT, logs};
@@ -27,8 +24,7 @@ pub struct TestApp {
     /// The DS's own store, to inspect what the server holds.
     pub store: Arc<dyn Store>,
     settings: Settings,
-    shutdown: CancellationToken,
-    server: JoinHandle<Result<(), confide_ds::ServeError>>,
+    server: RunningApp,
     /// `127.0.0.1:<port>` of this DS's Prometheus endpoint.
     metrics_addr: std::net::SocketAddr,
     /// `http://127.0.0.1:<port>` of this DS's plaintext health port.
@@ -72,56 +68,53 @@ pub async fn spawn_app_on(database_url: String, configure: impl FnOnce(&mut Sett
     TestApp::open(settings).await
 }
 
+/// `settings` with the health and metrics ports on port 0: every test DS
+/// serves both, whatever the test configured.
+fn with_test_ports(mut settings: Settings) -> Settings {
+    settings.health_listen = Some("127.0.0.1:0".to_owned());
+    settings.metrics_listen = Some("127.0.0.1:0".to_owned());
+    settings
+}
+
 impl TestApp {
+    /// Serves a DS on `storage`, a store shared with the test.
     async fn serve(storage: confide_ds::Storage, settings: Settings) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0")
+        let app = App::with_storage(with_test_ports(settings.clone()), storage)
             .await
-            .expect("binding port 0");
-        let port = listener.local_addr().expect("a bound address").port();
+            .expect("building the DS");
+        Self::start(app, settings)
+    }
+
+    /// Starts a DS with `settings` on their existing database the way the
+    /// `confide-ds` binary does (`App::build`, which waits for the database
+    /// and migrates it).
+    async fn open(settings: Settings) -> Self {
+        let app = App::build(with_test_ports(settings.clone()))
+            .await
+            .expect("building the DS");
+        Self::start(app, settings)
+    }
+
+    fn start(app: App, settings: Settings) -> Self {
+        let port = app.addr().port();
         // A TLS DS is reached by the name its test certificate carries.
         let endpoint = match settings.tls {
             Some(_) => format!("https://localhost:{port}"),
             None => format!("http://127.0.0.1:{port}"),
         };
-        let shutdown = CancellationToken::new();
-        let store = storage.store();
-        let state = confide_ds::state(storage, settings.clone(), shutdown.clone())
-            .expect("loading the external sender key");
-        let health = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binding port 0");
-        let health_endpoint = format!("http://{}", health.local_addr().expect("a bound address"));
-        tokio::spawn(confide_ds::serve_health(
-            health,
-            state.clone(),
-            shutdown.clone(),
-        ));
-        let server = tokio::spawn(confide_ds::run(listener, state, shutdown.clone()));
-        let metrics = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binding port 0");
-        let metrics_addr = metrics.local_addr().expect("a bound address");
-        tokio::spawn(confide_ds::telemetry::serve(metrics, shutdown.clone()));
+        let health_addr = app.health_addr().expect("a health port on port 0");
+        let metrics_addr = app.metrics_addr().expect("a metrics port on port 0");
+        let store = app.state().store.clone();
         Self {
             metrics_addr,
-            health_endpoint,
+            health_endpoint: format!("http://{health_addr}"),
             client_tls: TlsOptions::default(),
             endpoint,
             database_url: settings.database.url.clone(),
             store,
             settings,
-            shutdown,
-            server,
+            server: app.spawn(),
         }
-    }
-
-    /// Starts a DS with `settings` on their existing database the way the
-    /// `confide-ds` binary does (`open_store`, which also migrates).
-    async fn open(settings: Settings) -> Self {
-        let store = confide_ds::open_store(&settings)
-            .await
-            .expect("opening the store");
-        Self::serve(store, settings).await
     }
 
     /// A new, unauthenticated connection to this DS.
@@ -223,11 +216,9 @@ impl TestApp {
 
     /// Shuts the DS down gracefully and waits for it to stop.
     pub async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(WAIT, self.server)
+        tokio::time::timeout(WAIT, self.server.stop())
             .await
             .expect("the DS did not stop in time")
-            .expect("the DS task panicked")
             .expect("the DS failed while serving");
     }
 

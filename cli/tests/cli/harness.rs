@@ -6,12 +6,11 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::Arc;
 
-use confide_ds::store::memory::MemoryStore;
+use confide_ds::{App, Settings};
 use confide_tests::{TestApp, WAIT};
 use tokio::sync::mpsc;
-use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::sync::DropGuard;
 
 /// The `confide` binary, built once by cargo for this crate's tests.
 const CONFIDE: &str = env!("CARGO_BIN_EXE_confide");
@@ -36,21 +35,13 @@ pub struct Ds {
 }
 
 pub async fn spawn_ds() -> Ds {
-    let shutdown = CancellationToken::new();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    let app = App::build(Settings::for_tests())
         .await
-        .expect("binding port 0");
-    let endpoint = format!("http://{}", listener.local_addr().expect("an address"));
-    let state = confide_ds::state(
-        Arc::new(MemoryStore::new()),
-        confide_ds::Settings::for_tests(),
-        shutdown.clone(),
-    )
-    .expect("the DS state");
-    tokio::spawn(confide_ds::run(listener, state, shutdown.clone()));
+        .expect("building the DS");
+    let endpoint = format!("http://{}", app.addr());
     Ds {
         endpoint,
-        _stop: shutdown.drop_guard(),
+        _stop: app.spawn().stop_token().drop_guard(),
     }
 }
 

@@ -2,6 +2,7 @@ use confide_proto::v1::{self, auth_service_server::AuthService};
 use tonic::{Request, Response, Status};
 
 use super::convert::{client_field, unix_ms};
+use super::meta::meta;
 use crate::mls::ExternalSenderKey;
 use crate::state::AppState;
 
@@ -13,7 +14,7 @@ impl AuthService for AuthApi {
         &self,
         request: Request<v1::RegisterClientRequest>,
     ) -> Result<Response<v1::RegisterClientResponse>, Status> {
-        self.0.admit_unauthenticated(&request)?;
+        self.0.admit_unauthenticated(&meta(&request))?;
         let request = request.into_inner();
         let client = client_field(request.client)?;
         self.0
@@ -30,7 +31,7 @@ impl AuthService for AuthApi {
         &self,
         request: Request<v1::CreateChallengeRequest>,
     ) -> Result<Response<v1::CreateChallengeResponse>, Status> {
-        self.0.admit_unauthenticated(&request)?;
+        self.0.admit_unauthenticated(&meta(&request))?;
         let client = client_field(request.into_inner().client)?;
         let challenge = self.0.create_challenge(&client).await?;
         Ok(Response::new(v1::CreateChallengeResponse {
@@ -43,7 +44,7 @@ impl AuthService for AuthApi {
         &self,
         request: Request<v1::AuthenticateRequest>,
     ) -> Result<Response<v1::AuthenticateResponse>, Status> {
-        self.0.admit_unauthenticated(&request)?;
+        self.0.admit_unauthenticated(&meta(&request))?;
         let request = request.into_inner();
         let client = client_field(request.client)?;
         let session = self
@@ -60,7 +61,7 @@ impl AuthService for AuthApi {
         &self,
         request: Request<v1::RevokeSessionRequest>,
     ) -> Result<Response<v1::RevokeSessionResponse>, Status> {
-        let client = self.0.revoke_session(&request).await?;
+        let client = self.0.revoke_session(&meta(&request)).await?;
         tracing::debug!(%client, "session revoked");
         Ok(Response::new(v1::RevokeSessionResponse {}))
     }
@@ -69,7 +70,7 @@ impl AuthService for AuthApi {
         &self,
         request: Request<v1::RemoveClientRequest>,
     ) -> Result<Response<v1::RemoveClientResponse>, Status> {
-        let remover = self.0.authenticate_remover(&request).await?;
+        let remover = self.0.authenticate_remover(&meta(&request)).await?;
         let target = client_field(request.get_ref().client.clone())?;
         remover.may_remove(&target)?;
         let removal = self.0.remove_client(&target).await?;
@@ -83,7 +84,7 @@ impl AuthService for AuthApi {
         &self,
         request: Request<v1::GetServiceInfoRequest>,
     ) -> Result<Response<v1::GetServiceInfoResponse>, Status> {
-        self.0.admit_unauthenticated(&request)?;
+        self.0.admit_unauthenticated(&meta(&request))?;
         Ok(Response::new(v1::GetServiceInfoResponse {
             external_sender: self
                 .0

@@ -6,6 +6,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::convert::stream_field;
+use super::meta::meta;
 use crate::state::AppState;
 
 pub struct DeliveryApi(pub AppState);
@@ -20,7 +21,7 @@ impl DeliveryService for DeliveryApi {
         &self,
         request: Request<v1::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        let caller = self.0.authenticated_caller(&request).await?;
+        let caller = self.0.authenticated_caller(&meta(&request)).await?;
         let deliveries = self
             .0
             .subscribe(caller, self.0.settings.stream_buffer)
@@ -34,7 +35,7 @@ impl DeliveryService for DeliveryApi {
         &self,
         request: Request<v1::FetchRequest>,
     ) -> Result<Response<v1::FetchResponse>, Status> {
-        let client = self.0.authenticated_client(&request).await?;
+        let client = self.0.authenticated_client(&meta(&request)).await?;
         let request = request.into_inner();
         let stream = stream_field(request.stream)?;
         let entries = self
@@ -50,7 +51,7 @@ impl DeliveryService for DeliveryApi {
         &self,
         request: Request<v1::AckRequest>,
     ) -> Result<Response<v1::AckResponse>, Status> {
-        let client = self.0.authenticated_client(&request).await?;
+        let client = self.0.authenticated_client(&meta(&request)).await?;
         let request = request.into_inner();
         let stream = stream_field(request.stream)?;
         self.0.ack(&client, &stream, request.seq).await?;

@@ -2,6 +2,7 @@ use confide_proto::v1::{self, group_service_server::GroupService};
 use tonic::{Request, Response, Status};
 
 use super::convert::group_id_field;
+use super::meta::meta;
 use crate::state::AppState;
 
 pub struct GroupApi(pub AppState);
@@ -12,7 +13,7 @@ impl GroupService for GroupApi {
         &self,
         request: Request<v1::CreateGroupRequest>,
     ) -> Result<Response<v1::CreateGroupResponse>, Status> {
-        let client = self.0.authenticated_client(&request).await?;
+        let client = self.0.authenticated_client(&meta(&request)).await?;
         let request = request.into_inner();
         let (group_id, epoch) = self
             .0
@@ -28,7 +29,7 @@ impl GroupService for GroupApi {
         &self,
         request: Request<v1::SubmitCommitRequest>,
     ) -> Result<Response<v1::SubmitCommitResponse>, Status> {
-        let client = self.0.authenticated_client(&request).await?;
+        let client = self.0.authenticated_client(&meta(&request)).await?;
         let request = request.into_inner();
         let group_id = group_id_field(&request.group_id)?;
         let welcome = (!request.welcome.is_empty()).then_some(request.welcome);
@@ -52,7 +53,7 @@ impl GroupService for GroupApi {
         &self,
         request: Request<v1::SubmitProposalRequest>,
     ) -> Result<Response<v1::SubmitProposalResponse>, Status> {
-        let client = self.0.authenticated_client(&request).await?;
+        let client = self.0.authenticated_client(&meta(&request)).await?;
         let request = request.into_inner();
         let group_id = group_id_field(&request.group_id)?;
         let seq = self
@@ -66,7 +67,7 @@ impl GroupService for GroupApi {
         &self,
         request: Request<v1::SendMessageRequest>,
     ) -> Result<Response<v1::SendMessageResponse>, Status> {
-        let client = self.0.authenticated_client(&request).await?;
+        let client = self.0.authenticated_client(&meta(&request)).await?;
         let request = request.into_inner();
         let group_id = group_id_field(&request.group_id)?;
         let seq = self
@@ -80,7 +81,7 @@ impl GroupService for GroupApi {
         &self,
         request: Request<v1::GetGroupInfoRequest>,
     ) -> Result<Response<v1::GetGroupInfoResponse>, Status> {
-        let client = self.0.authenticated_client(&request).await?;
+        let client = self.0.authenticated_client(&meta(&request)).await?;
         let group_id = group_id_field(&request.into_inner().group_id)?;
         let info = self.0.group_info(&client, &group_id).await?;
         Ok(Response::new(v1::GetGroupInfoResponse {

@@ -1,6 +1,7 @@
 use confide_proto::v1::{self, key_package_service_server::KeyPackageService};
 use tonic::{Request, Response, Status};
 
+use super::meta::meta;
 use crate::domain::{InvalidClientId, valid_user};
 use crate::state::AppState;
 
@@ -12,7 +13,7 @@ impl KeyPackageService for KeyPackageApi {
         &self,
         request: Request<v1::PublishKeyPackagesRequest>,
     ) -> Result<Response<v1::PublishKeyPackagesResponse>, Status> {
-        let client = self.0.authenticated_client(&request).await?;
+        let client = self.0.authenticated_client(&meta(&request)).await?;
         let request = request.into_inner();
         let last_resort = (!request.last_resort_key_package.is_empty())
             .then_some(request.last_resort_key_package);
@@ -27,7 +28,7 @@ impl KeyPackageService for KeyPackageApi {
         &self,
         request: Request<v1::ClaimKeyPackagesRequest>,
     ) -> Result<Response<v1::ClaimKeyPackagesResponse>, Status> {
-        let claimer = self.0.authenticated_client(&request).await?;
+        let claimer = self.0.authenticated_client(&meta(&request)).await?;
         let user = request.into_inner().user;
         if !valid_user(&user) {
             return Err(Status::invalid_argument(
@@ -51,7 +52,7 @@ impl KeyPackageService for KeyPackageApi {
         &self,
         request: Request<v1::CountKeyPackagesRequest>,
     ) -> Result<Response<v1::CountKeyPackagesResponse>, Status> {
-        let client = self.0.authenticated_client(&request).await?;
+        let client = self.0.authenticated_client(&meta(&request)).await?;
         let count = self.0.count_key_packages(&client).await?;
         Ok(Response::new(v1::CountKeyPackagesResponse {
             available: count.available,

@@ -1,12 +1,15 @@
 //! Thin tonic adapters: each converts proto input to domain types (field
 //! validation in one place), calls the domain in [`crate::state::Ds`], and
-//! converts the result back. Only these modules know about prost types.
+//! converts the result back. Only these modules know about prost and tonic
+//! types; request metadata is read in [`meta`].
 
 mod auth;
 mod convert;
 mod delivery;
 mod groups;
 mod key_packages;
+mod meta;
+mod status;
 
 pub use auth::AuthApi;
 pub use delivery::DeliveryApi;

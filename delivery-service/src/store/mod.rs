@@ -1,13 +1,15 @@
 //! Storage behind one interface, [`Store`], with two implementations that pass
-//! the same [`conformance`] suite: [`postgres::PostgresStore`] for deployments
-//! and [`memory::MemoryStore`] for the zero-configuration demo and the
-//! in-process simulator.
+//! the same conformance suite (`conformance`, feature `testing`):
+//! [`postgres::PostgresStore`] for deployments and [`memory::MemoryStore`] for
+//! the zero-configuration demo and the in-process simulator.
 //!
 //! The store is where the ordering invariants live: every method that changes
 //! a group does so atomically (one PostgreSQL transaction holding the group's
 //! row lock), so sequence numbers are gap-free and commit order is total.
 //! Nothing here parses MLS; callers hand in validated bytes.
 
+/// Test support, for this crate's tests and other stores' (feature `testing`).
+#[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 pub mod memory;
 pub mod postgres;

@@ -14,6 +14,8 @@ mod delivery;
 mod groups;
 mod key_packages;
 pub mod listen;
+/// Scratch databases, for the tests and the tools (feature `testing`).
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 use std::sync::Arc;

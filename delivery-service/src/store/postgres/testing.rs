@@ -1,5 +1,6 @@
-//! A fresh, migrated database per test, shared by this crate's tests and the
-//! end-to-end tests. Public (not `cfg(test)`) so other crates can use it.
+//! A fresh, migrated database per test, shared by this crate's tests, the
+//! end-to-end tests and the tools that make scratch databases. Behind the
+//! `testing` feature, so a production build does not carry it.
 
 use tokio_postgres::NoTls;
 

@@ -17,70 +17,13 @@ use super::{
 };
 use crate::domain::{ClientId, EntryKind, GroupEntry, GroupId, InboxEntry, InboxItem, StreamRef};
 
+mod state;
+
+use state::{ClientState, GroupState, State};
+
 #[derive(Default)]
 pub struct MemoryStore {
     state: Mutex<State>,
-}
-
-#[derive(Default)]
-struct State {
-    clients: BTreeMap<ClientId, ClientState>,
-    challenges: HashMap<(ClientId, Vec<u8>), SystemTime>,
-    sessions: HashMap<DedupKey, (ClientId, SystemTime)>,
-    groups: HashMap<GroupId, GroupState>,
-}
-
-struct ClientState {
-    signature_key: Vec<u8>,
-    /// Deprovisioned: a tombstone that is never registered or authenticated again.
-    removed: bool,
-    key_packages: BTreeMap<Vec<u8>, Bytes>,
-    last_resort: Option<KeyPackageRecord>,
-    /// Told its pool is low since its last publish.
-    low_pool_notified: bool,
-    inbox: Vec<InboxEntry>,
-    inbox_acked: u64,
-    memberships: BTreeMap<GroupId, Membership>,
-}
-
-struct GroupState {
-    epoch: u64,
-    state: Vec<u8>,
-    state_version: u64,
-    group_info: Bytes,
-    log: Vec<GroupEntry>,
-    /// Idempotency and content keys of the log entries, to their seq (the
-    /// keys are hashes with distinct domain labels, so they never collide).
-    dedup: HashMap<DedupKey, u64>,
-    members: std::collections::BTreeSet<ClientId>,
-}
-
-impl GroupState {
-    fn duplicate(&self, key: &DedupKey) -> Option<GroupEntry> {
-        self.dedup
-            .get(key)
-            .map(|&seq| self.log[(seq - 1) as usize].clone())
-    }
-
-    fn push(
-        &mut self,
-        group_id: &GroupId,
-        epoch: u64,
-        kind: EntryKind,
-        dedup_key: DedupKey,
-        message: Bytes,
-    ) -> GroupEntry {
-        let entry = GroupEntry {
-            group_id: group_id.clone(),
-            seq: self.log.len() as u64 + 1,
-            epoch,
-            kind,
-            message,
-        };
-        self.dedup.insert(dedup_key, entry.seq);
-        self.log.push(entry.clone());
-        entry
-    }
 }
 
 impl MemoryStore {
@@ -94,24 +37,6 @@ impl MemoryStore {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-impl State {
-    fn client_mut(&mut self, id: &ClientId) -> StoreResult<&mut ClientState> {
-        self.clients
-            .get_mut(id)
-            .ok_or(StoreError::NotFound("client"))
-    }
-
-    fn push_inbox(&mut self, client: &ClientId, item: InboxItem) -> StoreResult<InboxEntry> {
-        let state = self.client_mut(client)?;
-        let entry = InboxEntry {
-            seq: state.inbox.len() as u64 + 1,
-            item,
-        };
-        state.inbox.push(entry.clone());
-        Ok(entry)
     }
 }
 
