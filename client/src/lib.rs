@@ -8,11 +8,9 @@
 
 pub mod api;
 pub mod client;
-pub mod demo;
 pub mod display;
 pub mod error;
 pub mod events;
-pub mod handoff;
 pub mod lock;
 pub mod retry;
 pub mod roster;

@@ -1,76 +1,9 @@
-//! The `confide` binary itself, run as a user runs it, against an in-process
-//! DS on the in-memory store: what it prints and what it leaves on disk.
-//! (These live beside the binary because only its own crate's tests can run
-//! it; the protocol's end-to-end tests are in `tests/`.)
+//! What the `confide` binary prints and what it leaves on disk, against an
+//! in-process DS on the in-memory store.
 
 use std::path::Path;
-use std::process::Output;
-use std::sync::Arc;
 
-use confide_ds::store::memory::MemoryStore;
-use tokio_util::sync::{CancellationToken, DropGuard};
-
-/// A DS on port 0 that stops when dropped.
-struct Ds {
-    endpoint: String,
-    _stop: DropGuard,
-}
-
-async fn spawn_ds() -> Ds {
-    let shutdown = CancellationToken::new();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("binding port 0");
-    let endpoint = format!("http://{}", listener.local_addr().expect("an address"));
-    let state = confide_ds::state(
-        Arc::new(MemoryStore::new()),
-        confide_ds::Settings::for_tests(),
-        shutdown.clone(),
-    )
-    .expect("the DS state");
-    tokio::spawn(confide_ds::run(listener, state, shutdown.clone()));
-    Ds {
-        endpoint,
-        _stop: shutdown.drop_guard(),
-    }
-}
-
-/// Runs `confide ARGS --endpoint ENDPOINT --state STATE` to completion.
-async fn confide(endpoint: &str, state: &Path, args: &[&str]) -> Output {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_confide"));
-    command
-        .args(args)
-        .arg("--endpoint")
-        .arg(endpoint)
-        .arg("--state")
-        .arg(state);
-    for variable in ["CONFIDE_ENDPOINT", "CONFIDE_STATE", "CONFIDE_CA_CERT"] {
-        command.env_remove(variable);
-    }
-    tokio::task::spawn_blocking(move || command.output().expect("running confide"))
-        .await
-        .expect("the confide process")
-}
-
-/// Like [`confide`], for a command that must succeed; returns its stdout.
-async fn confide_ok(endpoint: &str, state: &Path, args: &[&str]) -> String {
-    let output = confide(endpoint, state, args).await;
-    assert!(
-        output.status.success(),
-        "confide {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("confide prints UTF-8")
-}
-
-async fn register(ds: &Ds, state: &Path, user: &str) {
-    confide_ok(
-        &ds.endpoint,
-        state,
-        &["register", "--user", user, "--device", "laptop"],
-    )
-    .await;
-}
+use crate::harness::{confide, confide_ok, register, spawn_ds};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_with_escape_sequences_and_newlines_is_printed_escaped_in_one_marked_block() {

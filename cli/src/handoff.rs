@@ -1,6 +1,6 @@
 //! Handing a command to the process that holds a state file.
 //!
-//! One process holds a state file at a time ([`crate::lock`]). `confide
+//! One process holds a state file at a time ([`confide_client::lock`]). `confide
 //! listen` holds it as long as it runs, and serves a Unix socket beside it
 //! (`<state>.sock`, mode 0600; a connection from another user is dropped).
 //! A one-shot command (`send`, `add`, `members`, …) that finds the file
@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
-use crate::lock::beside;
+use confide_client::lock::beside;
 
 /// How long the holder waits for a connected process to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);

@@ -1,0 +1,126 @@
+//! The command line, as clap parses it.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use confide_client::{Api, TlsOptions};
+
+#[derive(Parser)]
+#[command(version, about = "Confide: end-to-end encrypted group chat on MLS")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(clap::Args)]
+pub struct Conn {
+    /// Delivery service address.
+    #[arg(
+        long,
+        env = "CONFIDE_ENDPOINT",
+        default_value = "http://127.0.0.1:7420"
+    )]
+    pub endpoint: String,
+    /// This device's state file (keys and groups; keep it private).
+    #[arg(long, env = "CONFIDE_STATE")]
+    pub state: PathBuf,
+    /// A CA certificate (PEM) to trust for an `https://` endpoint, besides
+    /// the web PKI roots.
+    #[arg(long, env = "CONFIDE_CA_CERT")]
+    ca_cert: Option<PathBuf>,
+    /// A client certificate and key (PEM), for a DS that requires them.
+    #[arg(long, env = "CONFIDE_CLIENT_CERT", requires = "client_key")]
+    client_cert: Option<PathBuf>,
+    #[arg(long, env = "CONFIDE_CLIENT_KEY", requires = "client_cert")]
+    client_key: Option<PathBuf>,
+    /// Allow `http://` to a host that is not loopback (unencrypted transport).
+    #[arg(long)]
+    allow_plaintext: bool,
+}
+
+impl Conn {
+    pub async fn api(&self) -> anyhow::Result<Api> {
+        let read = |path: &PathBuf| {
+            std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+        };
+        let tls = TlsOptions {
+            ca_certificate: self.ca_cert.as_ref().map(read).transpose()?,
+            client_identity: match (&self.client_cert, &self.client_key) {
+                (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
+                _ => None,
+            },
+            allow_plaintext: self.allow_plaintext,
+        };
+        Api::connect_with(&self.endpoint, &tls)
+            .await
+            .with_context(|| format!("connecting to {}", self.endpoint))
+    }
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Plays a conversation between alice, bob and carol on an in-process DS.
+    Demo,
+    /// Creates a device identity in the state file and registers it.
+    Register {
+        #[command(flatten)]
+        conn: Conn,
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        device: String,
+        /// Registration token, if the DS requires one.
+        #[arg(long, env = "CONFIDE_REGISTRATION_TOKEN", default_value = "")]
+        token: String,
+    },
+    /// Creates a group and prints its id.
+    CreateGroup {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Adds every device of the users to a group.
+    Add {
+        #[command(flatten)]
+        conn: Conn,
+        #[arg(long)]
+        group: String,
+        #[arg(required = true)]
+        users: Vec<String>,
+    },
+    /// Removes every device of the users from a group.
+    Remove {
+        #[command(flatten)]
+        conn: Conn,
+        #[arg(long)]
+        group: String,
+        #[arg(required = true)]
+        users: Vec<String>,
+    },
+    /// Sends a message.
+    Send {
+        #[command(flatten)]
+        conn: Conn,
+        #[arg(long)]
+        group: String,
+        text: String,
+    },
+    /// Processes everything pending and prints it.
+    Sync {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Prints events as they arrive until interrupted.
+    Listen {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Prints a group's members with their key fingerprints and its safety
+    /// code, to compare with the other members out of band.
+    Members {
+        #[command(flatten)]
+        conn: Conn,
+        #[arg(long)]
+        group: String,
+    },
+}

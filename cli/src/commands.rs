@@ -1,0 +1,208 @@
+//! The one-shot commands: each opens the state file, or hands itself to the
+//! `confide listen` holding it, and prints what it did.
+
+use std::fmt::Write as _;
+
+use anyhow::Context;
+use confide_client::display::safe;
+use confide_client::{Client, ClientError, ClientId, Event, StateLocation};
+
+use crate::args::Conn;
+use crate::handoff::{self, Answer, HandoffError, Request};
+
+/// `confide register`: a new device identity in a new state file.
+pub async fn register(
+    conn: &Conn,
+    user: String,
+    device: String,
+    token: &str,
+) -> anyhow::Result<()> {
+    let api = conn.api().await?;
+    let client = Client::register(
+        api,
+        ClientId::new(user, device)?,
+        &StateLocation::File(conn.state.clone()),
+        token,
+    )
+    .await?;
+    println!("registered {}", client.id());
+    Ok(())
+}
+
+/// Opens the state file's client; a state file another process holds is
+/// reported as such ([`ClientError::StateLocked`]), without context.
+pub async fn open(conn: &Conn) -> anyhow::Result<Client> {
+    if !conn.state.exists() {
+        // Before connecting, so that a mistyped path is reported as such.
+        return Err(ClientError::NoStateFile(conn.state.clone()).into());
+    }
+    let api = conn.api().await?;
+    match Client::open(api, &StateLocation::File(conn.state.clone())).await {
+        Err(locked @ ClientError::StateLocked { .. }) => Err(locked.into()),
+        opened => opened.with_context(|| format!("opening {}", conn.state.display())),
+    }
+}
+
+fn group_id(hex_id: &str) -> anyhow::Result<Vec<u8>> {
+    hex::decode(hex_id).context("the group id is hex")
+}
+
+/// An event as the CLI prints it. Everything the CLI prints that came from
+/// the network goes through here or through `Event`'s `Display`, which show
+/// it with [`safe`]: a member's text cannot drive the terminal or pass for a
+/// line of its own.
+pub fn line(event: &Event) -> String {
+    match event {
+        Event::Message {
+            group,
+            sender,
+            body,
+            ..
+        } => format!(
+            "[{}] {}: {}",
+            hex::encode(group),
+            safe(&sender.to_string()),
+            safe(&String::from_utf8_lossy(body))
+        ),
+        other => match other.group() {
+            Some(group) => format!("[{}] {other}", hex::encode(group)),
+            None => format!("{other}"),
+        },
+    }
+}
+
+/// Runs a one-shot command on the state file, or hands it to the process
+/// holding the file (`confide listen`), and prints what it printed there.
+pub async fn one_shot(conn: &Conn, request: Request) -> anyhow::Result<()> {
+    // A listener holding the file takes the command over its socket, with
+    // its own connection: this one's endpoint does not matter then.
+    match handoff::hand_over(&conn.state, &request).await {
+        Ok(answer) => return print_answer(answer),
+        Err(HandoffError::NoHolder { .. }) => {}
+        Err(error) => return Err(error.into()),
+    }
+    let locked = match open(conn).await {
+        Ok(mut client) => {
+            let mut out = String::new();
+            let result = execute(&mut client, &request, &mut out).await;
+            print!("{out}");
+            return result;
+        }
+        Err(error) => match error.downcast_ref::<ClientError>() {
+            Some(ClientError::StateLocked { .. }) => error,
+            _ => return Err(error),
+        },
+    };
+    match handoff::hand_over(&conn.state, &request).await {
+        Ok(answer) => print_answer(answer),
+        Err(HandoffError::NoHolder { .. }) => {
+            anyhow::bail!("{locked}; try again when it finishes")
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Prints what the holder of the state file answered to a handed-over
+/// command, as if this process had run it.
+fn print_answer(answer: Answer) -> anyhow::Result<()> {
+    print!("{}", answer.stdout);
+    if let Some(error) = answer.error {
+        // As `main` prints an error it returns.
+        eprintln!("Error: {error}");
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// Runs a one-shot command on `client`, writing what it prints to `out`.
+pub async fn execute(
+    client: &mut Client,
+    request: &Request,
+    out: &mut String,
+) -> anyhow::Result<()> {
+    match request {
+        Request::CreateGroup => create_group(client, out).await,
+        Request::Add { group, users } => add(client, &group_id(group)?, users, out).await,
+        Request::Remove { group, users } => remove(client, &group_id(group)?, users, out).await,
+        Request::Send { group, text } => send(client, &group_id(group)?, text, out).await,
+        Request::Sync => sync(client, out).await,
+        Request::Members { group } => members(client, &group_id(group)?, out).await,
+    }
+}
+
+async fn create_group(client: &mut Client, out: &mut String) -> anyhow::Result<()> {
+    writeln!(out, "{}", hex::encode(client.create_group().await?))?;
+    Ok(())
+}
+
+async fn add(
+    client: &mut Client,
+    group: &[u8],
+    users: &[String],
+    out: &mut String,
+) -> anyhow::Result<()> {
+    let users: Vec<&str> = users.iter().map(String::as_str).collect();
+    let added = client.add_users(group, &users).await?;
+    for member in added.clients {
+        writeln!(out, "added {}", safe(&member.to_string()))?;
+    }
+    Ok(())
+}
+
+async fn remove(
+    client: &mut Client,
+    group: &[u8],
+    users: &[String],
+    out: &mut String,
+) -> anyhow::Result<()> {
+    let users: Vec<&str> = users.iter().map(String::as_str).collect();
+    let summary = client.remove_users(group, &users).await?;
+    writeln!(out, "removed; group is at epoch {}", summary.epoch)?;
+    Ok(())
+}
+
+async fn send(
+    client: &mut Client,
+    group: &[u8],
+    text: &str,
+    out: &mut String,
+) -> anyhow::Result<()> {
+    match client.send(group, text.as_bytes()).await {
+        Ok(seq) => writeln!(out, "sent as #{seq}")?,
+        Err(error) if error.is_in_doubt() => anyhow::bail!(
+            "no answer from the delivery service ({error}); the message is saved in the \
+             state file and will be resent, once, by the next `confide send` (of the \
+             same text or another), `sync`, `members` or `listen`"
+        ),
+        Err(error) => return Err(error.into()),
+    }
+    Ok(())
+}
+
+async fn sync(client: &mut Client, out: &mut String) -> anyhow::Result<()> {
+    for event in client.sync().await? {
+        writeln!(out, "{}", line(&event))?;
+    }
+    Ok(())
+}
+
+async fn members(client: &mut Client, group: &[u8], out: &mut String) -> anyhow::Result<()> {
+    // Brings the roster up to date; the events stay for `sync`.
+    client.catch_up().await?;
+    writeln!(out, "epoch {}", client.epoch(group)?)?;
+    for member in client.roster(group)? {
+        let you = if &member.client == client.id() {
+            "  (this device)"
+        } else {
+            ""
+        };
+        writeln!(
+            out,
+            "{:<32} key {}{you}",
+            safe(&member.client.to_string()),
+            member.fingerprint
+        )?;
+    }
+    writeln!(out, "safety code {}", client.safety_code(group)?)?;
+    Ok(())
+}

@@ -1,0 +1,76 @@
+//! `confide listen`: prints events as they arrive and runs the commands
+//! other `confide` processes hand over (`handoff`) on the state file it
+//! holds.
+
+use confide_client::Client;
+
+use crate::args::Conn;
+use crate::commands::{execute, line, open};
+use crate::handoff::{self, Answer, Request, Server};
+
+/// Prints events as they arrive, and runs the commands other processes hand
+/// over between two entries, never inside one.
+pub async fn listen(conn: &Conn) -> anyhow::Result<()> {
+    let mut client = open(conn).await?;
+    let server = match Server::bind(&conn.state) {
+        Ok(server) => Some(server),
+        Err(error) => {
+            eprintln!(
+                "warning: other commands on {} cannot be handed to this one: {error}",
+                conn.state.display()
+            );
+            None
+        }
+    };
+    let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
+    loop {
+        while let Some(event) = client.take_event()? {
+            println!("{}", line(&event));
+        }
+        tokio::select! {
+            incoming = client.receive() => client.process(incoming?).await?,
+            connection = accept(server.as_ref()) => match connection {
+                Ok(connection) => serve(conn, &mut client, connection).await,
+                Err(error) => tracing::warn!(%error, "accepting a handed-over command"),
+            },
+            _ = &mut ctrl_c => break,
+        }
+    }
+    Ok(())
+}
+
+/// Runs one handed-over command and answers with what it printed.
+async fn serve(conn: &Conn, client: &mut Client, mut connection: handoff::Connection) {
+    let answer = match connection.request().await {
+        Ok(Request::Sync) => Answer {
+            stdout: String::new(),
+            error: Some(format!(
+                "{} is held by process {} (confide listen), which prints its events as they arrive",
+                conn.state.display(),
+                std::process::id()
+            )),
+        },
+        Ok(request) => {
+            let mut stdout = String::new();
+            let result = execute(client, &request, &mut stdout).await;
+            Answer {
+                stdout,
+                error: result.err().map(|e| format!("{e:?}")),
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, "reading a handed-over command");
+            return;
+        }
+    };
+    if let Err(error) = connection.answer(&answer).await {
+        tracing::warn!(%error, "answering a handed-over command");
+    }
+}
+
+async fn accept(server: Option<&Server>) -> std::io::Result<handoff::Connection> {
+    match server {
+        Some(server) => server.accept().await,
+        None => std::future::pending().await,
+    }
+}

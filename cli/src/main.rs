@@ -1,0 +1,52 @@
+//! `confide`: the chat CLI and the demo.
+//!
+//! `args` is the command line; `commands` runs the one-shot commands (on
+//! the state file, or handed to the `confide listen` that holds it, through
+//! `handoff`); `listen` is the long-running listener; `demo` plays a
+//! conversation on an in-process delivery service.
+
+mod args;
+mod commands;
+mod demo;
+mod handoff;
+mod listen;
+
+use clap::Parser;
+
+use args::{Cli, Command};
+use handoff::Request;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Demo => demo::run(&mut std::io::stdout()).await?,
+        Command::Register {
+            conn,
+            user,
+            device,
+            token,
+        } => commands::register(&conn, user, device, &token).await?,
+        Command::CreateGroup { conn } => commands::one_shot(&conn, Request::CreateGroup).await?,
+        Command::Add { conn, group, users } => {
+            commands::one_shot(&conn, Request::Add { group, users }).await?
+        }
+        Command::Remove { conn, group, users } => {
+            commands::one_shot(&conn, Request::Remove { group, users }).await?
+        }
+        Command::Send { conn, group, text } => {
+            commands::one_shot(&conn, Request::Send { group, text }).await?
+        }
+        Command::Sync { conn } => commands::one_shot(&conn, Request::Sync).await?,
+        Command::Members { conn, group } => {
+            commands::one_shot(&conn, Request::Members { group }).await?
+        }
+        Command::Listen { conn } => listen::listen(&conn).await?,
+    }
+    Ok(())
+}

@@ -1,0 +1,200 @@
+//! Running the `confide` binary as a user runs it: one device's state file
+//! and the endpoint of a delivery service, either an in-process DS on the
+//! in-memory store ([`spawn_ds`]) or a real one on PostgreSQL
+//! (`confide_tests::spawn_app`).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use confide_ds::{App, Settings};
+use confide_tests::{TestApp, WAIT};
+use tokio::sync::mpsc;
+use tokio_util::sync::DropGuard;
+
+/// The `confide` binary, built once by cargo for this crate's tests.
+const CONFIDE: &str = env!("CARGO_BIN_EXE_confide");
+
+/// What the CLI reads from the environment: removed, so that a developer's
+/// settings (or log filter) never reach a test's commands.
+const ENVIRONMENT: [&str; 7] = [
+    "CONFIDE_ENDPOINT",
+    "CONFIDE_STATE",
+    "CONFIDE_CA_CERT",
+    "CONFIDE_CLIENT_CERT",
+    "CONFIDE_CLIENT_KEY",
+    "CONFIDE_REGISTRATION_TOKEN",
+    "RUST_LOG",
+];
+
+/// A DS on port 0, in this process on the in-memory store, that stops when
+/// dropped.
+pub struct Ds {
+    pub endpoint: String,
+    _stop: DropGuard,
+}
+
+pub async fn spawn_ds() -> Ds {
+    let app = App::build(Settings::for_tests())
+        .await
+        .expect("building the DS");
+    let endpoint = format!("http://{}", app.addr());
+    Ds {
+        endpoint,
+        _stop: app.spawn().stop_token().drop_guard(),
+    }
+}
+
+/// Runs `confide ARGS --endpoint ENDPOINT --state STATE` to completion.
+pub async fn confide(endpoint: &str, state: &Path, args: &[&str]) -> Output {
+    Device {
+        endpoint: endpoint.into(),
+        state: state.into(),
+    }
+    .run(args)
+    .await
+}
+
+/// Like [`confide`], for a command that must succeed; returns its stdout.
+pub async fn confide_ok(endpoint: &str, state: &Path, args: &[&str]) -> String {
+    Device {
+        endpoint: endpoint.into(),
+        state: state.into(),
+    }
+    .ok(args)
+    .await
+}
+
+/// `confide register` of `user/laptop` with its state at `state`.
+pub async fn register(ds: &Ds, state: &Path, user: &str) {
+    confide_ok(
+        &ds.endpoint,
+        state,
+        &["register", "--user", user, "--device", "laptop"],
+    )
+    .await;
+}
+
+/// A device whose state is a file, driven through the `confide` CLI.
+pub struct Device {
+    pub endpoint: String,
+    pub state: PathBuf,
+}
+
+impl Device {
+    /// `confide register` of `user/phone` with its state in `dir`.
+    pub async fn register(app: &TestApp, dir: &Path, user: &str) -> Self {
+        let device = Self {
+            endpoint: app.endpoint.clone(),
+            state: dir.join(format!("{user}.db")),
+        };
+        let registered = device
+            .ok(&["register", "--user", user, "--device", "phone"])
+            .await;
+        assert_eq!(registered, format!("registered {user}/phone\n"));
+        device
+    }
+
+    /// `confide SUBCOMMAND --endpoint ENDPOINT --state STATE REST…`.
+    fn command(&self, args: &[&str]) -> Command {
+        let (subcommand, rest) = args.split_first().expect("a subcommand");
+        let mut command = Command::new(CONFIDE);
+        command
+            .arg(subcommand)
+            .arg("--endpoint")
+            .arg(&self.endpoint)
+            .arg("--state")
+            .arg(&self.state)
+            .args(rest);
+        for variable in ENVIRONMENT {
+            command.env_remove(variable);
+        }
+        command
+    }
+
+    /// Runs a one-shot command to completion (off the runtime, which also
+    /// serves the DS).
+    pub async fn run(&self, args: &[&str]) -> Output {
+        let mut command = self.command(args);
+        tokio::task::spawn_blocking(move || command.output())
+            .await
+            .expect("the command's thread")
+            .expect("running confide")
+    }
+
+    /// Runs a command that must succeed; returns what it printed.
+    pub async fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args).await;
+        assert!(
+            output.status.success(),
+            "confide {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("UTF-8 output")
+    }
+
+    /// Starts `confide listen` on this device's state file.
+    pub fn listen(&self) -> Listener {
+        let mut child = self
+            .command(&["listen"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("starting confide listen");
+        let stdout = child.stdout.take().expect("a piped stdout");
+        let (sender, lines) = mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Listener {
+            child,
+            lines,
+            printed: Vec::new(),
+        }
+    }
+}
+
+/// A running `confide listen` and every line it printed.
+pub struct Listener {
+    child: Child,
+    lines: mpsc::UnboundedReceiver<String>,
+    pub printed: Vec<String>,
+}
+
+impl Listener {
+    /// Waits until the listener prints a line containing `text`.
+    pub async fn expect_line(&mut self, text: &str) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let line = tokio::time::timeout_at(deadline, self.lines.recv())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "confide listen printed no line with {text:?} within {WAIT:?}; it printed {:#?}",
+                        self.printed
+                    )
+                })
+                .unwrap_or_else(|| {
+                    panic!(
+                        "confide listen stopped before printing {text:?}; it printed {:#?}",
+                        self.printed
+                    )
+                });
+            self.printed.push(line);
+            if self.printed.last().is_some_and(|l| l.contains(text)) {
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
