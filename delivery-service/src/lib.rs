@@ -32,7 +32,7 @@ pub mod telemetry;
 pub mod transport;
 
 pub use config::Settings;
-pub use server::{run, serve_health, state};
+pub use server::state;
 pub use startup::{App, BuildError, RunningApp, open_store};
 pub use state::Storage;
 pub use transport::ServeError;

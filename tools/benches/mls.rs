@@ -15,9 +15,10 @@ mod ds_accept;
 
 use std::time::{Duration, Instant};
 
+use confide_core::ClientId;
+use confide_core::profile::{self, CIPHERSUITE};
 use confide_ds::config::StoreKind;
-use confide_ds::domain::ClientId;
-use confide_ds::mls::{CIPHERSUITE, GroupHandle};
+use confide_ds::mls::GroupHandle;
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::*;
@@ -53,7 +54,7 @@ impl Device {
     }
 
     fn key_package(&self) -> KeyPackage {
-        KeyPackage::builder()
+        profile::key_package_builder(false)
             .build(
                 CIPHERSUITE,
                 &self.provider,
@@ -66,18 +67,13 @@ impl Device {
     }
 }
 
-/// As in the client library: no ratchet tree in Welcomes (the DS serves it).
+/// The client library's profile: no ratchet tree in Welcomes (the DS serves it).
 fn create_config() -> MlsGroupCreateConfig {
-    MlsGroupCreateConfig::builder()
-        .ciphersuite(CIPHERSUITE)
-        .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
-        .build()
+    profile::group_create_config(None)
 }
 
 fn join_config() -> MlsGroupJoinConfig {
-    MlsGroupJoinConfig::builder()
-        .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
-        .build()
+    profile::join_config()
 }
 
 /// The tree a joiner gets from the DS: the group's after the commit that

@@ -128,7 +128,7 @@ fn client_id(index: usize) -> ClientId {
 
 /// Registers through the raw RPCs and returns the authenticated connection.
 async fn register_raw(api: Api, id: &ClientId) -> Result<Api, ClientError> {
-    let signer = SignatureKeyPair::new(confide_ds::mls::CIPHERSUITE.signature_algorithm())
+    let signer = SignatureKeyPair::new(confide_core::profile::CIPHERSUITE.signature_algorithm())
         .map_err(|e| ClientError::Mls(format!("a key pair: {e:?}")))?;
     api.auth()
         .register_client(v1::RegisterClientRequest {
