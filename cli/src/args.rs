@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use confide_client::{Api, TlsOptions};
 
 #[derive(Parser)]
-#[command(version, about = "Confide: end-to-end encrypted group chat on MLS")]
+#[command(
+    name = "confide",
+    version,
+    about = "Confide: end-to-end encrypted group chat on MLS"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -78,7 +78,7 @@ async fn purge_expired(state: AppState) {
 /// cannot speak TLS), reporting the same statuses as the gRPC port. Stops
 /// like [`run`]: Watch streams end, and connections still open after the
 /// grace period are closed.
-pub async fn serve_health(
+pub(crate) async fn serve_health(
     listener: TcpListener,
     state: AppState,
     shutdown: CancellationToken,
@@ -108,7 +108,7 @@ pub async fn serve_health(
 /// PostgreSQL, a background task relays the entries other replicas append to
 /// this replica's live subscribers, and a watchdog keeps health NOT_SERVING
 /// while the database cannot be reached, until shutdown.
-pub async fn run(
+pub(crate) async fn run(
     listener: TcpListener,
     state: AppState,
     shutdown: CancellationToken,

@@ -33,7 +33,9 @@ fuzz_target!(|input: Input| {
     let mut templates: Vec<&[u8]> = vec![&fixture.application];
     templates.extend(fixture.proposals.iter().map(|(_, p)| p.as_slice()));
     templates.extend(fixture.commits.iter().map(|c| c.commit.as_slice()));
-    let bytes = input.message.build(pick(&templates, input.template));
+    let bytes = input
+        .message
+        .build(pick::<&[u8]>(&templates, input.template));
 
     if let Err(error) = parse_application_message(&bytes, &fixture.group_id) {
         assert_client_error(&error);

@@ -10,7 +10,11 @@ use confide_tools::binary;
 use confide_tools::ingress::{self, Options};
 
 #[derive(Parser)]
-#[command(version, about)]
+#[command(
+    name = "confide-ingress",
+    version,
+    about = "The delivery service's durable send path against a trivial gRPC echo server, and the bytes it stores per message"
+)]
 struct Cli {
     /// The PostgreSQL server; a fresh database is created on it for the run
     /// and dropped afterwards.

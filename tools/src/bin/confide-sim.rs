@@ -18,7 +18,11 @@ enum Store {
 
 /// Flags override the scenario file, which overrides the defaults.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(
+    name = "confide-sim",
+    version,
+    about = "Thousands of virtual Confide clients against a delivery service, counting every promise kept or broken"
+)]
 struct Cli {
     /// A YAML scenario (fields as in `confide_tools::sim::Scenario`).
     #[arg(long)]

@@ -12,7 +12,11 @@ use confide_tools::binary;
 use confide_tools::subscriptions::{self, DsProcess, Options, ds_process::DsCommand};
 
 #[derive(Parser)]
-#[command(version, about)]
+#[command(
+    name = "confide-subscriptions",
+    version,
+    about = "Live subscriptions held by one confide-ds process, and the memory they take"
+)]
 struct Cli {
     /// Clients, each with one live Subscribe stream.
     #[arg(long, default_value_t = 50_000)]
