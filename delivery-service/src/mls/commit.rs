@@ -126,14 +126,6 @@ impl GroupHandle {
             .map_err(|e| invalid("commit", e))
     }
 
-    /// The public state of the staged commit's new epoch, leaving this one
-    /// as it is.
-    pub fn merged(&self, commit: StagedGroupCommit) -> Result<Self, MlsError> {
-        let mut next = self.try_clone()?;
-        next.merge(commit)?;
-        Ok(next)
-    }
-
     /// The signature key of the member leaf that sent a message.
     fn sender_signature_key(&self, sender: &Sender) -> Result<SignaturePublicKey, MlsError> {
         match sender {

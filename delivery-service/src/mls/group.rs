@@ -63,18 +63,6 @@ impl GroupHandle {
         )
     }
 
-    /// A copy of this state, to derive the next one on while this one stays
-    /// as it is (until the store has taken the next).
-    pub fn try_clone(&self) -> Result<Self, MlsError> {
-        let values = self
-            .storage
-            .values
-            .read()
-            .map_err(|_| MlsError::CorruptState)?
-            .clone();
-        Self::load(values, self.group.group_id())
-    }
-
     /// The group's public state from the values of its storage.
     fn load(
         values: HashMap<Vec<u8>, Vec<u8>>,
