@@ -67,15 +67,6 @@ impl Device {
     }
 }
 
-/// The client library's profile: no ratchet tree in Welcomes (the DS serves it).
-fn create_config() -> MlsGroupCreateConfig {
-    profile::group_create_config(None)
-}
-
-fn join_config() -> MlsGroupJoinConfig {
-    profile::join_config()
-}
-
 /// The tree a joiner gets from the DS: the group's after the commit that
 /// added it (the DS exports the same from its `PublicGroup`).
 fn served_tree(group: &MlsGroup) -> RatchetTreeIn {
@@ -181,7 +172,7 @@ impl Fixture {
         let mut alice_group = MlsGroup::new(
             &alice.provider,
             &alice.signer,
-            &create_config(),
+            &profile::group_create_config(None),
             alice.credential.clone(),
         )
         .expect("a group");
@@ -191,7 +182,7 @@ impl Fixture {
         let welcome = add_and_merge(&alice, &mut alice_group, &key_packages);
         let bob_group = StagedWelcome::new_from_welcome(
             &bob.provider,
-            &join_config(),
+            &profile::join_config(),
             welcome,
             Some(served_tree(&alice_group)),
         )
@@ -286,7 +277,7 @@ impl Fixture {
         let started = Instant::now();
         let joined = StagedWelcome::new_from_welcome(
             &newcomer.provider,
-            &join_config(),
+            &profile::join_config(),
             welcome,
             Some(tree),
         )

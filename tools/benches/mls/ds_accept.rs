@@ -13,15 +13,16 @@
 //! commit for its current epoch.
 
 use bytes::Bytes;
+use confide_core::profile;
+use confide_core::{ClientId, GroupId};
 use confide_ds::config::StoreKind;
-use confide_ds::domain::{ClientId, GroupId};
 use confide_ds::state::AppState;
 use confide_ds::{App, Settings, Storage};
 use openmls::prelude::tls_codec::Serialize as _;
 use openmls::prelude::*;
 use tokio::runtime::Runtime;
 
-use super::{Device, bytes, create_config, stage_add, stage_self_update};
+use super::{Device, bytes, stage_add, stage_self_update};
 
 /// Members added per commit while the group is built.
 const ADD_BATCH: usize = 250;
@@ -82,7 +83,7 @@ pub fn group(runtime: &Runtime, store: StoreKind, size: usize) -> (Committer, Ds
     let mut group = MlsGroup::new(
         &alice.provider,
         &alice.signer,
-        &create_config(),
+        &profile::group_create_config(None),
         alice.credential.clone(),
     )
     .expect("a group");
