@@ -14,6 +14,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         "confide/v1/common.proto",
         "confide/v1/auth.proto",
+        "confide/v1/devices.proto",
         "confide/v1/key_packages.proto",
         "confide/v1/groups.proto",
         "confide/v1/delivery.proto",

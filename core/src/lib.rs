@@ -5,14 +5,19 @@
 //! - [`profile`]: the one MLS profile: ciphersuite, wire-format policy,
 //!   group and join configuration, key package capabilities and lifetimes.
 //! - [`auth`]: the bytes a client signs to answer a sign-in challenge.
+//! - [`certificate`]: device certificates and revocations by a user's
+//!   identity key, carried in every leaf.
 //! - [`fingerprint`]: key fingerprints and the group safety code that
 //!   members compare out of band.
 //!
 //! The byte-level definitions ([`auth::challenge_signing_payload`],
+//! [`certificate::certificate_signing_payload`],
+//! [`certificate::revocation_signing_payload`],
 //! [`fingerprint::fingerprint`], [`fingerprint::safety_code`]) each have a
 //! test vector: another implementation must produce the same bytes.
 
 pub mod auth;
+pub mod certificate;
 pub mod fingerprint;
 pub mod ids;
 pub mod profile;

@@ -9,7 +9,10 @@
 //! - Neither Welcomes nor GroupInfos carry the ratchet tree: the delivery
 //!   service serves it beside them, which keeps adding a member to a large
 //!   group a small upload.
-//! - Credentials are basic ones naming `user/device` ([`client_of`]).
+//! - Credentials are basic ones naming `user/device` ([`client_of`]); every
+//!   leaf also carries its device's certificate
+//!   ([`crate::certificate`]), and lists that extension among its
+//!   capabilities.
 //! - Key packages live [`KEY_PACKAGE_LIFETIME`]; the delivery service
 //!   accepts those within [`LifetimeRules`].
 
@@ -17,6 +20,7 @@ use std::time::Duration;
 
 use openmls::prelude::*;
 
+use crate::certificate::{DeviceCertificate, leaf_capabilities};
 use crate::ids::{ClientId, InvalidClientId};
 
 /// The one ciphersuite Confide groups and key packages use.
@@ -36,10 +40,14 @@ fn sender_ratchet() -> SenderRatchetConfiguration {
     SenderRatchetConfiguration::new(64, 10_000)
 }
 
-/// The configuration of a new group. With the delivery service's external
-/// sender listed, the delivery service can propose removing a deprovisioned
-/// device (never adding anyone: members commit only its Remove proposals).
-pub fn group_create_config(external_sender: Option<ExternalSender>) -> MlsGroupCreateConfig {
+/// The configuration of a new group, whose creator's leaf carries
+/// `certificate`. With the delivery service's external sender listed, the
+/// delivery service can propose removing a deprovisioned device (never
+/// adding anyone: members commit only its Remove proposals).
+pub fn group_create_config(
+    external_sender: Option<ExternalSender>,
+    certificate: &DeviceCertificate,
+) -> MlsGroupCreateConfig {
     let extensions = match external_sender {
         Some(sender) => Extensions::single(Extension::ExternalSenders(vec![sender]))
             .expect("ExternalSenders is a group context extension"),
@@ -51,6 +59,18 @@ pub fn group_create_config(external_sender: Option<ExternalSender>) -> MlsGroupC
         .wire_format_policy(WIRE_FORMAT_POLICY)
         .max_past_epochs(MAX_PAST_EPOCHS)
         .sender_ratchet_configuration(sender_ratchet())
+        .capabilities(leaf_capabilities(false))
+        .with_leaf_node_extensions(certificate.leaf_extensions())
+        .expect("the capabilities list the certificate extension")
+        .build()
+}
+
+/// The leaf of a device joining by external commit: its certificate, and
+/// the capabilities that allow it.
+pub fn external_join_leaf(certificate: &DeviceCertificate) -> LeafNodeParameters {
+    LeafNodeParameters::builder()
+        .with_capabilities(leaf_capabilities(false))
+        .with_extensions(certificate.leaf_extensions())
         .build()
 }
 
@@ -67,25 +87,24 @@ pub fn join_config() -> MlsGroupJoinConfig {
 /// hour ago (for clocks slightly behind) to this long from now.
 pub const KEY_PACKAGE_LIFETIME: Duration = Duration::from_secs(84 * 24 * 3600);
 
-/// A builder for this profile's key packages. A last-resort key package
-/// (RFC 9420 §16.8, handed out again when its owner's pool is empty) carries
-/// the `last_resort` extension, which must then be among the leaf's
-/// capabilities; no other key package carries it.
-pub fn key_package_builder(last_resort: bool) -> KeyPackageBuilder {
-    let builder =
-        KeyPackage::builder().key_package_lifetime(Lifetime::new(KEY_PACKAGE_LIFETIME.as_secs()));
-    if !last_resort {
-        return builder;
+/// A builder for this profile's key packages, whose leaf carries the
+/// device's `certificate`. A last-resort key package (RFC 9420 §16.8, handed
+/// out again when its owner's pool is empty) carries the `last_resort`
+/// extension, which must then be among the leaf's capabilities; no other key
+/// package carries it.
+pub fn key_package_builder(
+    last_resort: bool,
+    certificate: &DeviceCertificate,
+) -> KeyPackageBuilder {
+    let builder = KeyPackage::builder()
+        .key_package_lifetime(Lifetime::new(KEY_PACKAGE_LIFETIME.as_secs()))
+        .leaf_node_capabilities(leaf_capabilities(last_resort))
+        .leaf_node_extensions(certificate.leaf_extensions());
+    if last_resort {
+        builder.mark_as_last_resort()
+    } else {
+        builder
     }
-    builder
-        .mark_as_last_resort()
-        .leaf_node_capabilities(Capabilities::new(
-            None,
-            None,
-            Some(&[ExtensionType::LastResort]),
-            None,
-            None,
-        ))
 }
 
 /// The key package lifetimes the delivery service accepts.
@@ -229,12 +248,15 @@ mod tests {
         let signer =
             openmls_basic_credential::SignatureKeyPair::new(CIPHERSUITE.signature_algorithm())
                 .expect("a key");
+        let alice = ClientId::new("alice", "phone").unwrap();
+        let certificate =
+            DeviceCertificate::issue(&signer, signer.public(), &alice, signer.public()).unwrap();
         let capabilities = |last_resort| {
             let credential = CredentialWithKey {
                 credential: BasicCredential::new(b"alice/phone".to_vec()).into(),
                 signature_key: signer.public().into(),
             };
-            key_package_builder(last_resort)
+            key_package_builder(last_resort, &certificate)
                 .build(CIPHERSUITE, &provider, &signer, credential)
                 .expect("a key package")
                 .key_package()
@@ -249,6 +271,14 @@ mod tests {
                 .extensions()
                 .contains(&ExtensionType::LastResort)
         );
-        assert!(!capabilities(false).last_resort());
+        let regular = capabilities(false);
+        assert!(!regular.last_resort());
+        for key_package in [&last_resort, &regular] {
+            let leaf = key_package.leaf_node();
+            assert_eq!(
+                crate::certificate::certified_client(leaf).map(|(client, _)| client),
+                Ok(alice.clone())
+            );
+        }
     }
 }
