@@ -1,8 +1,9 @@
 //! The client's durable state: openmls's own SQLite storage for keys and group
 //! state, plus Confide's tables (identity and per-stream progress) in the same
 //! database file, so a client restarted from its file resumes every group.
-//! The schema is made here ([`StateDb`]); the tables for commits in doubt
-//! and the outbox have their queries in `in_doubt.rs` and `outbox.rs`.
+//! The schema is made here ([`StateDb`]); the tables for commits in doubt,
+//! the outbox and pinned identity keys have their queries in `in_doubt.rs`,
+//! `outbox.rs` and `contacts.rs`.
 
 use std::path::{Path, PathBuf};
 
@@ -14,9 +15,11 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use crate::error::{ClientError, ClientResult};
 use crate::events::Event;
 
+mod contacts;
 mod in_doubt;
 mod outbox;
 
+pub use contacts::Contact;
 pub use in_doubt::CommitInDoubt;
 pub use outbox::Outgoing;
 
@@ -260,7 +263,13 @@ impl StateDb {
                  body BLOB NOT NULL,
                  seq INTEGER,
                  answered INTEGER NOT NULL DEFAULT 0,
-                 UNIQUE (group_id, message_id));",
+                 UNIQUE (group_id, message_id));
+             CREATE TABLE IF NOT EXISTS confide_contacts (
+                 user TEXT PRIMARY KEY,
+                 identity_key BLOB NOT NULL,
+                 first_seen INTEGER NOT NULL,
+                 verified INTEGER NOT NULL DEFAULT 0,
+                 changed_to BLOB);",
         )?;
         Ok(Self { conn })
     }
