@@ -202,3 +202,130 @@ fn now() -> u64 {
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use confide_core::profile::{self, CIPHERSUITE};
+    use openmls_basic_credential::SignatureKeyPair;
+    use openmls_rust_crypto::OpenMlsRustCrypto;
+
+    use super::*;
+    use crate::identity::UserIdentity;
+    use crate::store::{self, StateLocation};
+
+    /// The leaf of a key package of `client`, certified by `identity` (none
+    /// if `None`).
+    fn leaf(client: &str, identity: Option<&UserIdentity>) -> LeafNode {
+        let (user, device) = client.split_once('/').expect("user/device");
+        let id = ClientId::new(user, device).expect("an id");
+        let provider = OpenMlsRustCrypto::default();
+        let signer = SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).expect("a key");
+        let credential = CredentialWithKey {
+            credential: BasicCredential::new(id.identity()).into(),
+            signature_key: signer.public().into(),
+        };
+        let builder = match identity {
+            Some(identity) => {
+                let certificate = identity.certify(&id, signer.public()).expect("certifying");
+                profile::key_package_builder(false, &certificate)
+            }
+            None => KeyPackage::builder(),
+        };
+        builder
+            .build(CIPHERSUITE, &provider, &signer, credential)
+            .expect("a key package")
+            .key_package()
+            .leaf_node()
+            .clone()
+    }
+
+    fn setup() -> (StateDb, UserIdentity, Verifier) {
+        let (_provider, db) = store::open(&StateLocation::Memory).expect("a state");
+        let alice = UserIdentity::generate().expect("a key");
+        let verifier = Verifier::new("alice", alice.public());
+        (db, alice, verifier)
+    }
+
+    #[test]
+    fn a_users_first_identity_key_is_pinned_and_a_device_by_another_is_a_ghost_reported_once() {
+        let (db, _alice, verifier) = setup();
+        let (bob, stranger) = (
+            UserIdentity::generate().unwrap(),
+            UserIdentity::generate().unwrap(),
+        );
+        let phone = leaf("bob/phone", Some(&bob));
+        let observed = verifier.observe(&db, &phone).expect("checking");
+        assert_eq!(observed.verdict, Ok(ClientId::new("bob", "phone").unwrap()));
+        assert!(observed.changed.is_none());
+        assert!(verifier.certified(&db, &phone));
+
+        let ghost = leaf("bob/ghost", Some(&stranger));
+        let observed = verifier.observe(&db, &ghost).expect("checking");
+        let refused = observed.verdict.expect_err("a ghost");
+        assert_eq!(refused.client, ClientId::new("bob", "ghost").unwrap());
+        assert!(
+            refused.reason.contains("new identity key of bob"),
+            "{}",
+            refused.reason
+        );
+        assert_eq!(
+            observed.changed,
+            Some(Event::IdentityKeyChanged {
+                user: "bob".into(),
+                old: fingerprint(bob.public()),
+                new: fingerprint(stranger.public()),
+            })
+        );
+        assert!(!verifier.certified(&db, &ghost));
+        let again = verifier.observe(&db, &ghost).expect("checking");
+        assert!(
+            again.verdict.is_err() && again.changed.is_none(),
+            "reported once"
+        );
+
+        db.accept_contact("bob", stranger.public())
+            .expect("accepting");
+        assert!(verifier.certified(&db, &ghost));
+        assert!(
+            !verifier.certified(&db, &phone),
+            "the old key no longer counts"
+        );
+    }
+
+    #[test]
+    fn a_device_without_a_certificate_or_of_this_user_under_another_key_is_a_ghost() {
+        let (db, alice, verifier) = setup();
+        let uncertified = verifier
+            .observe(&db, &leaf("carol/phone", None))
+            .expect("checking");
+        assert!(
+            uncertified
+                .verdict
+                .expect_err("a ghost")
+                .reason
+                .contains("no valid certificate")
+        );
+        assert_eq!(
+            db.contact("carol").expect("reading"),
+            None,
+            "nothing pinned"
+        );
+
+        let own = leaf("alice/laptop", Some(&alice));
+        assert!(verifier.observe(&db, &own).unwrap().verdict.is_ok());
+        let forged = leaf("alice/evil", Some(&UserIdentity::generate().unwrap()));
+        let observed = verifier.observe(&db, &forged).expect("checking");
+        assert!(
+            observed
+                .verdict
+                .expect_err("a ghost")
+                .reason
+                .contains("not alice's")
+        );
+        assert_eq!(
+            db.contacts().expect("listing"),
+            vec![],
+            "alice is no contact of hers"
+        );
+    }
+}
