@@ -48,12 +48,16 @@ pub(crate) struct Observed {
 /// key that certified it, or why it has no valid certificate.
 type Checked = Result<(ClientId, Vec<u8>), String>;
 
+/// A leaf as far as its certificate goes: its credential's bytes, its
+/// signature key and its certificate's bytes (empty if none).
+type LeafKey = (Vec<u8>, Vec<u8>, Vec<u8>);
+
 pub(crate) struct Verifier {
     user: String,
     identity_key: Vec<u8>,
     /// Certificates already checked, by credential, signature key and
     /// certificate: a group's leaves are checked once, not at every commit.
-    checked: Mutex<HashMap<(Vec<u8>, Vec<u8>, Vec<u8>), Checked>>,
+    checked: Mutex<HashMap<LeafKey, Checked>>,
 }
 
 impl Verifier {
