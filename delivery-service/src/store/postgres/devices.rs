@@ -160,3 +160,79 @@ pub(super) async fn user_devices(db: &impl GenericClient, user: &str) -> StoreRe
         revocations,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::fresh_database;
+    use crate::domain::ClientId;
+    use crate::store::{ClientRecord, NewDevice, Registration, Store};
+
+    fn device(device: &str, key: &[u8], identity: &[u8]) -> NewDevice {
+        NewDevice {
+            client: ClientRecord {
+                id: ClientId::new("alice", device).unwrap(),
+                signature_key: key.to_vec(),
+                certificate: Some([identity, key].concat()),
+            },
+            identity_key: identity.to_vec(),
+        }
+    }
+
+    /// Clients registered before certificates (migration V6) have no user
+    /// row: the first of them to register again with a certificate, with
+    /// its own key, makes the user's identity; nobody else can.
+    #[tokio::test]
+    async fn a_user_from_before_certificates_gets_its_identity_from_one_of_its_own_devices() {
+        let (store, _) = fresh_database().await;
+        let conn = store.pool().get().await.unwrap();
+        conn.batch_execute(
+            "INSERT INTO clients (user_name, device_name, signature_key)
+             VALUES ('alice', 'phone', 'key one'), ('alice', 'tablet', 'key two')",
+        )
+        .await
+        .unwrap();
+        let outcomes = [
+            (
+                device("evil", b"evil key", b"identity B"),
+                Registration::OtherIdentity,
+            ),
+            (
+                device("phone", b"key two", b"identity B"),
+                Registration::KeyMismatch,
+            ),
+            (
+                device("phone", b"key one", b"identity A"),
+                Registration::AlreadyRegistered,
+            ),
+            (
+                device("tablet", b"key two", b"identity B"),
+                Registration::OtherIdentity,
+            ),
+            (
+                device("tablet", b"key two", b"identity A"),
+                Registration::AlreadyRegistered,
+            ),
+        ];
+        for (registration, expected) in outcomes {
+            assert_eq!(
+                store.register_client(&registration).await.unwrap(),
+                expected,
+                "{:?}",
+                registration.client.id
+            );
+            if expected == Registration::KeyMismatch {
+                assert_eq!(store.identity_key("alice").await.unwrap(), None);
+            }
+        }
+        assert_eq!(
+            store.identity_key("alice").await.unwrap().as_deref(),
+            Some(&b"identity A"[..])
+        );
+        let devices = store.user_devices("alice").await.unwrap().devices;
+        assert!(
+            devices.iter().all(|d| d.certificate.is_some()),
+            "{devices:?}"
+        );
+        assert_eq!(devices.len(), 2);
+    }
+}
