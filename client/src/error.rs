@@ -25,6 +25,9 @@ pub enum ClientError {
     StreamEnded,
     #[error("nothing is pending to commit")]
     NothingToCommit,
+    /// Every device of the users asked for is in the group already.
+    #[error("every device of {} is in the group already", .0.join(", "))]
+    NothingToAdd(Vec<String>),
     /// The DS never answered the commit, so whether the group took it is
     /// unknown; the client keeps it and settles it from the group's log at
     /// the next sync (or before its next commit or send in the group).

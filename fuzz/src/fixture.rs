@@ -7,6 +7,7 @@
 //! through `stage_commit` and `merge`. At epoch 1 every member then prepares
 //! messages the DS would accept, none of them merged.
 
+use confide_core::certificate::{DeviceCertificate, leaf_capabilities};
 use confide_core::profile::{self, CIPHERSUITE, WIRE_FORMAT_POLICY};
 use confide_core::{ClientId, GroupId};
 use confide_ds::mls::{ExternalSenderKey, GroupHandle};
@@ -65,16 +66,27 @@ struct Member {
     id: ClientId,
     provider: OpenMlsRustCrypto,
     signer: SignatureKeyPair,
+    /// Certified by an identity key of the member's own (each member is
+    /// its user's first device).
+    certificate: DeviceCertificate,
     group: Option<MlsGroup>,
 }
 
 impl Member {
     fn new(user: &str, device: &str) -> Self {
+        let id = ClientId::new(user, device).expect("a valid client name");
+        let signer = SignatureKeyPair::new(CIPHERSUITE.signature_algorithm())
+            .expect("generating a signature key");
+        let identity = SignatureKeyPair::new(CIPHERSUITE.signature_algorithm())
+            .expect("generating an identity key");
+        let certificate =
+            DeviceCertificate::issue(&identity, identity.public(), &id, signer.public())
+                .expect("certifying the device");
         Self {
-            id: ClientId::new(user, device).expect("a valid client name"),
+            id,
             provider: OpenMlsRustCrypto::default(),
-            signer: SignatureKeyPair::new(CIPHERSUITE.signature_algorithm())
-                .expect("generating a signature key"),
+            signer,
+            certificate,
             group: None,
         }
     }
@@ -87,7 +99,7 @@ impl Member {
     }
 
     fn key_package(&self, last_resort: bool) -> KeyPackage {
-        profile::key_package_builder(last_resort)
+        profile::key_package_builder(last_resort, &self.certificate)
             .build(
                 CIPHERSUITE,
                 &self.provider,
@@ -201,6 +213,9 @@ impl Fixture {
             .ciphersuite(CIPHERSUITE)
             .wire_format_policy(WIRE_FORMAT_POLICY)
             .use_ratchet_tree_extension(true)
+            .capabilities(leaf_capabilities(false))
+            .with_leaf_node_extensions(alice.certificate.leaf_extensions())
+            .expect("the capabilities list the certificate")
             .build();
         alice.group = Some(
             MlsGroup::new_with_group_id(

@@ -1,8 +1,9 @@
 //! [`TestApp`]: one delivery service on port 0 against its own database.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
-use confide_client::{Api, Client, ClientId, GroupId, StateLocation, TlsOptions};
+use confide_client::{Api, Client, ClientId, GroupId, StateLocation, TlsOptions, UserIdentity};
 use confide_ds::config::StoreKind;
 use confide_ds::domain::GroupEntry;
 use confide_ds::store::Store;
@@ -11,6 +12,14 @@ use confide_ds::{App, RunningApp, Settings, domain};
 
 use crate::member::Member;
 use crate::{WAIT, logs};
+
+/// The identity key of each user the harness registered, by database and
+/// user, so that a user's later devices (on any replica, or after a restart)
+/// are certified by it, as linking would have them.
+static IDENTITIES: Mutex<Option<HashMap<UserKey, Vec<u8>>>> = Mutex::new(None);
+
+/// A database URL and a user name.
+type UserKey = (String, String);
 
 /// Longest a group log read by the harness may be.
 const LOG_LIMIT: u32 = 1000;
@@ -127,11 +136,44 @@ impl TestApp {
     /// Registers `user/device` on its own connection, in memory: it
     /// authenticates and uploads key packages and a last-resort one.
     pub async fn client(&self, user: &str, device: &str) -> Member {
-        let id = ClientId::new(user, device).expect("a valid client name");
-        let client = Client::register(self.api().await, id, &StateLocation::Memory, "")
+        let client = self
+            .register(user, device, &StateLocation::Memory)
             .await
             .unwrap_or_else(|e| panic!("registering {user}/{device}: {e}"));
         Member::new(client)
+    }
+
+    /// Registers `user/device` at `state`: the first device of a user makes
+    /// its identity key; a later one is certified by that key, as if an
+    /// earlier device had linked it (the linking exchange itself is tested
+    /// on its own).
+    pub async fn register(
+        &self,
+        user: &str,
+        device: &str,
+        state: &StateLocation,
+    ) -> confide_client::ClientResult<Client> {
+        let id = ClientId::new(user, device).expect("a valid client name");
+        let key = (self.database_url.clone(), user.to_string());
+        let known = IDENTITIES
+            .lock()
+            .expect("the identities")
+            .get_or_insert_default()
+            .get(&key)
+            .cloned();
+        let identity = match known {
+            Some(secret) => UserIdentity::from_secret_bytes(&secret)?,
+            None => UserIdentity::generate()?,
+        };
+        let secret = identity.to_secret_bytes()?;
+        let client = Client::register_with(self.api().await, id, state, "", identity).await?;
+        IDENTITIES
+            .lock()
+            .expect("the identities")
+            .get_or_insert_default()
+            .entry(key)
+            .or_insert(secret);
+        Ok(client)
     }
 
     /// Registers one device per user; the first creates a group and adds the

@@ -3,7 +3,8 @@
 //! of submitting it (a commit that arrives late) or submit it under another
 //! client's session, or break it in a way only the DS can notice.
 
-use confide_client::{Api, ClientId};
+use confide_client::{Api, ClientId, UserIdentity};
+use confide_core::certificate::{DeviceCertificate, leaf_capabilities};
 use confide_core::profile::{self, CIPHERSUITE, WIRE_FORMAT_POLICY, client_of};
 use confide_proto::v1;
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
@@ -44,6 +45,9 @@ pub struct RawMember {
     api: Api,
     provider: OpenMlsRustCrypto,
     signer: SignatureKeyPair,
+    /// The certificate of this device by its own user identity key: a raw
+    /// member is the first device of a user of its own.
+    certificate: DeviceCertificate,
     group: Option<MlsGroup>,
 }
 
@@ -59,6 +63,7 @@ impl RawMember {
                 client: Some(member.proto_id()),
                 signature_public_key: member.signer.to_public_vec().into(),
                 registration_token: String::new(),
+                device_certificate: member.certificate.to_bytes().into(),
             })
             .await
             .expect("registering");
@@ -83,14 +88,25 @@ impl RawMember {
     /// A client `user/device` with its own signature key that the DS has
     /// never heard of: what it crafts names a client that does not exist.
     pub async fn unregistered(app: &TestApp, user: &str, device: &str) -> Self {
+        let id = ClientId::new(user, device).expect("a valid client name");
+        let signer =
+            SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).expect("generating a key");
+        let certificate = UserIdentity::generate()
+            .and_then(|identity| identity.certify(&id, signer.public()))
+            .expect("certifying the device");
         Self {
-            id: ClientId::new(user, device).expect("a valid client name"),
+            id,
             api: app.api().await,
             provider: OpenMlsRustCrypto::default(),
-            signer: SignatureKeyPair::new(CIPHERSUITE.signature_algorithm())
-                .expect("generating a signature key"),
+            signer,
+            certificate,
             group: None,
         }
+    }
+
+    /// This device's certificate, as it registered it.
+    pub fn certificate(&self) -> &DeviceCertificate {
+        &self.certificate
     }
 
     /// This client's id as the protocol spells it.
@@ -136,7 +152,7 @@ impl RawMember {
             credential: BasicCredential::new(self.id.identity()).into(),
             signature_key: self.signer.to_public_vec().into(),
         };
-        let mut builder = profile::key_package_builder(last_resort);
+        let mut builder = profile::key_package_builder(last_resort, &self.certificate);
         if let Some(lifetime) = lifetime {
             builder = builder.key_package_lifetime(lifetime);
         }
@@ -294,6 +310,9 @@ impl RawMember {
             .ciphersuite(CIPHERSUITE)
             .wire_format_policy(WIRE_FORMAT_POLICY)
             .use_ratchet_tree_extension(true)
+            .capabilities(leaf_capabilities(false))
+            .with_leaf_node_extensions(self.certificate.leaf_extensions())
+            .expect("the capabilities list the certificate")
             .build();
         let credential = CredentialWithKey {
             credential: BasicCredential::new(self.id.identity()).into(),

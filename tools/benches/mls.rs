@@ -16,6 +16,7 @@ mod ds_accept;
 use std::time::{Duration, Instant};
 
 use confide_core::ClientId;
+use confide_core::certificate::DeviceCertificate;
 use confide_core::profile::{self, CIPHERSUITE};
 use confide_ds::config::StoreKind;
 use confide_ds::mls::GroupHandle;
@@ -33,6 +34,8 @@ struct Device {
     provider: OpenMlsRustCrypto,
     signer: SignatureKeyPair,
     credential: CredentialWithKey,
+    /// By an identity key of its own: each device is its user's first.
+    certificate: DeviceCertificate,
 }
 
 impl Device {
@@ -45,16 +48,21 @@ impl Device {
             credential: BasicCredential::new(id.identity()).into(),
             signature_key: signer.public().into(),
         };
+        let identity = SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).expect("a key");
+        let certificate =
+            DeviceCertificate::issue(&identity, identity.public(), &id, signer.public())
+                .expect("a certificate");
         Self {
             id,
             provider,
             signer,
             credential,
+            certificate,
         }
     }
 
     fn key_package(&self) -> KeyPackage {
-        profile::key_package_builder(false)
+        profile::key_package_builder(false, &self.certificate)
             .build(
                 CIPHERSUITE,
                 &self.provider,
@@ -172,7 +180,7 @@ impl Fixture {
         let mut alice_group = MlsGroup::new(
             &alice.provider,
             &alice.signer,
-            &profile::group_create_config(None),
+            &profile::group_create_config(None, &alice.certificate),
             alice.credential.clone(),
         )
         .expect("a group");

@@ -41,7 +41,7 @@ impl Client {
         let group = MlsGroup::new(
             &self.provider,
             &self.signer,
-            &profile::group_create_config(external_sender),
+            &profile::group_create_config(external_sender, &self.certificate),
             self.credential.clone(),
         )
         .map_err(mls)?;
@@ -69,13 +69,23 @@ impl Client {
         Ok(group_id)
     }
 
-    /// Claims a key package for every device of each user and adds them all
-    /// in one commit.
+    /// Claims a key package for every device of each user and adds in one
+    /// commit those not in the group yet (for a user already in it, the
+    /// devices linked since); [`ClientError::NothingToAdd`] if none is
+    /// missing.
     pub async fn add_users(&mut self, group_id: &[u8], users: &[&str]) -> ClientResult<Added> {
         if users.is_empty() {
             // A commit adding nobody would still start a new epoch.
             return Err(ClientError::Invalid("no users to add".into()));
         }
+        // A user already in the group gets only its devices not in it yet
+        // (a device linked since): adding a present one again would put the
+        // same signature key in the tree twice.
+        let present: std::collections::BTreeSet<ClientId> = self
+            .group(group_id)?
+            .members()
+            .filter_map(|member| client_of(&member.credential).ok())
+            .collect();
         let mut key_packages = Vec::new();
         let mut added = Vec::new();
         for user in users {
@@ -91,9 +101,18 @@ impl Client {
                 .key_packages;
             for claimed in claimed {
                 let key_package = self.verify_claimed(&claimed, user)?;
-                added.push(client_of(key_package.leaf_node().credential()).map_err(mls)?);
+                let client = client_of(key_package.leaf_node().credential()).map_err(mls)?;
+                if present.contains(&client) {
+                    continue;
+                }
+                added.push(client);
                 key_packages.push(key_package);
             }
+        }
+        if key_packages.is_empty() {
+            return Err(ClientError::NothingToAdd(
+                users.iter().map(|u| u.to_string()).collect(),
+            ));
         }
         let commit = self.commit(group_id, Change::Add(key_packages)).await?;
         Ok(Added {
@@ -281,7 +300,17 @@ mod tests {
             .wire_format_policy(profile::WIRE_FORMAT_POLICY)
             .use_ratchet_tree_extension(true)
             .build();
-        let served = upload_for_one_add(&profile::group_create_config(None), 1000);
+        // Any certificate will do: only its size counts here.
+        let identity = SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).expect("a key");
+        let creator = confide_core::ClientId::new("u0", "d0").expect("an id");
+        let certificate = confide_core::certificate::DeviceCertificate::issue(
+            &identity,
+            identity.public(),
+            &creator,
+            &[0; 32],
+        )
+        .expect("a certificate");
+        let served = upload_for_one_add(&profile::group_create_config(None, &certificate), 1000);
         let carried = upload_for_one_add(&with_tree, 1000);
         println!(
             "upload to add one member to 1,000: {served} B (tree served), {carried} B (tree in the Welcome)"

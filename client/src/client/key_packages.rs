@@ -44,7 +44,7 @@ impl Client {
     }
 
     fn new_key_package(&self, last_resort: bool) -> ClientResult<Vec<u8>> {
-        let bundle = profile::key_package_builder(last_resort)
+        let bundle = profile::key_package_builder(last_resort, &self.certificate)
             .build(
                 CIPHERSUITE,
                 &self.provider,

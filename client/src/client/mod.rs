@@ -18,6 +18,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
 use confide_core::ClientId;
+use confide_core::certificate::DeviceCertificate;
 use confide_proto::v1;
 use openmls::prelude::*;
 use openmls_basic_credential::SignatureKeyPair;
@@ -25,6 +26,7 @@ use openmls_basic_credential::SignatureKeyPair;
 use crate::api::Api;
 use crate::error::{ClientError, ClientResult, mls};
 use crate::events::{Event, GroupId};
+use crate::identity::UserIdentity;
 use crate::lock::StateLock;
 use crate::roster;
 use crate::store::{Provider, StateDb};
@@ -53,6 +55,10 @@ fn to_bytes(message: MlsMessageOut) -> ClientResult<Vec<u8>> {
 pub struct Client {
     id: ClientId,
     signer: SignatureKeyPair,
+    /// The user's identity key, which certifies (and revokes) its devices.
+    identity: UserIdentity,
+    /// The identity key's certificate for this device, in each of its leaves.
+    certificate: DeviceCertificate,
     credential: CredentialWithKey,
     provider: Provider,
     db: StateDb,
@@ -86,6 +92,23 @@ impl Client {
     /// The authenticated connection, for calls the library does not wrap.
     pub fn api(&self) -> &Api {
         &self.api
+    }
+
+    /// The user's identity key, which every device of the user carries a
+    /// certificate by.
+    pub fn identity_key(&self) -> &[u8] {
+        self.identity.public()
+    }
+
+    /// The user's identity key pair, to hand to a device being linked or
+    /// into a backup.
+    pub fn identity(&self) -> &UserIdentity {
+        &self.identity
+    }
+
+    /// This device's certificate by its user's identity key.
+    pub fn certificate(&self) -> &DeviceCertificate {
+        &self.certificate
     }
 
     /// This device's key fingerprint, as other members see it in their

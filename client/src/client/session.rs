@@ -5,6 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use confide_core::ClientId;
+use confide_core::certificate::DeviceCertificate;
 use confide_core::profile::CIPHERSUITE;
 use confide_proto::v1;
 use openmls::prelude::*;
@@ -15,6 +16,7 @@ use super::commit::COMMIT_RESEND_AFTER;
 use super::{Client, KEY_PACKAGE_BATCH};
 use crate::api::Api;
 use crate::error::{ClientError, ClientResult, mls};
+use crate::identity::UserIdentity;
 use crate::lock::StateLock;
 use crate::store::{self, Provider, StateDb, StateLocation, StoredIdentity};
 
@@ -27,35 +29,66 @@ fn lock(location: &StateLocation) -> ClientResult<Option<StateLock>> {
     }
 }
 
+/// A device's keys: its MLS signature key, its user's identity key and the
+/// certificate by which the one vouches for the other.
+struct Device {
+    signer: SignatureKeyPair,
+    identity: UserIdentity,
+    certificate: DeviceCertificate,
+}
+
 impl Client {
-    /// Creates a new identity at `location` (a state file made private),
-    /// registers it with the DS, authenticates and uploads key packages (and
-    /// a last-resort one). A state file it made is deleted again if the DS
-    /// did not register the identity: it would hold a client the DS does not
-    /// know, and block registering again at that path.
+    /// Registers the first device of a new user: makes the user's identity
+    /// key and a device certificate by it; see [`Client::register_with`].
+    /// The DS refuses it for a user that already has devices: a device of
+    /// an existing user is linked by one of them.
     pub async fn register(
         api: Api,
         id: ClientId,
         location: &StateLocation,
         registration_token: &str,
     ) -> ClientResult<Self> {
+        Self::register_with(
+            api,
+            id,
+            location,
+            registration_token,
+            UserIdentity::generate()?,
+        )
+        .await
+    }
+
+    /// Creates a new device at `location` (a state file made private),
+    /// certified by the user's `identity` key, registers it with the DS,
+    /// authenticates and uploads key packages (and a last-resort one). A
+    /// state file it made is deleted again if the DS did not register the
+    /// device: it would hold a client the DS does not know, and block
+    /// registering again at that path.
+    pub async fn register_with(
+        api: Api,
+        id: ClientId,
+        location: &StateLocation,
+        registration_token: &str,
+        identity: UserIdentity,
+    ) -> ClientResult<Self> {
         let lock = lock(location)?;
         let (provider, db, created) = store::create(location)?;
-        let registered = match Self::new_identity(&id, &provider, &db) {
-            Ok(signer) => api
+        let registered = match Self::new_device(&id, &identity, &provider, &db) {
+            Ok((signer, certificate)) => api
                 .auth()
                 .register_client(v1::RegisterClientRequest {
                     client: Some((&id).into()),
                     signature_public_key: signer.to_public_vec().into(),
                     registration_token: registration_token.to_string(),
+                    device_certificate: certificate.to_bytes().into(),
                 })
                 .await
-                .map(|_| signer)
+                .map(|_| (signer, certificate))
                 .map_err(ClientError::from),
             Err(error) => Err(error),
         };
-        let signer = match registered {
-            Ok(signer) => signer,
+        let (signer, certificate) = match registered {
+            Ok(registered) => registered,
             Err(error) => {
                 drop((provider, db));
                 if let (StateLocation::File(path), true) = (location, created) {
@@ -64,31 +97,42 @@ impl Client {
                 return Err(error);
             }
         };
-        let mut client = Self::assemble(api, id, signer, provider, db, lock)?;
+        let device = Device {
+            signer,
+            identity,
+            certificate,
+        };
+        let mut client = Self::assemble(api, id, device, provider, db, lock)?;
         client.authenticate().await?;
         client.publish_key_packages(KEY_PACKAGE_BATCH, true).await?;
         Ok(client)
     }
 
-    /// Makes and stores a signature key for `id` in a state without a client.
-    fn new_identity(
+    /// Makes and stores a signature key for `id` in a state without a
+    /// client, with the user's identity key and its certificate of the key.
+    fn new_device(
         id: &ClientId,
+        identity: &UserIdentity,
         provider: &Provider,
         db: &StateDb,
-    ) -> ClientResult<SignatureKeyPair> {
+    ) -> ClientResult<(SignatureKeyPair, DeviceCertificate)> {
         if db.identity()?.is_some() {
             return Err(ClientError::Invalid(
                 "this state file already holds a client; open it instead".into(),
             ));
         }
         let signer = SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).map_err(mls)?;
+        let certificate = identity.certify(id, signer.public())?;
         signer.store(provider.storage()).map_err(mls)?;
+        identity.store(provider)?;
         db.save_identity(&StoredIdentity {
             user: id.user().to_string(),
             device: id.device().to_string(),
             signature_public_key: signer.to_public_vec(),
+            identity_public_key: identity.public().to_vec(),
+            certificate: certificate.to_bytes(),
         })?;
-        Ok(signer)
+        Ok((signer, certificate))
     }
 
     /// Restores a client from its state and authenticates; every group it
@@ -119,7 +163,12 @@ impl Client {
             CIPHERSUITE.signature_algorithm(),
         )
         .ok_or_else(|| ClientError::Invalid("the signature key is missing".into()))?;
-        let mut client = Self::assemble(api, id, signer, provider, db, lock)?;
+        let device = Device {
+            signer,
+            identity: UserIdentity::read(&provider, &identity.identity_public_key)?,
+            certificate: DeviceCertificate::from_bytes(&identity.certificate).map_err(mls)?,
+        };
+        let mut client = Self::assemble(api, id, device, provider, db, lock)?;
         for group_id in client.db.groups()? {
             let mut group = MlsGroup::load(
                 client.provider.storage(),
@@ -142,12 +191,17 @@ impl Client {
     fn assemble(
         api: Api,
         id: ClientId,
-        signer: SignatureKeyPair,
+        device: Device,
         provider: Provider,
         db: StateDb,
         lock: Option<StateLock>,
     ) -> ClientResult<Self> {
         let events = db.events()?.into();
+        let Device {
+            signer,
+            identity,
+            certificate,
+        } = device;
         let credential = CredentialWithKey {
             credential: BasicCredential::new(id.identity()).into(),
             signature_key: signer.to_public_vec().into(),
@@ -155,6 +209,8 @@ impl Client {
         Ok(Self {
             id,
             signer,
+            identity,
+            certificate,
             credential,
             provider,
             db,

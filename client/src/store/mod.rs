@@ -93,6 +93,11 @@ pub struct StoredIdentity {
     pub user: String,
     pub device: String,
     pub signature_public_key: Vec<u8>,
+    /// The user's identity public key (its private half is in openmls's
+    /// key store, like the signature key).
+    pub identity_public_key: Vec<u8>,
+    /// The identity key's certificate for this device and signature key.
+    pub certificate: Vec<u8>,
 }
 
 fn open_connection(location: &StateLocation, memory_name: &str) -> rusqlite::Result<Connection> {
@@ -223,6 +228,10 @@ impl StateDb {
                  user TEXT NOT NULL,
                  device TEXT NOT NULL,
                  signature_public_key BLOB NOT NULL);
+             CREATE TABLE IF NOT EXISTS confide_user_identity (
+                 id INTEGER PRIMARY KEY CHECK (id = 1),
+                 identity_public_key BLOB NOT NULL,
+                 certificate BLOB NOT NULL);
              CREATE TABLE IF NOT EXISTS confide_streams (
                  stream BLOB PRIMARY KEY,
                  processed INTEGER NOT NULL);
@@ -256,25 +265,49 @@ impl StateDb {
         Ok(Self { conn })
     }
 
+    /// The client this state holds. A state made before devices carried
+    /// certificates has none, and is refused: its device must be linked
+    /// again.
     pub fn identity(&self) -> ClientResult<Option<StoredIdentity>> {
-        Ok(self
+        let identity = self
             .conn
             .query_row(
-                "SELECT user, device, signature_public_key FROM confide_identity WHERE id = 1",
+                "SELECT user, device, signature_public_key, identity_public_key, certificate
+                 FROM confide_identity LEFT JOIN confide_user_identity USING (id)
+                 WHERE id = 1",
                 [],
                 |row| {
-                    Ok(StoredIdentity {
-                        user: row.get(0)?,
-                        device: row.get(1)?,
-                        signature_public_key: row.get(2)?,
-                    })
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, Vec<u8>>(2)?,
+                        row.get::<_, Option<Vec<u8>>>(3)?,
+                        row.get::<_, Option<Vec<u8>>>(4)?,
+                    ))
                 },
             )
-            .optional()?)
+            .optional()?;
+        let Some((user, device, signature_public_key, identity_key, certificate)) = identity else {
+            return Ok(None);
+        };
+        let (Some(identity_public_key), Some(certificate)) = (identity_key, certificate) else {
+            return Err(ClientError::Invalid(
+                "this state file predates device certificates; register the device again under a new name"
+                    .into(),
+            ));
+        };
+        Ok(Some(StoredIdentity {
+            user,
+            device,
+            signature_public_key,
+            identity_public_key,
+            certificate,
+        }))
     }
 
     pub fn save_identity(&self, identity: &StoredIdentity) -> ClientResult<()> {
-        self.conn.execute(
+        let tx = self.conn.unchecked_transaction()?;
+        tx.execute(
             "INSERT INTO confide_identity (id, user, device, signature_public_key)
              VALUES (1, ?1, ?2, ?3)",
             params![
@@ -283,6 +316,12 @@ impl StateDb {
                 identity.signature_public_key
             ],
         )?;
+        tx.execute(
+            "INSERT INTO confide_user_identity (id, identity_public_key, certificate)
+             VALUES (1, ?1, ?2)",
+            params![identity.identity_public_key, identity.certificate],
+        )?;
+        tx.commit()?;
         Ok(())
     }
 

@@ -222,7 +222,7 @@ async fn a_session_needs_a_fresh_challenge_signed_with_the_registered_key() {
             .register_client(v1::RegisterClientRequest {
                 client: alice_id.clone(),
                 signature_public_key: key.to_public_vec().into(),
-                registration_token: String::new(),
+                ..Default::default()
             })
             .await,
         Code::AlreadyExists,
@@ -252,6 +252,13 @@ async fn a_session_needs_a_fresh_challenge_signed_with_the_registered_key() {
             client: mallory.clone(),
             signature_public_key: key.to_public_vec().into(),
             registration_token: String::new(),
+            device_certificate: confide_client::UserIdentity::generate()
+                .and_then(|identity| {
+                    identity.certify(&ClientId::new("mallory", "laptop").unwrap(), key.public())
+                })
+                .expect("certifying mallory's device")
+                .to_bytes()
+                .into(),
         })
         .await
         .expect("registering mallory");
@@ -592,6 +599,7 @@ impl Rpc {
                 .remove_client(with_authorization(
                     v1::RemoveClientRequest {
                         client: Some(target.client.clone()),
+                        ..Default::default()
                     },
                     authorization,
                 ))

@@ -15,6 +15,7 @@ async fn remove(
 ) -> Result<tonic::Response<v1::RemoveClientResponse>, tonic::Status> {
     let request = by.api().request(v1::RemoveClientRequest {
         client: Some(target.into()),
+        ..Default::default()
     });
     by.api().auth().remove_client(request).await
 }
@@ -152,6 +153,7 @@ async fn only_the_same_user_or_the_operator_may_deprovision_a_device() {
         let mut request = with_authorization(
             v1::RemoveClientRequest {
                 client: Some(target.into()),
+                ..Default::default()
             },
             None,
         );

@@ -118,8 +118,9 @@ async fn key_package_claims_are_limited_per_claimer_and_per_claimed_user() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_requests_are_resource_exhausted_and_the_group_goes_on() {
     let app = spawn_app_with(|s| {
-        s.max_message_bytes = 4 * 1024;
-        s.limits.max_request_bytes = 8 * 1024;
+        // Above a registration's batch of key packages (about 10 KiB).
+        s.max_message_bytes = 6 * 1024;
+        s.limits.max_request_bytes = 16 * 1024;
     })
     .await;
     let (group, [mut alice, mut bob]) = app.conversation(["alice", "bob"]).await;
@@ -131,13 +132,13 @@ async fn oversized_requests_are_resource_exhausted_and_the_group_goes_on() {
         .send_message(alice.api().request(v1::SendMessageRequest {
             group_id: group.clone().into(),
             message_id: b"big".to_vec().into(),
-            message: vec![7u8; 4 * 1024 + 1].into(),
+            message: vec![7u8; 6 * 1024 + 1].into(),
         }))
         .await
         .expect_err("an oversized message");
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
     assert!(
-        status.message().contains("more than the 4096 allowed"),
+        status.message().contains("more than the 6144 allowed"),
         "{status:?}"
     );
 
@@ -145,9 +146,9 @@ async fn oversized_requests_are_resource_exhausted_and_the_group_goes_on() {
     let status = raw
         .submit_commit(alice.api().request(v1::SubmitCommitRequest {
             group_id: group.clone().into(),
-            commit: vec![1u8; 3 * 1024].into(),
-            welcome: vec![2u8; 3 * 1024].into(),
-            group_info: vec![3u8; 3 * 1024].into(),
+            commit: vec![1u8; 6 * 1024].into(),
+            welcome: vec![2u8; 6 * 1024].into(),
+            group_info: vec![3u8; 6 * 1024].into(),
         }))
         .await
         .expect_err("an oversized request");

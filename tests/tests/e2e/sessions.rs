@@ -103,6 +103,7 @@ async fn a_deprovisioned_clients_stream_ends_on_another_replica() {
 
     let mut request = tonic::Request::new(v1::RemoveClientRequest {
         client: Some(laptop.proto_id()),
+        ..Default::default()
     });
     request.metadata_mut().insert(
         confide_proto::ADMIN_TOKEN_HEADER,

@@ -83,7 +83,7 @@ pub fn group(runtime: &Runtime, store: StoreKind, size: usize) -> (Committer, Ds
     let mut group = MlsGroup::new(
         &alice.provider,
         &alice.signer,
-        &profile::group_create_config(None),
+        &profile::group_create_config(None, &alice.certificate),
         alice.credential.clone(),
     )
     .expect("a group");

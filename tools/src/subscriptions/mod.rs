@@ -28,7 +28,7 @@ use openmls_traits::signatures::Signer;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use confide_client::{Api, Client, ClientError, ClientId, GroupId, StateLocation};
+use confide_client::{Api, Client, ClientError, ClientId, GroupId, StateLocation, UserIdentity};
 
 use crate::error::{ClientContext, ClientFailed};
 pub use ds_process::{DsProcess, Memory};
@@ -130,11 +130,14 @@ fn client_id(index: usize) -> ClientId {
 async fn register_raw(api: Api, id: &ClientId) -> Result<Api, ClientError> {
     let signer = SignatureKeyPair::new(confide_core::profile::CIPHERSUITE.signature_algorithm())
         .map_err(|e| ClientError::Mls(format!("a key pair: {e:?}")))?;
+    // Each virtual client is the first device of a user of its own.
+    let certificate = UserIdentity::generate()?.certify(id, signer.public())?;
     api.auth()
         .register_client(v1::RegisterClientRequest {
             client: Some(id.into()),
             signature_public_key: signer.to_public_vec().into(),
             registration_token: String::new(),
+            device_certificate: certificate.to_bytes().into(),
         })
         .await?;
     let challenge = api
