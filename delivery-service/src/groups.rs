@@ -12,6 +12,12 @@
 //! under the row lock. That is the same decision as validating under the lock
 //! (the state of epoch N is fixed by the log), but keeps signature checks and
 //! tree hashing out of the database transaction.
+//!
+//! Every leaf a commit brings in, and a new group's creator, must be a
+//! registered device certified by its user's identity key
+//! ([`Ds::check_certified`]). An external commit is accepted only from a
+//! device of a user with a device in the group (`mls::external_commit` has
+//! the rest of that rule), and the same devices may fetch the GroupInfo.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
