@@ -233,9 +233,7 @@ impl LinkKeys {
     /// Opens a sealed offer; [`LinkError::WrongCode`] if it does not open
     /// under this code's key.
     pub fn open_offer(&self, sealed: &[u8]) -> Result<LinkOffer, LinkError> {
-        let (version, rest) = sealed
-            .split_first()
-            .ok_or(LinkError::Malformed("offer"))?;
+        let (version, rest) = sealed.split_first().ok_or(LinkError::Malformed("offer"))?;
         if *version != VERSION {
             return Err(LinkError::Version("offer", *version));
         }
@@ -280,10 +278,7 @@ impl<'a> Reader<'a> {
     }
 
     fn version(&mut self) -> Result<(), LinkError> {
-        let (version, rest) = self
-            .0
-            .split_first()
-            .ok_or(LinkError::Malformed(self.1))?;
+        let (version, rest) = self.0.split_first().ok_or(LinkError::Malformed(self.1))?;
         if *version != VERSION {
             return Err(LinkError::Version(self.1, *version));
         }
@@ -377,7 +372,13 @@ impl LinkAnswer {
     /// offer's key, info "confide.v1 link answer", aad the link id.
     pub fn seal(&self, offer: &LinkOffer, link_id: &[u8]) -> Result<Vec<u8>, LinkError> {
         let sealed = RustCrypto::default()
-            .hpke_seal(HPKE, &offer.hpke_key, ANSWER_INFO, link_id, &self.to_bytes())
+            .hpke_seal(
+                HPKE,
+                &offer.hpke_key,
+                ANSWER_INFO,
+                link_id,
+                &self.to_bytes(),
+            )
             .map_err(crypto)?;
         let mut out = vec![VERSION];
         put(&mut out, sealed.kem_output.as_slice());
@@ -438,13 +439,19 @@ mod tests {
         assert_eq!(code.as_str(), "AHQX6DLT29GP");
         assert_eq!(code.display(), "AHQX-6DLT-29GP");
         let keys = code.keys().expect("keys");
-        assert_eq!(hex::encode(&keys.link_id), "77a9e56a3f3c5e6b5d7abb9d78f64924");
+        assert_eq!(
+            hex::encode(&keys.link_id),
+            "77a9e56a3f3c5e6b5d7abb9d78f64924"
+        );
         assert_eq!(keys.sas(&offer()).expect("a SAS"), "222566");
         let sealed = keys
             .seal_offer_with_nonce(&offer(), &[0; NONCE_LEN])
             .expect("sealed");
         use sha2::Digest;
-        assert_eq!(hex::encode(sha2::Sha256::digest(&sealed)), "74d26f423e0dc45c2a41f88759c17ce61c976ffe9c7e0a39834f8e116983aec1");
+        assert_eq!(
+            hex::encode(sha2::Sha256::digest(&sealed)),
+            "74d26f423e0dc45c2a41f88759c17ce61c976ffe9c7e0a39834f8e116983aec1"
+        );
     }
 
     #[test]

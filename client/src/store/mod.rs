@@ -1,8 +1,9 @@
 //! The client's durable state: openmls's own SQLite storage for keys and group
 //! state, plus Confide's tables (identity and per-stream progress) in the same
 //! database file, so a client restarted from its file resumes every group.
-//! The schema is made here ([`StateDb`]); the tables for commits in doubt
-//! and the outbox have their queries in `in_doubt.rs` and `outbox.rs`.
+//! The schema is made here ([`StateDb`]); the tables for commits in doubt,
+//! the outbox and revoked devices have their queries in `in_doubt.rs`,
+//! `outbox.rs` and `revoked.rs`.
 
 use std::path::{Path, PathBuf};
 
@@ -16,6 +17,7 @@ use crate::events::Event;
 
 mod in_doubt;
 mod outbox;
+mod revoked;
 
 pub use in_doubt::CommitInDoubt;
 pub use outbox::Outgoing;
@@ -251,6 +253,9 @@ impl StateDb {
                  commit_message BLOB NOT NULL,
                  welcome BLOB NOT NULL,
                  group_info BLOB NOT NULL);
+             CREATE TABLE IF NOT EXISTS confide_revoked (
+                 signature_public_key BLOB PRIMARY KEY,
+                 client TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS confide_outbox (
                  id INTEGER PRIMARY KEY AUTOINCREMENT,
                  group_id BLOB NOT NULL,
