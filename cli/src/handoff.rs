@@ -40,6 +40,8 @@ pub enum Request {
     Send { group: String, text: String },
     Members { group: String },
     Sync,
+    Devices { user: Option<String> },
+    RemoveDevice { device: String },
 }
 
 /// What a command printed, and its error if it failed.
