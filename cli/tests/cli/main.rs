@@ -3,8 +3,10 @@
 //! and what it leaves on disk (`commands`, against an in-process DS on the
 //! in-memory store), and one process per state file, with `confide listen`
 //! running the commands of the others (`state_file`, against a real DS on
-//! PostgreSQL and clients of the library).
+//! PostgreSQL and clients of the library), and linking a second device
+//! (`linking`, two state files against an in-process DS).
 
 mod commands;
 mod harness;
+mod linking;
 mod state_file;

@@ -25,7 +25,7 @@ use crate::lock::StateLock;
 use crate::store::{self, Provider, StateDb, StateLocation, StoredIdentity};
 
 /// How often the new device asks whether its link was answered.
-const ANSWER_POLL: Duration = Duration::from_millis(250);
+const ANSWER_POLL: Duration = Duration::from_millis(500);
 
 /// A new device waiting to be approved: its state file holds its signature
 /// key, but no client yet. Show [`PendingLink::code`] (or the URI) and
