@@ -44,17 +44,21 @@ fn client_of(client: Option<v1::ClientId>) -> ClientResult<ClientId> {
 }
 
 impl Client {
-    /// The devices of `user`, certified, revoked or not. For this client's
-    /// own user the identity key is its own; for another user, the one the
-    /// DS lists (pinning contacts' keys is the contacts' concern).
+    /// The devices of `user`, certified, revoked or not, each checked
+    /// against the user's identity key as this client knows it.
     pub async fn devices(&self, user: &str) -> ClientResult<Vec<ListedDevice>> {
         let request = self.api.request(v1::ListDevicesRequest {
             user: user.to_string(),
         });
         let listed = self.api.devices().list_devices(request).await?.into_inner();
+        // The own user's key is this client's; another user's the one
+        // pinned at first contact, or failing that the one the DS lists.
         let identity_key = match user == self.id.user() {
             true => self.identity_key().to_vec(),
-            false => listed.identity_key.to_vec(),
+            false => match self.db.contact(user)? {
+                Some(contact) => contact.identity_key,
+                None => listed.identity_key.to_vec(),
+            },
         };
         let mut revoked = Vec::new();
         let mut devices = Vec::new();

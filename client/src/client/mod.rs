@@ -10,7 +10,8 @@
 //!
 //! One `impl Client` per concern: `session.rs` (register, open,
 //! authenticate), `key_packages.rs`, `groups.rs` (create, join, add,
-//! remove, update, group state), `commit.rs` (the commit protocol and
+//! remove, update, group state), `contacts.rs` (pinned identity keys and
+//! safety numbers), `commit.rs` (the commit protocol and
 //! commits in doubt), `outbox.rs` (sending messages), `stream.rs` (the event
 //! stream and catching up), `processing.rs` (applying what arrives),
 //! `linking.rs` (a new device waiting to be linked), `approve.rs` (an
@@ -33,9 +34,11 @@ use crate::identity::UserIdentity;
 use crate::lock::StateLock;
 use crate::roster;
 use crate::store::{Provider, StateDb};
+use crate::verify::Verifier;
 
 mod approve;
 mod commit;
+mod contacts;
 mod devices;
 mod groups;
 mod key_packages;
@@ -69,6 +72,8 @@ pub struct Client {
     /// The identity key's certificate for this device, in each of its leaves.
     certificate: DeviceCertificate,
     credential: CredentialWithKey,
+    /// Checks every leaf this client sees against its users' pinned keys.
+    verifier: Verifier,
     provider: Provider,
     db: StateDb,
     api: Api,
