@@ -80,14 +80,30 @@ impl Client {
             .ok_or(ClientError::UnknownGroup)?;
         let removals = match change {
             Change::Remove(users) => leaves_of(group, users)?,
-            Change::RemoveClients(clients) => group
-                .members()
-                .filter(|m| client_of(&m.credential).is_ok_and(|c| clients.contains(&c)))
-                .map(|m| m.index)
-                .collect(),
+            Change::RemoveClients(clients) => {
+                // A leaf the DS already proposed to remove (it deprovisions
+                // a revoked device too) goes with that proposal, which the
+                // commit consumes; removing it twice would be invalid.
+                let proposed: Vec<LeafNodeIndex> = group
+                    .pending_proposals()
+                    .filter_map(|p| match p.proposal() {
+                        Proposal::Remove(remove) => Some(remove.removed()),
+                        _ => None,
+                    })
+                    .collect();
+                group
+                    .members()
+                    .filter(|m| client_of(&m.credential).is_ok_and(|c| clients.contains(&c)))
+                    .map(|m| m.index)
+                    .filter(|leaf| !proposed.contains(leaf))
+                    .collect()
+            }
             _ => Vec::new(),
         };
-        if matches!(change, Change::RemoveClients(_)) && removals.is_empty() {
+        if matches!(change, Change::RemoveClients(_))
+            && removals.is_empty()
+            && group.pending_proposals().next().is_none()
+        {
             // Removed meanwhile (by another device of the user).
             return Err(ClientError::NothingToCommit);
         }

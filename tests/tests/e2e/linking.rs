@@ -255,3 +255,33 @@ async fn a_revoked_device_leaves_every_group_and_cannot_come_back() {
     );
     drop(tablet);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_revoked_where_the_ds_also_proposes_its_removal_leaves_every_group_once() {
+    let keys = tempfile::tempdir().expect("a temporary directory");
+    let key_file = keys.path().join("external-sender.key");
+    let app = confide_tests::spawn_app_with(|s| s.external_sender_key_file = Some(key_file)).await;
+    let laptop = app.client("alice", "laptop").await;
+    let (mut laptop, mut bob, [bobs, alices]) = alice_and_bob_in_two_groups(&app, laptop).await;
+    let tablet = link(&app, &mut laptop, "tablet").await;
+    let tablet_id = tablet.id().clone();
+
+    // Deprovisioning it, the DS proposes its removal in both groups; the
+    // laptop's commits take those in rather than removing it twice.
+    let removals = laptop
+        .remove_device(&tablet_id)
+        .await
+        .expect("revoking the tablet");
+
+    assert!(removals.iter().all(|r| r.outcome.is_ok()), "{removals:?}");
+    bob.catch_up().await;
+    for group in [&bobs, &alices] {
+        assert!(!bob.members(group).expect("members").contains(&tablet_id));
+        assert!(!laptop.members(group).expect("members").contains(&tablet_id));
+        assert_eq!(
+            bob.epoch(group).expect("an epoch"),
+            laptop.epoch(group).expect("an epoch")
+        );
+    }
+    drop(tablet);
+}
