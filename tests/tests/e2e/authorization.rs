@@ -216,7 +216,9 @@ async fn a_session_needs_a_fresh_challenge_signed_with_the_registered_key() {
             .into()
     };
 
-    // Nobody takes over alice's name with another key ...
+    // Nobody takes over alice's name with another key not certified by
+    // alice's identity key (with a certificate by it, a device restored
+    // from that key re-keys) ...
     expect_refused(
         auth.clone()
             .register_client(v1::RegisterClientRequest {
@@ -225,7 +227,7 @@ async fn a_session_needs_a_fresh_challenge_signed_with_the_registered_key() {
                 ..Default::default()
             })
             .await,
-        Code::AlreadyExists,
+        Code::InvalidArgument,
         "registering alice's client again with another key",
     );
     // ... nor signs in as alice with it.
