@@ -2,8 +2,8 @@
 //! state, plus Confide's tables (identity and per-stream progress) in the same
 //! database file, so a client restarted from its file resumes every group.
 //! The schema is made here ([`StateDb`]); the tables for commits in doubt,
-//! the outbox and pinned identity keys have their queries in `in_doubt.rs`,
-//! `outbox.rs` and `contacts.rs`.
+//! the outbox, pinned identity keys and revoked devices have their queries in
+//! `in_doubt.rs`, `outbox.rs`, `contacts.rs` and `revoked.rs`.
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +18,7 @@ use crate::events::Event;
 mod contacts;
 mod in_doubt;
 mod outbox;
+mod revoked;
 
 pub use contacts::Contact;
 pub use in_doubt::CommitInDoubt;
@@ -254,6 +255,9 @@ impl StateDb {
                  commit_message BLOB NOT NULL,
                  welcome BLOB NOT NULL,
                  group_info BLOB NOT NULL);
+             CREATE TABLE IF NOT EXISTS confide_revoked (
+                 signature_public_key BLOB PRIMARY KEY,
+                 client TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS confide_outbox (
                  id INTEGER PRIMARY KEY AUTOINCREMENT,
                  group_id BLOB NOT NULL,
