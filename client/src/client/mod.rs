@@ -12,7 +12,9 @@
 //! authenticate), `key_packages.rs`, `groups.rs` (create, join, add,
 //! remove, update, group state), `commit.rs` (the commit protocol and
 //! commits in doubt), `outbox.rs` (sending messages), `stream.rs` (the event
-//! stream and catching up) and `processing.rs` (applying what arrives).
+//! stream and catching up), `processing.rs` (applying what arrives) and
+//! `resync.rs` (rejoining a group by external commit when stuck or
+//! restored).
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
@@ -36,6 +38,7 @@ mod groups;
 mod key_packages;
 mod outbox;
 mod processing;
+mod resync;
 mod session;
 mod stream;
 
@@ -69,6 +72,9 @@ pub struct Client {
     stream: Option<tonic::Streaming<v1::Envelope>>,
     /// Groups with a DS removal proposal this client has yet to commit.
     external_removals: BTreeSet<GroupId>,
+    /// Per group, the application messages from its current epoch this
+    /// client could not decrypt in a row (a run means it is stuck).
+    undecryptable_run: HashMap<GroupId, u32>,
     /// The pause before the first resend of an unanswered commit.
     commit_resend_after: Duration,
     /// The state file's lock, held as long as the client lives (last, so
@@ -157,4 +163,5 @@ fn client_futures_are_send(client: &mut Client, group: &[u8]) {
     send(client.create_group());
     send(client.authenticate());
     send(client.publish_key_packages(1, false));
+    send(client.rejoin(group));
 }

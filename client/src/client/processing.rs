@@ -3,12 +3,14 @@
 //! each inbox item (a Welcome, a low key package pool).
 
 use confide_core::ClientId;
+use confide_core::certificate::certified_client;
 use confide_core::profile::client_of;
 use confide_proto::v1;
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::*;
 
 use super::Client;
+use super::resync::{Stuck, UNDECRYPTABLE_RUN, stuck_by};
 use crate::error::{ClientResult, mls};
 use crate::events::{Event, GroupId};
 use crate::roster;
@@ -51,6 +53,7 @@ impl Client {
             return Ok(false);
         };
         let mut removed = false;
+        let epoch = group.epoch().as_u64();
         // A commit left in doubt is settled by the log: the entry that is
         // ours merges it (openmls recognises its pending commit), another
         // commit for that epoch replaces it (`process_entry`); either moves
@@ -63,8 +66,10 @@ impl Client {
             tracing::debug!(client = %self.id, seq = entry.seq, ours, "the log settled a commit in doubt");
             self.db.forget_commit_in_doubt(&group_id)?;
         }
+        let mut stuck = None;
         match processed {
             Ok(events) => {
+                self.undecryptable_run.remove(&group_id);
                 if group
                     .pending_proposals()
                     .any(|p| matches!(p.sender(), Sender::External(_)))
@@ -78,12 +83,29 @@ impl Client {
             }
             Err(reason) => {
                 tracing::warn!(client = %self.id, group = %hex::encode(&group_id[..group_id.len().min(4)]), seq = entry.seq, %reason, "could not process an entry");
+                stuck = match stuck_by(&entry.message, epoch) {
+                    Some(Stuck::Commit) => Some(format!(
+                        "could not process the commit #{}: {reason}",
+                        entry.seq
+                    )),
+                    Some(Stuck::Message) => {
+                        let run = self.undecryptable_run.entry(group_id.clone()).or_default();
+                        *run += 1;
+                        (*run >= UNDECRYPTABLE_RUN)
+                            .then(|| format!("{run} messages in a row could not be decrypted"))
+                    }
+                    None => None,
+                };
                 self.emit(Event::Undecryptable {
                     group: group_id.clone(),
                     seq: entry.seq,
                     reason,
                 })?;
             }
+        }
+        if let Some(reason) = stuck {
+            self.undecryptable_run.remove(&group_id);
+            self.want_resync(&group_id, epoch, reason)?;
         }
         if removed {
             self.forget_group(&group_id)?;
@@ -96,7 +118,7 @@ impl Client {
     /// Forgets a group this client was removed from entirely (its MLS
     /// state, its place in the log, a commit in doubt), so a later Welcome
     /// can re-add it.
-    fn forget_group(&mut self, group_id: &[u8]) -> ClientResult<()> {
+    pub(super) fn forget_group(&mut self, group_id: &[u8]) -> ClientResult<()> {
         if let Some(mut group) = self.groups.remove(group_id) {
             group.delete(self.provider.storage()).map_err(mls)?;
         }
@@ -161,6 +183,7 @@ fn process_entry(
     if let Sender::External(_) = processed.sender() {
         return store_external_proposal(group, provider, processed.into_content());
     }
+    let external_commit = matches!(processed.sender(), Sender::NewMemberCommit);
     let sender = client_of(processed.credential()).map_err(|e| e.to_string())?;
     match processed.into_content() {
         ProcessedMessageContent::ApplicationMessage(message) => Ok(vec![Event::Message {
@@ -176,7 +199,7 @@ fn process_entry(
             Ok(Vec::new())
         }
         ProcessedMessageContent::StagedCommitMessage(staged) => {
-            merge_commit(group, provider, *staged, group_id, sender)
+            merge_commit(group, provider, *staged, group_id, sender, external_commit)
         }
         ProcessedMessageContent::OwnPendingCommit => {
             group
@@ -217,6 +240,7 @@ fn merge_commit(
     staged: StagedCommit,
     group_id: GroupId,
     sender: ClientId,
+    external_commit: bool,
 ) -> Result<Vec<Event>, String> {
     // Membership changes are read off the roster itself, not the
     // proposals, so no way into the group (an Add, an external
@@ -233,6 +257,20 @@ fn merge_commit(
         .map_err(|e| e.to_string())?;
     let (added, removed) = roster::diff(&before, &roster::roster(group));
     let mut events = Vec::new();
+    if external_commit && let Some((member, fingerprint)) = rejoined(group, &sender, &before, &added, &removed)
+    {
+        events.push(Event::MemberRejoined {
+            group: group_id.clone(),
+            member,
+            fingerprint,
+        });
+        events.push(Event::EpochChanged {
+            group: group_id,
+            epoch: group.epoch().as_u64(),
+            by: sender,
+        });
+        return Ok(events);
+    }
     if !added.is_empty() {
         events.push(Event::MembersAdded {
             group: group_id.clone(),
@@ -260,4 +298,31 @@ fn merge_commit(
         by: sender,
     });
     Ok(events)
+}
+
+/// The member and key of an external commit that is a re-sync: its committer,
+/// certified by its user's identity key and in the group already, took one
+/// new leaf and removed no leaf but its own old one. An uncertified one is not a re-sync
+/// but a ghost, reported as such elsewhere.
+fn rejoined(
+    group: &MlsGroup,
+    sender: &ClientId,
+    before: &[roster::GroupMember],
+    added: &[roster::GroupMember],
+    removed: &[roster::GroupMember],
+) -> Option<(ClientId, String)> {
+    let [new] = added else {
+        return None;
+    };
+    // A device restored with a new key cannot remove its old leaf in the
+    // external commit itself (openmls removes only a leaf with the same
+    // key); it does so in its next commit, so a rejoin is also an external
+    // commit by a client that is in the group already.
+    let was_member = before.iter().any(|old| &old.client == sender);
+    if &new.client != sender || !was_member || removed.iter().any(|old| &old.client != sender) {
+        return None;
+    }
+    let leaf = group.public_group().leaf(LeafNodeIndex::new(new.leaf))?;
+    certified_client(leaf).ok().filter(|(client, _)| client == sender)?;
+    Some((new.client.clone(), new.fingerprint.clone()))
 }

@@ -219,6 +219,7 @@ impl Client {
             events,
             stream: None,
             external_removals: BTreeSet::new(),
+            undecryptable_run: HashMap::new(),
             commit_resend_after: COMMIT_RESEND_AFTER,
             _lock: lock,
         })

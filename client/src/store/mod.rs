@@ -1,8 +1,9 @@
 //! The client's durable state: openmls's own SQLite storage for keys and group
 //! state, plus Confide's tables (identity and per-stream progress) in the same
 //! database file, so a client restarted from its file resumes every group.
-//! The schema is made here ([`StateDb`]); the tables for commits in doubt
-//! and the outbox have their queries in `in_doubt.rs` and `outbox.rs`.
+//! The schema is made here ([`StateDb`]); the tables for commits in doubt,
+//! the outbox and re-syncs have their queries in `in_doubt.rs`, `outbox.rs`
+//! and `resync.rs`.
 
 use std::path::{Path, PathBuf};
 
@@ -16,6 +17,7 @@ use crate::events::Event;
 
 mod in_doubt;
 mod outbox;
+mod resync;
 
 pub use in_doubt::CommitInDoubt;
 pub use outbox::Outgoing;
@@ -260,7 +262,14 @@ impl StateDb {
                  body BLOB NOT NULL,
                  seq INTEGER,
                  answered INTEGER NOT NULL DEFAULT 0,
-                 UNIQUE (group_id, message_id));",
+                 UNIQUE (group_id, message_id));
+             CREATE TABLE IF NOT EXISTS confide_resyncs (
+                 group_id BLOB PRIMARY KEY,
+                 resynced_at INTEGER,
+                 wanted TEXT,
+                 in_doubt_epoch INTEGER,
+                 commit_message BLOB,
+                 group_info BLOB);",
         )?;
         Ok(Self { conn })
     }
