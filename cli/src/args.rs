@@ -63,6 +63,21 @@ impl Conn {
 }
 
 #[derive(Subcommand)]
+pub enum IdentityCommand {
+    /// Writes the user's identity key (a secret: whoever holds it can
+    /// certify devices as this user) for a backup, to restore a device with
+    /// `confide register --restore-identity`.
+    Export {
+        #[command(flatten)]
+        conn: Conn,
+        /// The file to write (made readable by its owner only); standard
+        /// output if not given.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
 pub enum Command {
     /// Plays a conversation between alice, bob and carol on an in-process DS.
     Demo,
@@ -77,6 +92,16 @@ pub enum Command {
         /// Registration token, if the DS requires one.
         #[arg(long, env = "CONFIDE_REGISTRATION_TOKEN", default_value = "")]
         token: String,
+        /// Restore this device after losing its state file: the user's
+        /// identity key from `confide identity export`. The device gets a
+        /// new key certified by it and rejoins every group it was in.
+        #[arg(long)]
+        restore_identity: Option<PathBuf>,
+    },
+    /// The user's identity key.
+    Identity {
+        #[command(subcommand)]
+        command: IdentityCommand,
     },
     /// Creates a group and prints its id.
     CreateGroup {

@@ -13,7 +13,7 @@ mod listen;
 
 use clap::Parser;
 
-use args::{Cli, Command};
+use args::{Cli, Command, IdentityCommand};
 use handoff::Request;
 
 #[tokio::main]
@@ -31,7 +31,18 @@ async fn main() -> anyhow::Result<()> {
             user,
             device,
             token,
+            restore_identity: None,
         } => commands::register(&conn, user, device, &token).await?,
+        Command::Register {
+            conn,
+            user,
+            device,
+            token,
+            restore_identity: Some(identity),
+        } => commands::restore(&conn, user, device, &token, &identity).await?,
+        Command::Identity {
+            command: IdentityCommand::Export { conn, out },
+        } => commands::export_identity(&conn, out.as_deref()).await?,
         Command::CreateGroup { conn } => commands::one_shot(&conn, Request::CreateGroup).await?,
         Command::Add { conn, group, users } => {
             commands::one_shot(&conn, Request::Add { group, users }).await?

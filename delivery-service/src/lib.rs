@@ -16,6 +16,7 @@ pub mod delivery;
 pub mod deprovision;
 pub mod domain;
 pub mod error;
+pub mod group_list;
 pub mod groups;
 pub mod grpc;
 pub mod health;

@@ -15,8 +15,14 @@ use confide_proto::v1;
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::*;
 
+use confide_core::ClientId;
+
 use super::commit::{Change, CommitSummary};
 use super::{Client, to_bytes};
+use crate::api::Api;
+use crate::events::GroupId;
+use crate::identity::UserIdentity;
+use crate::store::StateLocation;
 use crate::error::{ClientError, ClientResult, in_doubt, mls, wrong_epoch};
 use crate::events::Event;
 use crate::store::{CommitInDoubt, Stream};
@@ -52,6 +58,49 @@ pub(super) fn stuck_by(message: &[u8], epoch: u64) -> Option<Stuck> {
 }
 
 impl Client {
+    /// Restores a device that lost its state file from its user's identity
+    /// key (a backup, `confide identity export`): registers the same device
+    /// name with a new signature key certified by `identity` (the DS
+    /// re-keys the device) and rejoins every group the DS has it in.
+    /// Returns the client and the groups it rejoined; a group it could not
+    /// rejoin is logged and skipped.
+    pub async fn restore(
+        api: Api,
+        id: ClientId,
+        location: &StateLocation,
+        registration_token: &str,
+        identity: UserIdentity,
+    ) -> ClientResult<(Self, Vec<GroupId>)> {
+        let mut client =
+            Self::register_with(api, id, location, registration_token, identity).await?;
+        let mut rejoined = Vec::new();
+        for group_id in client.groups_on_server().await? {
+            match client.rejoin(&group_id).await {
+                Ok(_) => rejoined.push(group_id),
+                Err(error) => {
+                    tracing::warn!(client = %client.id, %error, "could not re-join a group");
+                }
+            }
+        }
+        Ok((client, rejoined))
+    }
+
+    /// The groups the DS's roster has this client in (which may differ from
+    /// those its state holds: after a restore, it holds none).
+    pub async fn groups_on_server(&mut self) -> ClientResult<Vec<GroupId>> {
+        let request = self.api.request(v1::ListGroupsRequest {});
+        Ok(self
+            .api
+            .groups()
+            .list_groups(request)
+            .await?
+            .into_inner()
+            .group_ids
+            .into_iter()
+            .map(|id| id.to_vec())
+            .collect())
+    }
+
     /// Rejoins the group by external commit: fetches its GroupInfo and
     /// ratchet tree, joins with this device's credential and certificate,
     /// removes this device's old leaf, and submits the commit. Once the DS
