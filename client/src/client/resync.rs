@@ -112,11 +112,27 @@ impl Client {
     /// the DS refuses the rejoin (other than for a lost race), the group is
     /// forgotten.
     pub async fn rejoin(&mut self, group_id: &[u8]) -> ClientResult<CommitSummary> {
+        self.rejoin_from(group_id, None).await
+    }
+
+    /// [`Client::rejoin`], the first attempt built on `info` (a GroupInfo
+    /// fetched earlier) rather than on one fetched now: for tests of what
+    /// the DS does with an external commit on a stale or borrowed GroupInfo.
+    #[doc(hidden)]
+    pub async fn rejoin_from(
+        &mut self,
+        group_id: &[u8],
+        mut info: Option<v1::GetGroupInfoResponse>,
+    ) -> ClientResult<CommitSummary> {
         if let Some(done) = self.settle_resync_in_doubt(group_id).await? {
             return Ok(done);
         }
         for retries in 0..MAX_REJOIN_ATTEMPTS {
-            let submitted = self.build_rejoin(group_id).await?;
+            let info = match info.take() {
+                Some(info) => info,
+                None => self.group_info(group_id).await?,
+            };
+            let submitted = self.build_rejoin(group_id, info)?;
             let answer = self.submit_commit(group_id, &submitted).await;
             if let Some(accepted) = self.conclude_rejoin(group_id, answer).await? {
                 return Ok(CommitSummary { retries, ..accepted });
@@ -169,19 +185,14 @@ impl Client {
         })
     }
 
-    /// Builds the external commit on the group's latest GroupInfo and
+    /// Builds the external commit on the group's GroupInfo `info` and
     /// installs the group it makes (replacing this client's state of it),
     /// recording the commit before it leaves.
-    async fn build_rejoin(&mut self, group_id: &[u8]) -> ClientResult<CommitInDoubt> {
-        let request = self.api.request(v1::GetGroupInfoRequest {
-            group_id: group_id.to_vec().into(),
-        });
-        let info = self
-            .api
-            .groups()
-            .get_group_info(request)
-            .await?
-            .into_inner();
+    fn build_rejoin(
+        &mut self,
+        group_id: &[u8],
+        info: v1::GetGroupInfoResponse,
+    ) -> ClientResult<CommitInDoubt> {
         let message = MlsMessageIn::tls_deserialize_exact(&info.group_info).map_err(mls)?;
         let MlsMessageBodyIn::GroupInfo(group_info) = message.extract() else {
             return Err(ClientError::Invalid("the DS served no GroupInfo".into()));
@@ -237,6 +248,20 @@ impl Client {
         self.db.set_processed(&stream, self.db.processed(&stream)?)?;
         self.groups.insert(group_id.to_vec(), group);
         Ok(submitted)
+    }
+
+    /// The group's latest GroupInfo and ratchet tree, as the DS serves them
+    /// to a client that may rejoin it.
+    pub async fn group_info(&mut self, group_id: &[u8]) -> ClientResult<v1::GetGroupInfoResponse> {
+        let request = self.api.request(v1::GetGroupInfoRequest {
+            group_id: group_id.to_vec().into(),
+        });
+        Ok(self
+            .api
+            .groups()
+            .get_group_info(request)
+            .await?
+            .into_inner())
     }
 
     /// Acts on the DS's answer to a rejoin: `Some` once accepted, `None`
