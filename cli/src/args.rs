@@ -64,8 +64,9 @@ impl Conn {
 
 #[derive(Subcommand)]
 pub enum IdentityCommand {
-    /// Writes the user's identity key (a secret: whoever holds it can
-    /// certify devices as this user) for a backup, to restore a device with
+    /// Writes a backup of this device: the user's identity key and the
+    /// device's signature key (a secret: whoever holds it can act as the
+    /// device and certify devices as its user), to restore the device with
     /// `confide register --restore-identity`.
     Export {
         #[command(flatten)]
@@ -92,9 +93,9 @@ pub enum Command {
         /// Registration token, if the DS requires one.
         #[arg(long, env = "CONFIDE_REGISTRATION_TOKEN", default_value = "")]
         token: String,
-        /// Restore this device after losing its state file: the user's
-        /// identity key from `confide identity export`. The device gets a
-        /// new key certified by it and rejoins every group it was in.
+        /// Restore this device after losing its state file, from its backup
+        /// (`confide identity export`): the device is certified by the
+        /// backed-up identity key and rejoins every group it was in.
         #[arg(long)]
         restore_identity: Option<PathBuf>,
     },

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use confide_client::display::safe;
-use confide_client::{Client, ClientError, ClientId, Event, StateLocation, UserIdentity};
+use confide_client::{Backup, Client, ClientError, ClientId, Event, StateLocation};
 
 use crate::args::Conn;
 use crate::handoff::{self, Answer, HandoffError, Request};
@@ -31,8 +31,8 @@ pub async fn register(
 }
 
 /// `confide register --restore-identity`: the device again, in a new state
-/// file, with a new key certified by the restored identity key; it rejoins
-/// every group the DS has it in.
+/// file, certified by the restored identity key (with its backed-up
+/// signature key, or a new one); it rejoins every group the DS has it in.
 pub async fn restore(
     conn: &Conn,
     user: String,
@@ -42,14 +42,14 @@ pub async fn restore(
 ) -> anyhow::Result<()> {
     let secret =
         std::fs::read(identity).with_context(|| format!("reading {}", identity.display()))?;
-    let identity = UserIdentity::from_secret_bytes(&secret)?;
+    let backup = Backup::from_secret_bytes(&secret)?;
     let api = conn.api().await?;
     let (client, groups) = Client::restore(
         api,
         ClientId::new(user, device)?,
         &StateLocation::File(conn.state.clone()),
         token,
-        identity,
+        backup,
     )
     .await?;
     println!("restored {}", client.id());
@@ -59,13 +59,15 @@ pub async fn restore(
     Ok(())
 }
 
-/// `confide identity export`: the user's identity key, for a backup.
+/// `confide identity export`: the user's identity key and this device's
+/// signature key, for a backup.
 pub async fn export_identity(conn: &Conn, out: Option<&Path>) -> anyhow::Result<()> {
     let client = open(conn).await?;
-    let secret = client.identity().to_secret_bytes()?;
+    let secret = client.backup()?.to_secret_bytes()?;
     eprintln!(
-        "warning: this is {}'s identity key, a secret: whoever holds it can certify devices as this user. Keep it offline.",
-        client.id().user()
+        "warning: this is {}'s identity key and {}'s signature key, a secret: whoever holds it can act as this device and certify devices as this user. Keep it offline.",
+        client.id().user(),
+        client.id()
     );
     match out {
         Some(path) => write_private(path, &secret)

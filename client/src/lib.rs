@@ -22,6 +22,6 @@ pub use client::{Added, Client, CommitSummary, Incoming};
 pub use confide_core::ClientId;
 pub use error::{ClientError, ClientResult};
 pub use events::{Event, GroupId};
-pub use identity::UserIdentity;
+pub use identity::{Backup, UserIdentity};
 pub use roster::GroupMember;
 pub use store::StateLocation;

@@ -247,6 +247,7 @@ fn merge_commit(
     // commit) goes unreported.
     let before = roster::roster(group);
     let self_removed = staged.self_removed();
+    let path_leaf = staged.update_path_leaf_node().cloned();
     // Another's commit took the epoch: a pending commit of ours for
     // it (one left in doubt) can never be accepted now.
     group
@@ -257,7 +258,9 @@ fn merge_commit(
         .map_err(|e| e.to_string())?;
     let (added, removed) = roster::diff(&before, &roster::roster(group));
     let mut events = Vec::new();
-    if external_commit && let Some((member, fingerprint)) = rejoined(group, &sender, &before, &added, &removed)
+    if external_commit
+        && let Some((member, fingerprint)) =
+            rejoined(path_leaf.as_ref(), &sender, &before, &removed)
     {
         events.push(Event::MemberRejoined {
             group: group_id.clone(),
@@ -300,29 +303,27 @@ fn merge_commit(
     Ok(events)
 }
 
-/// The member and key of an external commit that is a re-sync: its committer,
-/// certified by its user's identity key and in the group already, took one
-/// new leaf and removed no leaf but its own old one. An uncertified one is not a re-sync
-/// but a ghost, reported as such elsewhere.
+/// The member and key of an external commit that is a re-sync: its
+/// committer was in the group already, removed no leaf but its own old one,
+/// and its new leaf (`path_leaf`) is certified by its user's identity key.
+/// An uncertified one is not a re-sync but a ghost, reported as such
+/// elsewhere.
 fn rejoined(
-    group: &MlsGroup,
+    path_leaf: Option<&LeafNode>,
     sender: &ClientId,
     before: &[roster::GroupMember],
-    added: &[roster::GroupMember],
     removed: &[roster::GroupMember],
 ) -> Option<(ClientId, String)> {
-    let [new] = added else {
-        return None;
-    };
-    // A device restored with a new key cannot remove its old leaf in the
-    // external commit itself (openmls removes only a leaf with the same
-    // key); it does so in its next commit, so a rejoin is also an external
-    // commit by a client that is in the group already.
+    let leaf = path_leaf?;
     let was_member = before.iter().any(|old| &old.client == sender);
-    if &new.client != sender || !was_member || removed.iter().any(|old| &old.client != sender) {
+    if !was_member || removed.iter().any(|old| &old.client != sender) {
         return None;
     }
-    let leaf = group.public_group().leaf(LeafNodeIndex::new(new.leaf))?;
-    certified_client(leaf).ok().filter(|(client, _)| client == sender)?;
-    Some((new.client.clone(), new.fingerprint.clone()))
+    certified_client(leaf)
+        .ok()
+        .filter(|(client, _)| client == sender)?;
+    Some((
+        sender.clone(),
+        roster::fingerprint(leaf.signature_key().as_slice()),
+    ))
 }

@@ -18,14 +18,18 @@ use openmls::prelude::*;
 use confide_core::ClientId;
 
 use super::commit::{Change, CommitSummary};
+use super::stream::inbox_selector;
 use super::{Client, to_bytes};
 use crate::api::Api;
 use crate::events::GroupId;
-use crate::identity::UserIdentity;
+use crate::identity::{Backup, UserIdentity};
 use crate::store::StateLocation;
 use crate::error::{ClientError, ClientResult, in_doubt, mls, wrong_epoch};
 use crate::events::Event;
 use crate::store::{CommitInDoubt, Stream};
+
+/// Inbox entries read per page when a restored device skips its inbox.
+const SKIP_PAGE: u32 = 500;
 
 /// How often a rejoin is built again after losing the race for an epoch.
 const MAX_REJOIN_ATTEMPTS: u32 = 8;
@@ -58,21 +62,27 @@ pub(super) fn stuck_by(message: &[u8], epoch: u64) -> Option<Stuck> {
 }
 
 impl Client {
-    /// Restores a device that lost its state file from its user's identity
-    /// key (a backup, `confide identity export`): registers the same device
-    /// name with a new signature key certified by `identity` (the DS
-    /// re-keys the device) and rejoins every group the DS has it in.
-    /// Returns the client and the groups it rejoined; a group it could not
-    /// rejoin is logged and skipped.
+    /// Restores a device that lost its state file from its backup
+    /// ([`Client::backup`], `confide identity export`) into a new state at
+    /// `location`: registers the device again, certified by the backed-up
+    /// identity key, and rejoins every group the DS has it in. With the
+    /// device's own signature key in the backup it keeps that key; with the
+    /// identity key alone it gets a new one (the DS re-keys the device), and
+    /// rejoins only groups it has no leaf in any more (see
+    /// `remove_own_old_leaves`). Returns the client and the groups it
+    /// rejoined; a group it could not rejoin is logged and skipped.
     pub async fn restore(
         api: Api,
         id: ClientId,
         location: &StateLocation,
         registration_token: &str,
-        identity: UserIdentity,
+        backup: Backup,
     ) -> ClientResult<(Self, Vec<GroupId>)> {
+        let (identity, signer) = backup.into_parts(&id);
         let mut client =
-            Self::register_with(api, id, location, registration_token, identity).await?;
+            Self::register_device(api, id, location, registration_token, identity, signer)
+                .await?;
+        client.skip_inbox().await?;
         let mut rejoined = Vec::new();
         for group_id in client.groups_on_server().await? {
             match client.rejoin(&group_id).await {
@@ -83,6 +93,40 @@ impl Client {
             }
         }
         Ok((client, rejoined))
+    }
+
+    /// Marks the inbox read as far as it goes, unprocessed: a restored
+    /// device has none of the key packages its Welcomes were made for.
+    async fn skip_inbox(&mut self) -> ClientResult<()> {
+        loop {
+            let after = self.db.processed(&Stream::Inbox)?;
+            let last = self
+                .api
+                .fetch(inbox_selector(), after, SKIP_PAGE)
+                .await?
+                .into_iter()
+                .filter_map(|envelope| match envelope.entry {
+                    Some(v1::envelope::Entry::Inbox(entry)) => Some(entry.seq),
+                    _ => None,
+                })
+                .max();
+            match last {
+                Some(seq) if seq > after => self.db.set_processed(&Stream::Inbox, seq)?,
+                _ => break,
+            }
+        }
+        let seq = self.db.processed(&Stream::Inbox)?;
+        self.api.ack(inbox_selector(), seq).await
+    }
+
+    /// This device's backup: its user's identity key and its own signature
+    /// key, secret, for [`Client::restore`] after losing the state file.
+    pub fn backup(&self) -> ClientResult<Backup> {
+        let identity = UserIdentity::from_secret_bytes(&self.identity.to_secret_bytes()?)?;
+        let signer: openmls_basic_credential::SignatureKeyPair =
+            serde_json::from_value(serde_json::to_value(&self.signer).map_err(mls)?)
+                .map_err(mls)?;
+        Ok(Backup::new(identity, self.id.clone(), signer))
     }
 
     /// The groups the DS's roster has this client in (which may differ from

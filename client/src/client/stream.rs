@@ -24,7 +24,7 @@ fn group_selector(group_id: &[u8]) -> v1::StreamSelector {
     }
 }
 
-fn inbox_selector() -> v1::StreamSelector {
+pub(super) fn inbox_selector() -> v1::StreamSelector {
     v1::StreamSelector {
         stream: Some(v1::stream_selector::Stream::Inbox(v1::Inbox {})),
     }

@@ -1,11 +1,12 @@
 //! Recovery by external commit (RFC 9420 §12.4.3.2): a member that lost its
-//! state file, restored from its user's identity key, or that a commit it
+//! state file, restored from its backup (its user's identity key and its
+//! own signature key), or that a commit it
 //! could not process left behind, rejoins the group removing its own old
 //! leaf, and reads what is sent afterwards; the other members see it
 //! re-joined. Nobody else may commit externally, and two rejoins racing
 //! for one epoch are settled like any two commits.
 
-use confide_client::{Client, ClientError, ClientId, Event, GroupId, StateLocation};
+use confide_client::{Backup, Client, ClientError, ClientId, Event, GroupId, StateLocation};
 use confide_proto::v1;
 use confide_tests::{HostileDs, Member, TestApp, spawn_app};
 
@@ -55,7 +56,7 @@ async fn alice_and_bob_behind(app: &TestApp) -> (HostileDs, GroupId, Member, Mem
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_member_whose_state_file_is_deleted_rejoins_from_its_identity_key_and_reads_what_follows()
+async fn a_member_whose_state_file_is_deleted_rejoins_from_its_backup_and_reads_what_follows()
 -> anyhow::Result<()> {
     let app = spawn_app().await;
     let dir = tempfile::tempdir()?;
@@ -68,7 +69,7 @@ async fn a_member_whose_state_file_is_deleted_rejoins_from_its_identity_key_and_
     bob.expect_joined(&group).await;
     alice.send(&group, b"before").await?;
     bob.expect_messages(&group, 1).await;
-    let backup = bob.identity().to_secret_bytes()?;
+    let backup = bob.backup()?.to_secret_bytes()?;
     let old_fingerprint = bob.fingerprint();
     drop(bob);
     confide_client::store::remove(&state);
@@ -78,12 +79,14 @@ async fn a_member_whose_state_file_is_deleted_rejoins_from_its_identity_key_and_
         ClientId::new("bob", "phone")?,
         &location,
         "",
-        confide_client::UserIdentity::from_secret_bytes(&backup)?,
+        Backup::from_secret_bytes(&backup)?,
     )
     .await?;
     let mut bob = Member::new(restored);
     assert_eq!(groups, [group.clone()], "bob rejoins the group he was in");
-    assert_ne!(bob.fingerprint(), old_fingerprint, "with a new key");
+    assert_eq!(bob.fingerprint(), old_fingerprint, "with its backed-up key");
+    // Alice has seen the rejoin, so she writes in an epoch bob is in.
+    alice.catch_up().await;
     alice.send(&group, b"after").await?;
 
     let received = bob.expect_messages(&group, 1).await;
@@ -123,6 +126,7 @@ async fn a_member_wedged_by_a_commit_it_cannot_process_resyncs_by_itself_once() 
     })
     .await;
     hostile.stop_attacking();
+    alice.catch_up().await;
     alice.send(&group, b"after").await.expect("sending");
 
     bob.wait_until("the message after the resync", |m| {
@@ -175,6 +179,7 @@ async fn two_resyncs_racing_for_one_epoch_end_with_one_accepted_and_the_other_re
     assert_eq!(first.retries, 0);
     assert_eq!(second.retries, 1, "carol lost the race once and built again");
     assert_eq!(second.epoch, first.epoch + 1);
+    alice.catch_up().await;
     alice.send(&group, b"after").await.expect("sending");
     for member in [&mut bob, &mut carol] {
         member
