@@ -317,7 +317,12 @@ async fn resync(client: &mut Client, seen: Seen<'_>, sent: &mut Sent, group: u32
         "sync before a resync",
     )
     .await;
-    let read = last.get(&group).copied().unwrap_or(0);
+    // What it read, or sent itself (its own entries are not events).
+    let sent_last = sent.acked.iter().filter(|a| a.group == group).map(|a| a.seq);
+    let read = sent_last
+        .chain(last.get(&group).copied())
+        .max()
+        .unwrap_or(0);
     let group_id = &directory.group_ids[group as usize];
     match until_answered!(sent.send_retries, client.rejoin(group_id).await) {
         Ok(summary) => {
