@@ -145,12 +145,32 @@ pub enum Command {
         #[command(flatten)]
         conn: Conn,
     },
-    /// Prints a group's members with their key fingerprints and its safety
-    /// code, to compare with the other members out of band.
+    /// Prints a group's members with their key fingerprints, whether each
+    /// device is certified by its user (a GHOST is not), and the group's
+    /// safety code, to compare with the other members out of band.
     Members {
         #[command(flatten)]
         conn: Conn,
         #[arg(long)]
         group: String,
+    },
+    /// Prints each user whose identity key this device pinned (the first
+    /// one seen certifying a device of theirs), its fingerprint, whether
+    /// you verified it and whether another key has appeared since.
+    Contacts {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Prints the safety number between you and USER; compare it with
+    /// USER's (`confide verify YOU` on their device) in person or on a call.
+    Verify {
+        #[command(flatten)]
+        conn: Conn,
+        user: String,
+        /// The numbers matched: mark USER's identity key verified or, if it
+        /// changed, accept the new key (its devices count as USER's from
+        /// now on, the old key's no longer).
+        #[arg(long)]
+        accept: bool,
     },
 }

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use confide_client::display::safe;
+use confide_client::roster::fingerprint;
 use confide_client::{Backup, Client, ClientError, ClientId, Event, StateLocation};
 
 use crate::args::Conn;
@@ -70,8 +71,9 @@ pub async fn export_identity(conn: &Conn, out: Option<&Path>) -> anyhow::Result<
         client.id()
     );
     match out {
-        Some(path) => write_private(path, &secret)
-            .with_context(|| format!("writing {}", path.display()))?,
+        Some(path) => {
+            write_private(path, &secret).with_context(|| format!("writing {}", path.display()))?
+        }
         None => {
             use std::io::Write as _;
             let mut stdout = std::io::stdout();
@@ -190,6 +192,8 @@ pub async fn execute(
         Request::Send { group, text } => send(client, &group_id(group)?, text, out).await,
         Request::Sync => sync(client, out).await,
         Request::Members { group } => members(client, &group_id(group)?, out).await,
+        Request::Contacts => contacts(client, out),
+        Request::Verify { user, accept } => verify(client, user, *accept, out),
     }
 }
 
@@ -208,6 +212,15 @@ async fn add(
     let added = client.add_users(group, &users).await?;
     for member in added.clients {
         writeln!(out, "added {}", safe(&member.to_string()))?;
+    }
+    for ghost in added.refused {
+        writeln!(
+            out,
+            "refused {} (key {}): {}",
+            safe(&ghost.client.to_string()),
+            ghost.fingerprint,
+            safe(&ghost.reason)
+        )?;
     }
     Ok(())
 }
@@ -254,10 +267,10 @@ async fn members(client: &mut Client, group: &[u8], out: &mut String) -> anyhow:
     client.catch_up().await?;
     writeln!(out, "epoch {}", client.epoch(group)?)?;
     for member in client.roster(group)? {
-        let you = if &member.client == client.id() {
-            "  (this device)"
-        } else {
-            ""
+        let you = match (&member.client == client.id(), member.certified) {
+            (true, _) => "  (this device)",
+            (false, true) => "",
+            (false, false) => "  GHOST: not certified by its user",
         };
         writeln!(
             out,
@@ -267,5 +280,78 @@ async fn members(client: &mut Client, group: &[u8], out: &mut String) -> anyhow:
         )?;
     }
     writeln!(out, "safety code {}", client.safety_code(group)?)?;
+    Ok(())
+}
+
+fn contacts(client: &mut Client, out: &mut String) -> anyhow::Result<()> {
+    let contacts = client.contacts()?;
+    if contacts.is_empty() {
+        writeln!(out, "no contacts yet")?;
+    }
+    for contact in contacts {
+        let verified = match contact.verified {
+            true => "verified",
+            false => "not verified",
+        };
+        write!(
+            out,
+            "{:<24} identity key {}  {verified}",
+            safe(&contact.user),
+            fingerprint(&contact.identity_key)
+        )?;
+        if let Some(new) = &contact.changed_to {
+            write!(out, "  CHANGED to {} (not accepted)", fingerprint(new))?;
+        }
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+fn verify(client: &mut Client, user: &str, accept: bool, out: &mut String) -> anyhow::Result<()> {
+    let contact = match accept {
+        true => client.accept_identity_key(user)?,
+        false => client.contact(user)?.with_context(|| {
+            format!(
+                "no identity key is pinned for {}: this device has not seen a device of theirs yet",
+                safe(user)
+            )
+        })?,
+    };
+    let user = safe(user);
+    match &contact.changed_to {
+        Some(new) => {
+            writeln!(
+                out,
+                "the identity key of {user} CHANGED from {} to {}; its devices under the new key are refused",
+                fingerprint(&contact.identity_key),
+                fingerprint(new)
+            )?;
+            writeln!(
+                out,
+                "safety number with the new key: {}",
+                client.safety_number(&contact.user, new)
+            )?;
+            writeln!(
+                out,
+                "compare it with {user}; if it matches, run `confide verify {user} --accept`"
+            )?;
+        }
+        None => {
+            writeln!(
+                out,
+                "safety number with {user}: {}",
+                client.safety_number(&contact.user, &contact.identity_key)
+            )?;
+            let key = fingerprint(&contact.identity_key);
+            match contact.verified {
+                true => writeln!(out, "{user}'s identity key {key} is verified")?,
+                false => writeln!(
+                    out,
+                    "{user}'s identity key {key} is not verified: compare the number with \
+                     {user}'s, then run `confide verify {user} --accept`"
+                )?,
+            }
+        }
+    }
     Ok(())
 }

@@ -39,6 +39,8 @@ pub enum Request {
     Remove { group: String, users: Vec<String> },
     Send { group: String, text: String },
     Members { group: String },
+    Contacts,
+    Verify { user: String, accept: bool },
     Sync,
 }
 

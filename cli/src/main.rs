@@ -57,6 +57,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Members { conn, group } => {
             commands::one_shot(&conn, Request::Members { group }).await?
         }
+        Command::Contacts { conn } => commands::one_shot(&conn, Request::Contacts).await?,
+        Command::Verify { conn, user, accept } => {
+            commands::one_shot(&conn, Request::Verify { user, accept }).await?
+        }
         Command::Listen { conn } => listen::listen(&conn).await?,
     }
     Ok(())

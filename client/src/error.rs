@@ -28,6 +28,10 @@ pub enum ClientError {
     /// Every device of the users asked for is in the group already.
     #[error("every device of {} is in the group already", .0.join(", "))]
     NothingToAdd(Vec<String>),
+    /// Every device the DS offered that was not in the group already was
+    /// refused: none is certified by the identity key pinned for its user.
+    #[error("refused every device offered, none is certified by its user: {}", refused(.0))]
+    DevicesRefused(Vec<crate::verify::Ghost>),
     /// The DS never answered the commit, so whether the group took it is
     /// unknown; the client keeps it and settles it from the group's log at
     /// the next sync (or before its next commit or send in the group).
@@ -48,6 +52,19 @@ pub enum ClientError {
 }
 
 pub type ClientResult<T> = Result<T, ClientError>;
+
+fn refused(ghosts: &[crate::verify::Ghost]) -> String {
+    ghosts
+        .iter()
+        .map(|g| {
+            crate::display::safe(&format!(
+                "{} (key {}): {}",
+                g.client, g.fingerprint, g.reason
+            ))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
 
 impl ClientError {
     /// Whether the DS gave no verdict (see [`in_doubt`]): the same call may be

@@ -82,6 +82,33 @@ pub enum Event {
         member: ClientId,
         fingerprint: String,
     },
+    /// A device in the group that is not certified by the identity key
+    /// pinned for the user it names (`crate::verify`): slipped in by a
+    /// Welcome's tree, an Add, an Update or an external commit. It can read
+    /// the group from the epoch it appeared in.
+    GhostDevice {
+        group: GroupId,
+        client: ClientId,
+        fingerprint: String,
+        reason: String,
+    },
+    /// A key package claimed to add `client` to the group was refused: the
+    /// device is not certified by its user, so it was not added.
+    DeviceRefused {
+        group: GroupId,
+        client: ClientId,
+        fingerprint: String,
+        reason: String,
+    },
+    /// A device of `user` is certified by another identity key than the one
+    /// pinned for it (fingerprints `old` and `new`): the user's devices
+    /// under the new key count as ghosts until this user compares their
+    /// contact safety number and accepts the new key.
+    IdentityKeyChanged {
+        user: String,
+        old: String,
+        new: String,
+    },
 }
 
 fn names(members: &[GroupMember]) -> String {
@@ -150,6 +177,34 @@ impl fmt::Display for Event {
                 name(member),
                 Untrusted(fingerprint)
             ),
+            Event::GhostDevice {
+                client,
+                fingerprint,
+                reason,
+                ..
+            } => write!(
+                f,
+                "GHOST DEVICE {} (key {fingerprint}) is in the group: {}",
+                name(client),
+                Untrusted(reason)
+            ),
+            Event::DeviceRefused {
+                client,
+                fingerprint,
+                reason,
+                ..
+            } => write!(
+                f,
+                "refused to add {} (key {fingerprint}): {}",
+                name(client),
+                Untrusted(reason)
+            ),
+            Event::IdentityKeyChanged { user, old, new } => write!(
+                f,
+                "the identity key of {} changed from {old} to {new}: its devices under the new \
+                 key are refused until you compare your safety number and accept it",
+                Untrusted(user)
+            ),
         }
     }
 }
@@ -168,8 +223,10 @@ impl Event {
             | Event::Gap { group, .. }
             | Event::Resyncing { group, .. }
             | Event::Resynced { group, .. }
-            | Event::MemberRejoined { group, .. } => Some(group),
-            Event::KeyPackagesReplenished { .. } => None,
+            | Event::MemberRejoined { group, .. }
+            | Event::GhostDevice { group, .. }
+            | Event::DeviceRefused { group, .. } => Some(group),
+            Event::KeyPackagesReplenished { .. } | Event::IdentityKeyChanged { .. } => None,
         }
     }
 }

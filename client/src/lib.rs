@@ -16,6 +16,7 @@ pub mod lock;
 pub mod retry;
 pub mod roster;
 pub mod store;
+pub mod verify;
 
 pub use api::{Api, TlsOptions};
 pub use client::{Added, Client, CommitSummary, Incoming};
@@ -24,4 +25,5 @@ pub use error::{ClientError, ClientResult};
 pub use events::{Event, GroupId};
 pub use identity::{Backup, UserIdentity};
 pub use roster::GroupMember;
-pub use store::StateLocation;
+pub use store::{Contact, StateLocation};
+pub use verify::Ghost;

@@ -27,33 +27,50 @@ pub struct GroupMember {
     /// The fingerprint of its signature key ([`fingerprint`]): a device can
     /// show its own, so a user sees whether the key in the group is theirs.
     pub fingerprint: String,
+    /// Whether the device carries a certificate by the identity key this
+    /// client pinned for its user (`crate::verify`); one that does not is a
+    /// ghost.
+    pub certified: bool,
 }
 
 impl fmt::Display for GroupMember {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (key {})", self.client, self.fingerprint)
+        match self.certified {
+            true => write!(f, "{} (key {})", self.client, self.fingerprint),
+            false => write!(
+                f,
+                "{} (key {}, GHOST: not certified by its user)",
+                self.client, self.fingerprint
+            ),
+        }
     }
 }
 
-/// Every member of the group in leaf order. A leaf whose credential names no
-/// client is still listed, under a stand-in name ([`unnamed`]).
-pub fn roster(group: &MlsGroup) -> Vec<GroupMember> {
+/// Every member of the group in leaf order, each leaf judged by
+/// `certified`. A leaf whose credential names no client is still listed,
+/// under a stand-in name ([`name_of`]).
+pub fn roster(group: &MlsGroup, certified: impl Fn(&LeafNode) -> bool) -> Vec<GroupMember> {
+    let tree = group.public_group();
     group
         .members()
         .map(|member| GroupMember {
-            client: client_of(&member.credential).unwrap_or_else(|_| unnamed(&member)),
+            client: name_of(&member.credential),
             leaf: member.index.u32(),
             fingerprint: fingerprint(&member.signature_key),
+            certified: tree.leaf(member.index).is_some_and(&certified),
         })
         .collect()
 }
 
-/// A stand-in name for a leaf whose credential names no client (no client
-/// of ours would create one; a hostile DS might): it must still be shown.
-fn unnamed(member: &Member) -> ClientId {
-    let identity = hex::encode(member.credential.serialized_content());
-    ClientId::new("unknown-credential", &identity[..identity.len().min(32)])
-        .expect("hex digits make a valid device name")
+/// The client a credential names, or a stand-in name for one that names
+/// none (no client of ours would create one; a hostile DS might): it must
+/// still be shown.
+pub fn name_of(credential: &Credential) -> ClientId {
+    client_of(credential).unwrap_or_else(|_| {
+        let identity = hex::encode(credential.serialized_content());
+        ClientId::new("unknown-credential", &identity[..identity.len().min(32)])
+            .expect("hex digits make a valid device name")
+    })
 }
 
 /// What changed between two rosters of the same group: the members that
@@ -95,6 +112,7 @@ mod tests {
             client: ClientId::new(user, device).expect("a valid id"),
             leaf,
             fingerprint: fingerprint(key),
+            certified: true,
         }
     }
 

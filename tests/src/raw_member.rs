@@ -141,6 +141,25 @@ impl RawMember {
         self.build_key_package(lifetime, false)
     }
 
+    /// A key package for this client's own credential without a device
+    /// certificate: what a ghost the operator made up would carry.
+    pub fn uncertified_key_package(&self) -> Vec<u8> {
+        let credential = CredentialWithKey {
+            credential: BasicCredential::new(self.id.identity()).into(),
+            signature_key: self.signer.to_public_vec().into(),
+        };
+        let bundle = KeyPackage::builder()
+            .build(CIPHERSUITE, &self.provider, &self.signer, credential)
+            .expect("building a key package");
+        serialise(&MlsMessageOut::from(bundle.key_package().clone()))
+    }
+
+    /// The fingerprint of this client's signature key, as members' rosters
+    /// show it.
+    pub fn fingerprint(&self) -> String {
+        confide_client::roster::fingerprint(self.signer.public())
+    }
+
     /// A key package marked with the `last_resort` extension, as a
     /// last-resort key package must be.
     pub fn last_resort_key_package(&self) -> Vec<u8> {

@@ -1,7 +1,9 @@
 //! Registering many clients with the client library over a few shared
 //! HTTP/2 connections, a batch at a time.
 
-use confide_client::{Api, Client, ClientId, StateLocation};
+use std::collections::HashMap;
+
+use confide_client::{Api, Client, ClientId, StateLocation, UserIdentity};
 use tokio::task::JoinSet;
 
 use crate::error::{ClientContext, ClientFailed};
@@ -11,11 +13,22 @@ const REGISTER_PARALLELISM: usize = 32;
 
 /// Registers each client (its id and where its state lives) with `token`,
 /// client `i` over `apis[i % apis.len()]`; returns them in the order given.
+/// The devices of one user share the user's identity key, made here, as if
+/// the first had linked the others.
 pub async fn register_all(
     apis: &[Api],
     clients: Vec<(ClientId, StateLocation)>,
     token: &str,
 ) -> Result<Vec<Client>, ClientFailed> {
+    let mut identities: HashMap<String, Vec<u8>> = HashMap::new();
+    for (id, _) in &clients {
+        if !identities.contains_key(id.user()) {
+            let secret = UserIdentity::generate()
+                .and_then(|identity| identity.to_secret_bytes())
+                .context(format!("making {}'s identity key", id.user()))?;
+            identities.insert(id.user().to_string(), secret);
+        }
+    }
     let mut registered = Vec::with_capacity(clients.len());
     let mut clients = clients.into_iter().peekable();
     while clients.peek().is_some() {
@@ -24,11 +37,14 @@ pub async fn register_all(
             let index = registered.len() + offset;
             let api = apis[index % apis.len()].clone();
             let token = token.to_owned();
+            let identity = identities[id.user()].clone();
             batch.spawn(async move {
                 let what = format!("registering {id}");
-                let client = Client::register(api, id, &state, &token)
-                    .await
-                    .context(what);
+                let client = match UserIdentity::from_secret_bytes(&identity) {
+                    Ok(identity) => Client::register_with(api, id, &state, &token, identity).await,
+                    Err(error) => Err(error),
+                }
+                .context(what);
                 (index, client)
             });
         }

@@ -1,10 +1,12 @@
 //! The `confide` binary itself, run as a user runs it (one test binary;
 //! the `harness` runs the binary, built once, against a DS): what it prints
 //! and what it leaves on disk (`commands`, against an in-process DS on the
-//! in-memory store), and one process per state file, with `confide listen`
+//! in-memory store), the pinned identity keys and safety numbers
+//! (`contacts`), and one process per state file, with `confide listen`
 //! running the commands of the others (`state_file`, against a real DS on
 //! PostgreSQL and clients of the library).
 
 mod commands;
+mod contacts;
 mod harness;
 mod state_file;

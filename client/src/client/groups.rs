@@ -14,11 +14,14 @@ use crate::error::{ClientError, ClientResult, mls};
 use crate::events::{Event, GroupId};
 use crate::roster::{self, GroupMember};
 use crate::store::Stream;
+use crate::verify::Ghost;
 
-/// What [`Client::add_users`] did: the clients it added and its commit.
+/// What [`Client::add_users`] did: the clients it added, the devices it
+/// refused (not certified by their user: ghosts) and its commit.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Added {
     pub clients: Vec<ClientId>,
+    pub refused: Vec<Ghost>,
     pub commit: CommitSummary,
 }
 
@@ -72,7 +75,10 @@ impl Client {
     /// Claims a key package for every device of each user and adds in one
     /// commit those not in the group yet (for a user already in it, the
     /// devices linked since); [`ClientError::NothingToAdd`] if none is
-    /// missing.
+    /// missing. A device not certified by the identity key pinned for its
+    /// user is refused (reported in [`Added::refused`] and as
+    /// [`Event::DeviceRefused`]), never added; [`ClientError::DevicesRefused`]
+    /// if that leaves nobody to add.
     pub async fn add_users(&mut self, group_id: &[u8], users: &[&str]) -> ClientResult<Added> {
         if users.is_empty() {
             // A commit adding nobody would still start a new epoch.
@@ -88,6 +94,7 @@ impl Client {
             .collect();
         let mut key_packages = Vec::new();
         let mut added = Vec::new();
+        let mut refused = Vec::new();
         for user in users {
             let request = self.api.request(v1::ClaimKeyPackagesRequest {
                 user: user.to_string(),
@@ -101,7 +108,20 @@ impl Client {
                 .key_packages;
             for claimed in claimed {
                 let key_package = self.verify_claimed(&claimed, user)?;
-                let client = client_of(key_package.leaf_node().credential()).map_err(mls)?;
+                let client = match self.verify_leaf(key_package.leaf_node())? {
+                    Ok(client) => client,
+                    Err(ghost) => {
+                        tracing::warn!(client = %self.id, ghost = %ghost.client, reason = %ghost.reason, "refused a claimed key package");
+                        self.emit(Event::DeviceRefused {
+                            group: group_id.to_vec(),
+                            client: ghost.client.clone(),
+                            fingerprint: ghost.fingerprint.clone(),
+                            reason: ghost.reason.clone(),
+                        })?;
+                        refused.push(ghost);
+                        continue;
+                    }
+                };
                 if present.contains(&client) {
                     continue;
                 }
@@ -110,6 +130,9 @@ impl Client {
             }
         }
         if key_packages.is_empty() {
+            if !refused.is_empty() {
+                return Err(ClientError::DevicesRefused(refused));
+            }
             return Err(ClientError::NothingToAdd(
                 users.iter().map(|u| u.to_string()).collect(),
             ));
@@ -117,6 +140,7 @@ impl Client {
         let commit = self.commit(group_id, Change::Add(key_packages)).await?;
         Ok(Added {
             clients: added,
+            refused,
             commit,
         })
     }
@@ -143,8 +167,10 @@ impl Client {
     }
 
     /// Joins the group a Welcome from the inbox is for, with the ratchet
-    /// tree the DS serves beside it.
-    pub(super) fn join(&mut self, item: &v1::WelcomeItem) -> ClientResult<Event> {
+    /// tree the DS serves beside it: [`Event::Joined`], then each device in
+    /// the tree not certified by its user ([`Event::GhostDevice`]) and each
+    /// identity change the tree shows.
+    pub(super) fn join(&mut self, item: &v1::WelcomeItem) -> ClientResult<Vec<Event>> {
         let message = MlsMessageIn::tls_deserialize_exact(&item.welcome).map_err(mls)?;
         let MlsMessageBodyIn::Welcome(welcome) = message.extract() else {
             return Err(ClientError::Invalid(
@@ -172,17 +198,28 @@ impl Client {
                 "the Welcome is for another group".into(),
             ));
         }
-        let members = roster::roster(&group);
+        // Every leaf but our own: pins first contacts before the roster
+        // judges them.
+        let own = group.own_leaf_index();
+        let mut reports = Vec::new();
+        for member in group.members().filter(|m| m.index != own) {
+            if let Some(leaf) = group.public_group().leaf(member.index) {
+                reports.extend(self.verifier.report(&self.db, &group_id, leaf)?);
+            }
+        }
+        let members = roster::roster(&group, |leaf| self.verifier.certified(&self.db, leaf));
         let epoch = group.epoch().as_u64();
         self.db.set_joined_epoch(&group_id, epoch)?;
         self.db
             .set_processed(&Stream::Group(group_id.clone()), item.commit_seq)?;
         self.groups.insert(group_id.clone(), group);
-        Ok(Event::Joined {
+        let mut events = vec![Event::Joined {
             group: group_id,
             members,
             epoch,
-        })
+        }];
+        events.extend(reports);
+        Ok(events)
     }
 
     /// Groups this client is a member of.
@@ -206,10 +243,14 @@ impl Client {
         Ok(members)
     }
 
-    /// The group's roster, leaf by leaf, with each member's credential and
-    /// key fingerprint: what a user checks to see who can read the group.
+    /// The group's roster, leaf by leaf, with each member's credential, key
+    /// fingerprint and whether it is certified by its user: what a user
+    /// checks to see who can read the group.
     pub fn roster(&self, group_id: &[u8]) -> ClientResult<Vec<GroupMember>> {
-        Ok(roster::roster(self.group(group_id)?))
+        let group = self.group(group_id)?;
+        Ok(roster::roster(group, |leaf| {
+            self.verifier.certified(&self.db, leaf)
+        }))
     }
 
     pub fn epoch(&self, group_id: &[u8]) -> ClientResult<u64> {

@@ -64,6 +64,8 @@ impl Client {
 
     /// Checks a claimed key package is valid and really names a device of `user`,
     /// so a DS cannot slip another credential into the group under that name.
+    /// Whether the device is certified by `user` is checked next, by
+    /// [`Client::verify_leaf`] in `add_users`, which refuses it if not.
     pub(super) fn verify_claimed(
         &self,
         claimed: &v1::ClaimedKeyPackage,

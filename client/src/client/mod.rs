@@ -10,7 +10,8 @@
 //!
 //! One `impl Client` per concern: `session.rs` (register, open,
 //! authenticate), `key_packages.rs`, `groups.rs` (create, join, add,
-//! remove, update, group state), `commit.rs` (the commit protocol and
+//! remove, update, group state), `contacts.rs` (pinned identity keys and
+//! safety numbers), `commit.rs` (the commit protocol and
 //! commits in doubt), `outbox.rs` (sending messages), `stream.rs` (the event
 //! stream and catching up), `processing.rs` (applying what arrives) and
 //! `resync.rs` (rejoining a group by external commit when stuck or
@@ -32,8 +33,10 @@ use crate::identity::UserIdentity;
 use crate::lock::StateLock;
 use crate::roster;
 use crate::store::{Provider, StateDb};
+use crate::verify::Verifier;
 
 mod commit;
+mod contacts;
 mod groups;
 mod key_packages;
 mod outbox;
@@ -63,6 +66,8 @@ pub struct Client {
     /// The identity key's certificate for this device, in each of its leaves.
     certificate: DeviceCertificate,
     credential: CredentialWithKey,
+    /// Checks every leaf this client sees against its users' pinned keys.
+    verifier: Verifier,
     provider: Provider,
     db: StateDb,
     api: Api,

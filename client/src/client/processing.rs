@@ -14,7 +14,8 @@ use super::resync::{Stuck, UNDECRYPTABLE_RUN, stuck_by};
 use crate::error::{ClientResult, mls};
 use crate::events::{Event, GroupId};
 use crate::roster;
-use crate::store::{Provider, Stream};
+use crate::store::{Provider, StateDb, Stream};
+use crate::verify::Verifier;
 
 impl Client {
     /// Applies the next entry of a group log: one already processed (a
@@ -58,7 +59,11 @@ impl Client {
         // ours merges it (openmls recognises its pending commit), another
         // commit for that epoch replaces it (`process_entry`); either moves
         // the group on.
-        let processed = process_entry(group, &self.provider, &entry, joined_epoch);
+        let trust = Trust {
+            verifier: &self.verifier,
+            db: &self.db,
+        };
+        let processed = process_entry(group, &self.provider, trust, &entry, joined_epoch);
         if let Some(commit) = &in_doubt
             && group.epoch().as_u64() > commit.epoch
         {
@@ -132,7 +137,11 @@ impl Client {
         }
         match entry.item {
             Some(v1::inbox_entry::Item::Welcome(item)) => match self.join(&item) {
-                Ok(event) => self.emit(event)?,
+                Ok(events) => {
+                    for event in events {
+                        self.emit(event)?;
+                    }
+                }
                 Err(error) => {
                     tracing::warn!(client = %self.id, %error, "could not join from a Welcome");
                     self.emit(Event::Undecryptable {
@@ -150,12 +159,19 @@ impl Client {
     }
 }
 
-/// Processes one MLS message of a group log into events.
-/// Applies one entry of a group's log; `joined_epoch` is the epoch this
-/// client joined at.
+/// What judges the leaves a commit brings: the verifier and the pinned keys.
+#[derive(Clone, Copy)]
+struct Trust<'a> {
+    verifier: &'a Verifier,
+    db: &'a StateDb,
+}
+
+/// Processes one MLS message of a group log into events; `joined_epoch`
+/// is the epoch this client joined at.
 fn process_entry(
     group: &mut MlsGroup,
     provider: &Provider,
+    trust: Trust<'_>,
     entry: &v1::GroupEntry,
     joined_epoch: u64,
 ) -> Result<Vec<Event>, String> {
@@ -198,9 +214,15 @@ fn process_entry(
                 .map_err(|e| e.to_string())?;
             Ok(Vec::new())
         }
-        ProcessedMessageContent::StagedCommitMessage(staged) => {
-            merge_commit(group, provider, *staged, group_id, sender, external_commit)
-        }
+        ProcessedMessageContent::StagedCommitMessage(staged) => merge_commit(
+            group,
+            provider,
+            trust,
+            *staged,
+            group_id,
+            sender,
+            external_commit,
+        ),
         ProcessedMessageContent::OwnPendingCommit => {
             group
                 .merge_pending_commit(provider)
@@ -233,19 +255,50 @@ fn store_external_proposal(
     }
 }
 
-/// Merges another member's commit and reports what it changed.
+/// Every leaf a commit puts into the tree: each Add's and each Update's,
+/// and the committer's new leaf on its update path (for an external
+/// commit, the joiner's).
+fn new_leaves(staged: &StagedCommit) -> Vec<LeafNode> {
+    staged
+        .add_proposals()
+        .map(|p| p.add_proposal().key_package().leaf_node().clone())
+        .chain(
+            staged
+                .update_proposals()
+                .map(|p| p.update_proposal().leaf_node().clone()),
+        )
+        .chain(staged.update_path_leaf_node().cloned())
+        .collect()
+}
+
+/// Merges another member's commit and reports what it changed, and every
+/// leaf it brought that is not certified by its user (a ghost).
 fn merge_commit(
     group: &mut MlsGroup,
     provider: &Provider,
+    trust: Trust<'_>,
     staged: StagedCommit,
     group_id: GroupId,
     sender: ClientId,
     external_commit: bool,
 ) -> Result<Vec<Event>, String> {
+    // The DS took the commit and every other member merges it: a ghost in
+    // it cannot be kept out, only reported. Checked first, so that a first
+    // contact is pinned before the roster judges it.
+    let mut reports = Vec::new();
+    for leaf in new_leaves(&staged) {
+        reports.extend(
+            trust
+                .verifier
+                .report(trust.db, &group_id, &leaf)
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    let certified = |leaf: &LeafNode| trust.verifier.certified(trust.db, leaf);
     // Membership changes are read off the roster itself, not the
     // proposals, so no way into the group (an Add, an external
     // commit) goes unreported.
-    let before = roster::roster(group);
+    let before = roster::roster(group, certified);
     let self_removed = staged.self_removed();
     let path_leaf = staged.update_path_leaf_node().cloned();
     // Another's commit took the epoch: a pending commit of ours for
@@ -256,9 +309,10 @@ fn merge_commit(
     group
         .merge_staged_commit(provider, staged)
         .map_err(|e| e.to_string())?;
-    let (added, removed) = roster::diff(&before, &roster::roster(group));
+    let (added, removed) = roster::diff(&before, &roster::roster(group, certified));
     let mut events = Vec::new();
     if external_commit
+        && reports.is_empty()
         && let Some((member, fingerprint)) =
             rejoined(path_leaf.as_ref(), &sender, &before, &removed)
     {
@@ -281,6 +335,7 @@ fn merge_commit(
             members: added,
         });
     }
+    events.extend(reports);
     if self_removed {
         events.push(Event::Removed {
             group: group_id,

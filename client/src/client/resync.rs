@@ -21,11 +21,11 @@ use super::commit::{Change, CommitSummary};
 use super::stream::inbox_selector;
 use super::{Client, to_bytes};
 use crate::api::Api;
+use crate::error::{ClientError, ClientResult, in_doubt, mls, wrong_epoch};
+use crate::events::Event;
 use crate::events::GroupId;
 use crate::identity::{Backup, UserIdentity};
 use crate::store::StateLocation;
-use crate::error::{ClientError, ClientResult, in_doubt, mls, wrong_epoch};
-use crate::events::Event;
 use crate::store::{CommitInDoubt, Stream};
 
 /// Inbox entries read per page when a restored device skips its inbox.
@@ -80,8 +80,7 @@ impl Client {
     ) -> ClientResult<(Self, Vec<GroupId>)> {
         let (identity, signer) = backup.into_parts(&id);
         let mut client =
-            Self::register_device(api, id, location, registration_token, identity, signer)
-                .await?;
+            Self::register_device(api, id, location, registration_token, identity, signer).await?;
         client.skip_inbox().await?;
         let mut rejoined = Vec::new();
         for group_id in client.groups_on_server().await? {
@@ -179,7 +178,10 @@ impl Client {
             let submitted = self.build_rejoin(group_id, info)?;
             let answer = self.submit_commit(group_id, &submitted).await;
             if let Some(accepted) = self.conclude_rejoin(group_id, answer).await? {
-                return Ok(CommitSummary { retries, ..accepted });
+                return Ok(CommitSummary {
+                    retries,
+                    ..accepted
+                });
             }
             tracing::debug!(client = %self.id, retries, "lost the race for an epoch with a rejoin; building it again");
         }
@@ -289,7 +291,8 @@ impl Client {
         // client holds no secrets of those epochs.
         let stream = Stream::Group(group_id.to_vec());
         self.db.set_joined_epoch(group_id, group.epoch().as_u64())?;
-        self.db.set_processed(&stream, self.db.processed(&stream)?)?;
+        self.db
+            .set_processed(&stream, self.db.processed(&stream)?)?;
         self.groups.insert(group_id.to_vec(), group);
         Ok(submitted)
     }

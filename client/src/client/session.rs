@@ -19,6 +19,7 @@ use crate::error::{ClientError, ClientResult, mls};
 use crate::identity::UserIdentity;
 use crate::lock::StateLock;
 use crate::store::{self, Provider, StateDb, StateLocation, StoredIdentity};
+use crate::verify::Verifier;
 
 /// Takes the lock on a state file, so that no other client, in this
 /// process or another, holds it while this one lives.
@@ -223,8 +224,10 @@ impl Client {
             credential: BasicCredential::new(id.identity()).into(),
             signature_key: signer.to_public_vec().into(),
         };
+        let verifier = Verifier::new(id.user(), identity.public());
         Ok(Self {
             id,
+            verifier,
             signer,
             identity,
             certificate,

@@ -2,8 +2,8 @@
 //! state, plus Confide's tables (identity and per-stream progress) in the same
 //! database file, so a client restarted from its file resumes every group.
 //! The schema is made here ([`StateDb`]); the tables for commits in doubt,
-//! the outbox and re-syncs have their queries in `in_doubt.rs`, `outbox.rs`
-//! and `resync.rs`.
+//! the outbox, re-syncs and pinned identity keys have their queries in
+//! `in_doubt.rs`, `outbox.rs`, `resync.rs` and `contacts.rs`.
 
 use std::path::{Path, PathBuf};
 
@@ -15,10 +15,12 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use crate::error::{ClientError, ClientResult};
 use crate::events::Event;
 
+mod contacts;
 mod in_doubt;
 mod outbox;
 mod resync;
 
+pub use contacts::Contact;
 pub use in_doubt::CommitInDoubt;
 pub use outbox::Outgoing;
 
@@ -269,7 +271,13 @@ impl StateDb {
                  wanted TEXT,
                  in_doubt_epoch INTEGER,
                  commit_message BLOB,
-                 group_info BLOB);",
+                 group_info BLOB);
+             CREATE TABLE IF NOT EXISTS confide_contacts (
+                 user TEXT PRIMARY KEY,
+                 identity_key BLOB NOT NULL,
+                 first_seen INTEGER NOT NULL,
+                 verified INTEGER NOT NULL DEFAULT 0,
+                 changed_to BLOB);",
         )?;
         Ok(Self { conn })
     }

@@ -48,7 +48,12 @@ impl StateDb {
              VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (group_id) DO UPDATE SET in_doubt_epoch = excluded.in_doubt_epoch,
                  commit_message = excluded.commit_message, group_info = excluded.group_info",
-            params![group_id, commit.epoch as i64, commit.commit, commit.group_info],
+            params![
+                group_id,
+                commit.epoch as i64,
+                commit.commit,
+                commit.group_info
+            ],
         )?;
         Ok(())
     }

@@ -1,14 +1,17 @@
-//! Ghost members: the operator cannot add anyone to a group unseen. Every
-//! member's client shows the same roster, with each member's credential and
-//! key fingerprint, and reports every newcomer, whether a member added it
-//! with a key package the DS substituted or the DS wrote an external commit
-//! into the log itself.
+//! Ghost devices: the operator cannot add anyone to a group unseen. Every
+//! member's client shows the same roster, with each member's credential,
+//! key fingerprint and whether it is certified by its user. A key package
+//! the DS slips in for a device its user never certified (or certified by
+//! another identity key than the one pinned) is refused by the adding
+//! client and never added; a ghost the DS writes into the log itself, by an
+//! external commit, is reported by every member as a ghost device.
 
+use confide_client::roster::fingerprint;
 use confide_client::{ClientError, ClientId, Event, GroupMember};
-use confide_ds::mls::validate_key_package;
+use confide_proto::v1;
 use confide_tests::hostile::write_external_commit;
 use confide_tests::rpc::claim_key_packages;
-use confide_tests::{HostileDs, Member, spawn_app};
+use confide_tests::{HostileDs, Member, RawMember, spawn_app};
 
 /// The members `member` saw added to `group`, and by whom.
 fn additions(member: &Member, group: &[u8]) -> Vec<(ClientId, GroupMember)> {
@@ -41,9 +44,9 @@ async fn every_member_sees_the_same_roster_with_each_members_own_key() {
         .map(|m| (m.id().clone(), m.fingerprint()))
         .collect();
     for member in &members {
-        let mut seen: Vec<(ClientId, String)> = member
-            .roster(&group)
-            .expect("a member")
+        let roster = member.roster(&group).expect("a member");
+        assert!(roster.iter().all(|m| m.certified), "{roster:?}");
+        let mut seen: Vec<(ClientId, String)> = roster
             .into_iter()
             .map(|m| (m.client, m.fingerprint))
             .collect();
@@ -54,25 +57,48 @@ async fn every_member_sees_the_same_roster_with_each_members_own_key() {
     }
 }
 
+/// A key package of `ghost` for the hostile DS to hand out among
+/// `user`'s.
+fn offered(ghost: &RawMember, key_package: Vec<u8>) -> v1::ClaimedKeyPackage {
+    v1::ClaimedKeyPackage {
+        client: Some(ghost.proto_id()),
+        key_package: key_package.into(),
+        last_resort: false,
+    }
+}
+
+/// The devices `member` refused to add, with their keys.
+fn refusals(member: &Member) -> Vec<(ClientId, String)> {
+    member
+        .events()
+        .iter()
+        .filter_map(|event| match event {
+            Event::DeviceRefused {
+                client,
+                fingerprint,
+                ..
+            } => Some((client.clone(), fingerprint.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_key_package_the_ds_substitutes_shows_up_under_its_own_name_and_key() {
+async fn a_key_package_the_ds_slips_in_without_a_certificate_is_refused_and_never_added() {
     let app = spawn_app().await;
     let hostile = HostileDs::in_front_of(&app).await;
     let mut alice = hostile.client("alice", "phone").await;
     let mut carol = app.client("carol", "phone").await;
     let bob = app.client("bob", "phone").await;
-    // The operator registers a device under Bob's name and hands out its
-    // key package in place of Bob's own.
-    let ghost = app.client("bob", "ghost").await;
-    hostile.rewrite_claims(|user, claimed| {
+    // The operator makes up a device under Bob's name and hands out its
+    // key package beside Bob's own.
+    let ghost = RawMember::unregistered(&app, "bob", "ghost").await;
+    let forged = offered(&ghost, ghost.uncertified_key_package());
+    hostile.rewrite_claims(move |user, mut claimed| {
+        if user == "bob" {
+            claimed.push(forged.clone());
+        }
         claimed
-            .into_iter()
-            .filter(|c| {
-                user != "bob"
-                    || validate_key_package(&c.key_package, &Default::default())
-                        .is_ok_and(|kp| kp.client == id("bob/ghost"))
-            })
-            .collect()
     });
     let group = alice.create_group().await.expect("creating the group");
     alice
@@ -82,11 +108,23 @@ async fn a_key_package_the_ds_substitutes_shows_up_under_its_own_name_and_key() 
     carol.expect_joined(&group).await;
 
     let added = alice.add_users(&group, &["bob"]).await.expect("adding bob");
+    assert_eq!(added.clients, [id("bob/phone")], "only bob's real device");
     assert_eq!(
-        added.clients,
-        [id("bob/ghost")],
-        "alice is told whom she added"
+        added
+            .refused
+            .iter()
+            .map(|g| (g.client.clone(), g.fingerprint.clone()))
+            .collect::<Vec<_>>(),
+        [(id("bob/ghost"), ghost.fingerprint())],
+        "alice is told whom she refused"
     );
+    assert!(
+        added.refused[0].reason.contains("no valid certificate"),
+        "{:?}",
+        added.refused
+    );
+    alice.catch_up().await;
+    assert_eq!(refusals(&alice), [(id("bob/ghost"), ghost.fingerprint())]);
     carol
         .wait_until("bob's arrival", |m| !additions(m, &group).is_empty())
         .await;
@@ -95,20 +133,95 @@ async fn a_key_package_the_ds_substitutes_shows_up_under_its_own_name_and_key() 
         [(
             id("alice/phone"),
             GroupMember {
-                client: id("bob/ghost"),
+                client: id("bob/phone"),
                 leaf: 2,
-                fingerprint: ghost.fingerprint(),
+                fingerprint: bob.fingerprint(),
+                certified: true,
             }
         )],
-        "carol sees the ghost device and its key"
+        "carol sees bob's own device, and no ghost"
     );
     for member in [&alice, &carol] {
         let roster = member.roster(&group).expect("a member");
         assert!(
-            roster.iter().all(|m| m.fingerprint != bob.fingerprint()),
-            "bob's real key is not in the group: {roster:?}"
+            roster
+                .iter()
+                .all(|m| m.fingerprint != ghost.fingerprint() && m.certified),
+            "the ghost is not in the group: {roster:?}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_certified_by_another_identity_key_than_the_pinned_one_is_refused_and_the_change_reported()
+ {
+    let app = spawn_app().await;
+    let hostile = HostileDs::in_front_of(&app).await;
+    let mut alice = hostile.client("alice", "phone").await;
+    let mut bob = app.client("bob", "phone").await;
+    let first = alice.create_group().await.expect("creating a group");
+    alice.add_users(&first, &["bob"]).await.expect("adding bob");
+    bob.expect_joined(&first).await;
+    let pinned = alice
+        .contact("bob")
+        .expect("reading the contacts")
+        .expect("bob's key is pinned once alice has seen his device");
+    assert_eq!(pinned.identity_key, bob.identity_key());
+    let safety_number = alice.safety_number("bob", &pinned.identity_key);
+
+    // The operator's own device under Bob's name, certified by an identity
+    // key it made up, in place of Bob's real ones.
+    let ghost = RawMember::unregistered(&app, "bob", "ghost").await;
+    let forged = offered(&ghost, ghost.key_package(None));
+    hostile.rewrite_claims(move |user, claimed| match user {
+        "bob" => vec![forged.clone()],
+        _ => claimed,
+    });
+    let second = alice.create_group().await.expect("creating a group");
+    let refused = alice.add_users(&second, &["bob"]).await;
+    let Err(ClientError::DevicesRefused(ghosts)) = &refused else {
+        panic!("the ghost was not refused: {refused:?}");
+    };
+    assert_eq!(ghosts.len(), 1, "{ghosts:?}");
+    assert_eq!(
+        (&ghosts[0].client, &ghosts[0].fingerprint),
+        (&id("bob/ghost"), &ghost.fingerprint())
+    );
+    assert_eq!(
+        alice.members(&second).expect("a member"),
+        [id("alice/phone")]
+    );
+    assert_eq!(
+        app.commit_epochs(alice.id(), &second).await,
+        Vec::<u64>::new(),
+        "nothing was committed"
+    );
+    alice.catch_up().await;
+    let changes: Vec<&Event> = alice
+        .events()
+        .iter()
+        .filter(|e| matches!(e, Event::IdentityKeyChanged { .. }))
+        .collect();
+    assert_eq!(
+        changes,
+        [&Event::IdentityKeyChanged {
+            user: "bob".into(),
+            old: fingerprint(bob.identity_key()),
+            new: fingerprint(ghost.certificate().identity_key()),
+        }],
+        "alice is told bob's identity key changed"
+    );
+    let contact = alice.contact("bob").expect("reading").expect("pinned");
+    assert_eq!(contact.identity_key, bob.identity_key(), "still pinned");
+    assert_eq!(
+        contact.changed_to.as_deref(),
+        Some(ghost.certificate().identity_key())
+    );
+    assert_ne!(
+        alice.safety_number("bob", ghost.certificate().identity_key()),
+        safety_number,
+        "comparing the safety number of the new key with bob's shows the change"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,7 +251,8 @@ async fn a_key_package_of_someone_other_than_the_user_asked_for_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_external_commit_the_operator_writes_into_the_log_is_reported_by_every_member() {
+async fn an_external_commit_the_operator_writes_into_the_log_is_reported_by_every_member_as_a_ghost_device()
+ {
     let app = spawn_app().await;
     let (group, mut members) = app.conversation(["alice", "bob", "carol"]).await;
     let ghost = id("mallory/ghost");
@@ -156,7 +270,27 @@ async fn an_external_commit_the_operator_writes_into_the_log_is_reported_by_ever
         let (by, newcomer) = added.last().expect("one addition");
         assert_eq!(by, &ghost, "the ghost added itself, for all to see");
         assert_eq!(newcomer.fingerprint, fingerprint);
+        assert!(!newcomer.certified, "{newcomer:?}");
         assert!(member.roster(&group).expect("a member").contains(newcomer));
+        let reported: Vec<(&ClientId, &String)> = member
+            .events()
+            .iter()
+            .filter_map(|event| match event {
+                Event::GhostDevice {
+                    group: g,
+                    client,
+                    fingerprint,
+                    ..
+                } if g == &group => Some((client, fingerprint)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            reported,
+            [(&ghost, &fingerprint)],
+            "{} reports the ghost device with its key",
+            member.id()
+        );
     }
     let code = members[0].safety_code(&group).expect("a member");
     assert!(

@@ -177,7 +177,10 @@ async fn two_resyncs_racing_for_one_epoch_end_with_one_accepted_and_the_other_re
         .expect("carol rejoins");
 
     assert_eq!(first.retries, 0);
-    assert_eq!(second.retries, 1, "carol lost the race once and built again");
+    assert_eq!(
+        second.retries, 1,
+        "carol lost the race once and built again"
+    );
     assert_eq!(second.epoch, first.epoch + 1);
     alice.catch_up().await;
     alice.send(&group, b"after").await.expect("sending");

@@ -318,7 +318,11 @@ async fn resync(client: &mut Client, seen: Seen<'_>, sent: &mut Sent, group: u32
     )
     .await;
     // What it read, or sent itself (its own entries are not events).
-    let sent_last = sent.acked.iter().filter(|a| a.group == group).map(|a| a.seq);
+    let sent_last = sent
+        .acked
+        .iter()
+        .filter(|a| a.group == group)
+        .map(|a| a.seq);
     let read = sent_last
         .chain(last.get(&group).copied())
         .max()
