@@ -8,6 +8,10 @@ use rusqlite::{OptionalExtension, params};
 use super::{CommitInDoubt, StateDb};
 use crate::error::ClientResult;
 
+/// A `confide_resyncs` row's external commit in doubt: epoch, commit and
+/// GroupInfo, all NULL when there is none.
+type InDoubtRow = (Option<i64>, Option<Vec<u8>>, Option<Vec<u8>>);
+
 impl StateDb {
     /// The epoch this client last rejoined the group at by external commit.
     pub fn resynced_at(&self, group_id: &[u8]) -> ClientResult<Option<u64>> {
@@ -60,7 +64,7 @@ impl StateDb {
 
     /// The external commit submitted for the group whose verdict is unknown.
     pub fn resync_in_doubt(&self, group_id: &[u8]) -> ClientResult<Option<CommitInDoubt>> {
-        let row: Option<(Option<i64>, Option<Vec<u8>>, Option<Vec<u8>>)> = self
+        let row: Option<InDoubtRow> = self
             .conn
             .query_row(
                 "SELECT in_doubt_epoch, commit_message, group_info

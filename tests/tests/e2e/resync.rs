@@ -83,7 +83,11 @@ async fn a_member_whose_state_file_is_deleted_rejoins_from_its_backup_and_reads_
     )
     .await?;
     let mut bob = Member::new(restored);
-    assert_eq!(groups, [group.clone()], "bob rejoins the group he was in");
+    assert_eq!(
+        groups,
+        std::slice::from_ref(&group),
+        "bob rejoins the group he was in"
+    );
     assert_eq!(bob.fingerprint(), old_fingerprint, "with its backed-up key");
     // Alice has seen the rejoin, so she writes in an epoch bob is in.
     alice.catch_up().await;
