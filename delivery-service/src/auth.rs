@@ -1,5 +1,9 @@
 //! Registration and challenge-response authentication.
 //!
+//! A device registers with a certificate by its user's identity key; the
+//! first device of a user brings that key, so nobody can register a device
+//! under a user whose identity did not certify it.
+//!
 //! A client proves possession of the Ed25519 key it registered by signing a
 //! fresh single-use challenge, and gets a random session token. Only a SHA-256
 //! of the token is stored. Every other RPC is attributed to a client by its
@@ -9,6 +13,7 @@ use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
 use confide_core::auth::{CHALLENGE_LEN, SIGNATURE_KEY_LEN, challenge_signing_payload};
+use confide_core::certificate::DeviceCertificate;
 use openmls_rust_crypto::RustCrypto;
 use openmls_traits::crypto::OpenMlsCrypto;
 use openmls_traits::types::SignatureScheme;
@@ -19,7 +24,7 @@ use crate::domain::ClientId;
 use crate::error::{ApiError, ApiResult};
 use crate::hub::{Ending, SessionHash};
 use crate::state::Ds;
-use crate::store::{ClientRecord, Registration};
+use crate::store::{ClientRecord, NewDevice, Registration};
 
 pub struct Session {
     pub token: String,
@@ -66,16 +71,47 @@ fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
+/// The device certificate a registration carries, checked: it must vouch
+/// for this client and signature key. Whose identity key it names is the
+/// store's to decide, under the user's lock.
+fn verified_certificate(
+    client: &ClientId,
+    signature_key: &[u8],
+    bytes: &[u8],
+) -> ApiResult<DeviceCertificate> {
+    if bytes.is_empty() {
+        return Err(ApiError::InvalidArgument(
+            "missing field `device_certificate`: every device needs a certificate by its \
+             user's identity key"
+                .into(),
+        ));
+    }
+    let certificate = DeviceCertificate::from_bytes(bytes)
+        .map_err(|e| ApiError::InvalidArgument(format!("device_certificate: {e}")))?;
+    certificate.verify(client, signature_key).map_err(|e| {
+        ApiError::InvalidArgument(format!("device_certificate does not certify {client}: {e}"))
+    })?;
+    Ok(certificate)
+}
+
 /// Compares without an early exit, so timing does not reveal the token.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl Ds {
+    /// Registers `client` with its signature key and its certificate by
+    /// its user's identity key. The first device of a user makes the user's
+    /// identity; every later one needs a certificate by it (linked by an
+    /// existing device). The same client again with the same key is a
+    /// no-op; with a new key certified by the user's identity key it is a
+    /// device restored after losing its state, which is re-keyed: its
+    /// sessions and key packages end, its groups and inbox stay.
     pub async fn register_client(
         &self,
         client: ClientId,
         signature_key: Vec<u8>,
+        device_certificate: &[u8],
         registration_token: &str,
     ) -> ApiResult<()> {
         if let Some(expected) = &self.settings.registration_token
@@ -90,18 +126,35 @@ impl Ds {
                 "signature_public_key must be a 32-byte Ed25519 public key".into(),
             ));
         }
-        let record = ClientRecord {
-            id: client,
-            signature_key,
+        let certificate = verified_certificate(&client, &signature_key, device_certificate)?;
+        let device = NewDevice {
+            client: ClientRecord {
+                id: client.clone(),
+                signature_key,
+                certificate: Some(device_certificate.to_vec()),
+            },
+            identity_key: certificate.identity_key().to_vec(),
         };
-        match self.store.register_client(&record).await? {
+        match self.store.register_client(&device).await? {
             Registration::Created | Registration::AlreadyRegistered => Ok(()),
+            Registration::Rekeyed => {
+                self.end_streams(Ending::ClientRekeyed {
+                    client: client.clone(),
+                })
+                .await;
+                tracing::info!(%client, "client re-keyed");
+                Ok(())
+            }
             Registration::KeyMismatch => Err(ApiError::AlreadyExists(
                 "this client is registered with another signature key".into(),
             )),
             Registration::Removed => Err(ApiError::PermissionDenied(
                 "this client was removed; register the device under a new name".into(),
             )),
+            Registration::OtherIdentity => Err(ApiError::PermissionDenied(format!(
+                "user {} already has devices: link this device from one of them (`confide link`)",
+                client.user()
+            ))),
         }
     }
 

@@ -114,6 +114,9 @@ pub struct Settings {
     pub external_sender_key_file: Option<PathBuf>,
     pub session_ttl_secs: u64,
     pub challenge_ttl_secs: u64,
+    /// How long a device link (a new device's offer, then the answer) is
+    /// kept for the devices to complete it.
+    pub link_ttl_secs: u64,
     /// Application messages are accepted for the current epoch and this many before it.
     pub max_epoch_lag: u64,
     /// A client is told to replenish when its key package pool falls below this.
@@ -159,6 +162,7 @@ impl Settings {
             .set_default("log_format", "text")?
             .set_default("session_ttl_secs", 3600)?
             .set_default("challenge_ttl_secs", 60)?
+            .set_default("link_ttl_secs", 600)?
             .set_default("max_epoch_lag", 2)?
             .set_default("key_package_low_watermark", 10)?
             .set_default(
@@ -325,6 +329,7 @@ impl fmt::Debug for Settings {
             )
             .field("external_sender_key_file", &self.external_sender_key_file)
             .field("session_ttl_secs", &self.session_ttl_secs)
+            .field("link_ttl_secs", &self.link_ttl_secs)
             .field("max_epoch_lag", &self.max_epoch_lag)
             .field("key_package_low_watermark", &self.key_package_low_watermark)
             .field("max_message_bytes", &self.max_message_bytes)

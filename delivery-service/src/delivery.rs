@@ -287,6 +287,12 @@ impl Subscriber {
                         Some(Ending::ClientRemoved { .. }) => {
                             self.fail(ApiError::Unauthenticated("this client was removed")).await
                         }
+                        Some(Ending::ClientRekeyed { .. }) => {
+                            self.fail(ApiError::Unauthenticated(
+                                "this client registered a new signature key",
+                            ))
+                            .await
+                        }
                         None => return,
                     },
                 },

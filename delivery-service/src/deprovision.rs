@@ -3,7 +3,11 @@
 //! every group that lists the DS as an external sender — the DS proposes its
 //! removal with a DS-signed MLS Remove proposal that the remaining members'
 //! clients commit. Until that commit the device is still a member
-//! cryptographically, but it can no longer reach the DS.
+//! cryptographically, but it can no longer reach the DS. A revocation signed
+//! by the user's identity key may come with it: the DS keeps it and serves
+//! it with the user's devices, so every client refuses the device too.
+
+use confide_core::certificate::Revocation;
 
 use crate::auth::RequestMeta;
 use crate::domain::ClientId;
@@ -59,10 +63,16 @@ impl Ds {
         Ok(Remover::Client(self.authenticated_client(request).await?))
     }
 
-    /// Deprovisions `target` (see the module docs). Repeating it is harmless
-    /// and proposes again where the removal is still pending.
-    pub async fn remove_client(&self, target: &ClientId) -> ApiResult<Removal> {
-        match self.store.remove_client(target).await {
+    /// Deprovisions `target` (see the module docs), keeping `revocation`
+    /// (confide-core `Revocation` bytes; empty for none) once it verifies.
+    /// Repeating it is harmless and proposes again where the removal is
+    /// still pending.
+    pub async fn remove_client(&self, target: &ClientId, revocation: &[u8]) -> ApiResult<Removal> {
+        if !revocation.is_empty() {
+            self.check_revocation(target, revocation).await?;
+        }
+        let revocation = (!revocation.is_empty()).then_some(revocation);
+        match self.store.remove_client(target, revocation).await {
             Ok(_) => {}
             Err(StoreError::NotFound(_)) => {
                 return Err(ApiError::NotFound("client not found".into()));
@@ -97,5 +107,35 @@ impl Ds {
             not_removable_in = removal.not_removable_in, "client deprovisioned");
         metrics::counter!("confide_clients_removed_total").increment(1);
         Ok(removal)
+    }
+
+    /// A revocation must be signed by the target's user's identity key and
+    /// name the signature key the target registered (removed or not: a
+    /// device removed before may be revoked after).
+    async fn check_revocation(&self, target: &ClientId, bytes: &[u8]) -> ApiResult<()> {
+        let invalid = |reason: String| ApiError::InvalidArgument(format!("revocation: {reason}"));
+        let revocation =
+            Revocation::from_bytes(target.clone(), bytes).map_err(|e| invalid(e.to_string()))?;
+        let registered = self
+            .store
+            .registered_client(target)
+            .await?
+            .ok_or_else(|| ApiError::NotFound("client not found".into()))?;
+        if revocation.signature_key != registered.record.signature_key {
+            return Err(invalid(format!(
+                "it revokes another signature key than {target}'s"
+            )));
+        }
+        let identity_key = self
+            .store
+            .identity_key(target.user())
+            .await?
+            .ok_or_else(|| invalid(format!("user {} has no identity key", target.user())))?;
+        revocation.verify(&identity_key).map_err(|_| {
+            invalid(format!(
+                "it is not signed by user {}'s identity key",
+                target.user()
+            ))
+        })
     }
 }

@@ -36,6 +36,10 @@ pub enum ApiError {
     /// same request cannot succeed.
     #[error("{0}")]
     TooLarge(String),
+    /// A quota is used up until something completes or expires (no fixed
+    /// retry delay, unlike a rate limit).
+    #[error("{0}")]
+    Exhausted(String),
     /// A concurrent change won; the same request may succeed if retried.
     #[error("{0}")]
     Aborted(String),
@@ -98,7 +102,9 @@ impl From<MlsError> for ApiError {
                 current,
                 reason: format!("wrong epoch: {error}"),
             },
-            MlsError::SenderMismatch => ApiError::PermissionDenied(error.to_string()),
+            MlsError::SenderMismatch | MlsError::Forbidden(_) => {
+                ApiError::PermissionDenied(error.to_string())
+            }
             MlsError::CorruptState => ApiError::Internal(Box::new(error)),
             MlsError::Rejected(_) => ApiError::FailedPrecondition(error.to_string()),
             MlsError::Malformed { .. }

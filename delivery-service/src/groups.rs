@@ -12,6 +12,12 @@
 //! under the row lock. That is the same decision as validating under the lock
 //! (the state of epoch N is fixed by the log), but keeps signature checks and
 //! tree hashing out of the database transaction.
+//!
+//! Every leaf a commit brings in, and a new group's creator, must be a
+//! registered device certified by its user's identity key
+//! ([`Ds::check_certified`]). An external commit is accepted only from a
+//! device of a user with a device in the group (`mls::external_commit` has
+//! the rest of that rule), and the same devices may fetch the GroupInfo.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -114,11 +120,13 @@ impl GroupLocks {
     }
 }
 
+#[derive(Debug)]
 pub struct CommitResult {
     pub seq: u64,
     pub epoch: u64,
 }
 
+#[derive(Debug)]
 pub struct GroupInfoResult {
     pub group_info: Bytes,
     pub ratchet_tree: Vec<u8>,
@@ -157,25 +165,65 @@ impl Ds {
         Ok(slot.as_mut().expect("filled above"))
     }
 
-    async fn require_member(&self, client: &ClientId, group_id: &GroupId) -> ApiResult<()> {
-        match self.store.membership(client, group_id).await? {
-            Some(m) if m.is_current() => Ok(()),
-            _ => Err(not_a_member()),
-        }
+    async fn is_member(&self, client: &ClientId, group_id: &GroupId) -> ApiResult<bool> {
+        Ok(self
+            .store
+            .membership(client, group_id)
+            .await?
+            .is_some_and(|m| m.is_current()))
     }
 
-    /// Checks that each leaf names a registered client with its registered key,
-    /// so nobody can add or impersonate a client under a key it doesn't own.
-    async fn check_registered(&self, leaves: &[mls::LeafIdentity]) -> ApiResult<()> {
+    async fn require_member(&self, client: &ClientId, group_id: &GroupId) -> ApiResult<()> {
+        if !self.is_member(client, group_id).await? {
+            return Err(not_a_member());
+        }
+        Ok(())
+    }
+
+    /// Who may see a group's GroupInfo and commit to it externally: a
+    /// member, or a device of a user with a device in the group (a new
+    /// device of that user, or one re-syncing). True for a member.
+    async fn require_member_or_users_device(
+        &self,
+        client: &ClientId,
+        group_id: &GroupId,
+    ) -> ApiResult<bool> {
+        if self.is_member(client, group_id).await? {
+            return Ok(true);
+        }
+        if self.store.user_in_group(group_id, client.user()).await? {
+            return Ok(false);
+        }
+        Err(not_a_member())
+    }
+
+    /// Checks each leaf a commit brings in (O(new leaves)): it names a
+    /// registered client that was not removed, with its registered key, and
+    /// carries a certificate by the identity key of the user it names. So
+    /// nobody, the operator included, can add a device its user did not
+    /// certify, or impersonate a client under a key it does not own.
+    async fn check_certified(&self, leaves: &[mls::LeafIdentity]) -> ApiResult<()> {
+        let mut identity_keys: HashMap<&str, Option<Vec<u8>>> = HashMap::new();
         for leaf in leaves {
             match self.store.client(&leaf.client).await? {
                 Some(record) if record.signature_key == leaf.signature_key => {}
                 _ => {
                     return Err(ApiError::FailedPrecondition(format!(
-                        "{} is not registered with the signature key of its leaf",
+                        "{} is not a registered device with the signature key of its leaf \
+                         (unknown, removed, or registered again with another key)",
                         leaf.client
                     )));
                 }
+            }
+            let user = leaf.client.user();
+            if !identity_keys.contains_key(user) {
+                identity_keys.insert(user, self.store.identity_key(user).await?);
+            }
+            if identity_keys[user].as_deref() != Some(&leaf.identity_key[..]) {
+                return Err(ApiError::FailedPrecondition(format!(
+                    "{}'s leaf is not certified by user {user}'s identity key",
+                    leaf.client
+                )));
             }
         }
         Ok(())
@@ -190,7 +238,7 @@ impl Ds {
         self.check_size(&group_info, "group_info")?;
         self.check_size(&ratchet_tree, "ratchet_tree")?;
         let handle = GroupHandle::create(&group_info, &ratchet_tree)?;
-        let members = handle.members()?;
+        let members = handle.certified_members()?;
         if members.len() != 1 {
             return Err(ApiError::InvalidArgument(
                 "a new group must have the caller as its only member".into(),
@@ -202,7 +250,7 @@ impl Ds {
                 "a client may create a group only with itself as its member".into(),
             ));
         }
-        self.check_registered(&members).await?;
+        self.check_certified(&members).await?;
         let group_id = handle.group_id();
         let epoch = handle.epoch();
         let slot = self.groups.slot(&group_id);
@@ -234,13 +282,19 @@ impl Ds {
         if let Some(welcome) = &welcome {
             self.check_size(welcome, "welcome")?;
         }
-        self.require_member(caller, group_id).await?;
+        let member = self
+            .require_member_or_users_device(caller, group_id)
+            .await?;
         let dedup_key = mls::dedup_key("commit", &[&commit]);
         let after = |entry: GroupEntry| CommitResult {
             seq: entry.seq,
             epoch: entry.epoch + 1,
         };
         let parsed = mls::CommitMessage::parse(&commit, group_id)?;
+        // Only an external commit may come from a device not in the group.
+        if !member && !parsed.is_external() {
+            return Err(not_a_member());
+        }
         let mut writer = self.state_writer(group_id).await;
         loop {
             let cached = writer.attempt().await?;
@@ -250,10 +304,15 @@ impl Ds {
             {
                 return Ok(after(entry));
             }
+            if parsed.is_external() {
+                // Read after the attempt's state version: a commit that took
+                // the user's last device out since is caught as StateChanged.
+                self.check_external_committer(caller, group_id).await?;
+            }
             let staged = cached
                 .handle
                 .stage(caller, &parsed, welcome.as_deref(), &group_info)?;
-            self.check_registered(&staged.new_leaves).await?;
+            self.check_certified(&staged.new_leaves).await?;
             let (from_epoch, added, removed) = (
                 staged.from_epoch,
                 staged.added.clone(),
@@ -288,6 +347,24 @@ impl Ds {
                 Err(error) => return Err(error.into()),
             }
         }
+    }
+
+    /// An external commit is accepted only from a device of a user with a
+    /// device in the group's roster (RFC 9420 §12.4.3.2; the rest of the rule
+    /// is `mls::external_commit`).
+    async fn check_external_committer(
+        &self,
+        caller: &ClientId,
+        group_id: &GroupId,
+    ) -> ApiResult<()> {
+        if !self.store.user_in_group(group_id, caller.user()).await? {
+            return Err(ApiError::PermissionDenied(format!(
+                "an external commit is accepted only from a device of a user in the group, \
+                 and user {} has no device in it",
+                caller.user()
+            )));
+        }
+        Ok(())
     }
 
     /// Tells live delivery about an accepted commit: the entry, the roster
@@ -436,12 +513,16 @@ impl Ds {
         outcome.entry().seq
     }
 
+    /// The group's GroupInfo and ratchet tree, for its members and for the
+    /// devices that may join it by external commit: any device of a user
+    /// with a device in the group.
     pub async fn group_info(
         &self,
         caller: &ClientId,
         group_id: &GroupId,
     ) -> ApiResult<GroupInfoResult> {
-        self.require_member(caller, group_id).await?;
+        self.require_member_or_users_device(caller, group_id)
+            .await?;
         let slot = self.groups.slot(group_id);
         let mut guard = slot.lock().await;
         let (epoch, group_info) = self

@@ -7,7 +7,8 @@ use std::pin::Pin;
 
 use confide_proto::v1::{
     auth_service_server::AuthServiceServer, delivery_service_server::DeliveryServiceServer,
-    group_service_server::GroupServiceServer, key_package_service_server::KeyPackageServiceServer,
+    device_service_server::DeviceServiceServer, group_service_server::GroupServiceServer,
+    key_package_service_server::KeyPackageServiceServer,
 };
 use futures::{Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
@@ -18,12 +19,13 @@ use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 use tonic_health::server::{HealthReporter, HealthService};
 
-use crate::grpc::{AuthApi, DeliveryApi, GroupApi, KeyPackageApi};
+use crate::grpc::{AuthApi, DeliveryApi, DeviceApi, GroupApi, KeyPackageApi};
 
 /// Every name health reports on: the server as a whole, then each service.
-const SERVICES: [&str; 5] = [
+const SERVICES: [&str; 6] = [
     "",
     <AuthServiceServer<AuthApi> as NamedService>::NAME,
+    <DeviceServiceServer<DeviceApi> as NamedService>::NAME,
     <KeyPackageServiceServer<KeyPackageApi> as NamedService>::NAME,
     <GroupServiceServer<GroupApi> as NamedService>::NAME,
     <DeliveryServiceServer<DeliveryApi> as NamedService>::NAME,

@@ -52,6 +52,9 @@ pub enum Ending {
     },
     /// The client was deprovisioned: all its subscriptions end.
     ClientRemoved { client: ClientId },
+    /// The client registered a new signature key (a device restored after
+    /// losing its state): the old key's subscriptions end.
+    ClientRekeyed { client: ClientId },
 }
 
 struct SubscriberHandle {
@@ -196,7 +199,7 @@ impl Hub {
     pub fn end(&self, ending: &Ending) {
         let (client, session) = match ending {
             Ending::SessionRevoked { client, session } => (client, Some(session)),
-            Ending::ClientRemoved { client } => (client, None),
+            Ending::ClientRemoved { client } | Ending::ClientRekeyed { client } => (client, None),
         };
         let ids: Vec<SubscriberId> = {
             let registry = self.read();

@@ -11,8 +11,9 @@ use crate::state::Ds;
 use crate::store::{ClaimedKeyPackage, KeyPackageCount, KeyPackageRecord};
 
 impl Ds {
-    /// Validates every key package (signature, lifetime, ciphersuite, and the
-    /// uploader's own credential and registered key) before storing any.
+    /// Validates every key package (signature, lifetime, ciphersuite, the
+    /// uploader's own credential and registered key, and a device
+    /// certificate by the uploader's user's identity key) before storing any.
     pub async fn publish_key_packages(
         &self,
         client: &ClientId,
@@ -33,6 +34,17 @@ impl Ds {
             .client(client)
             .await?
             .ok_or(ApiError::Unauthenticated("client is no longer registered"))?;
+        let identity_key = self
+            .store
+            .identity_key(client.user())
+            .await?
+            .ok_or_else(|| {
+                ApiError::InvalidArgument(format!(
+                    "user {} has no identity key: register this device again with its device \
+                 certificate",
+                    client.user()
+                ))
+            })?;
         let rules = LifetimeRules {
             max_lifetime: Duration::from_secs(self.settings.key_package_max_lifetime_secs),
             clock_skew: Duration::from_secs(self.settings.key_package_clock_skew_secs),
@@ -53,6 +65,12 @@ impl Ds {
             if valid.client != *client || valid.signature_key != registered.signature_key {
                 return Err(ApiError::PermissionDenied(format!(
                     "{name} is not for the caller's own credential and signature key"
+                )));
+            }
+            if valid.identity_key != identity_key {
+                return Err(ApiError::InvalidArgument(format!(
+                    "{name}'s device certificate is not by user {}'s identity key",
+                    client.user()
                 )));
             }
             // The extension tells a joiner's client the key package may be

@@ -6,7 +6,8 @@
 //! live and from a durable log. It never holds a key that opens a message.
 //!
 //! Layout: [`grpc`] adapters → domain operations on [`state::Ds`] (in
-//! [`auth`], [`key_packages`], [`groups`], [`delivery`]) → [`store`]. MLS
+//! [`auth`], [`devices`], [`deprovision`], [`key_packages`], [`groups`],
+//! [`delivery`]) → [`store`]. MLS
 //! parsing and validation live in [`mls`]; live fan-out in [`hub`]. A
 //! server is wired in one place, [`App`] ([`startup`]).
 
@@ -14,7 +15,10 @@ pub mod auth;
 pub mod config;
 pub mod delivery;
 pub mod deprovision;
+pub mod devices;
 pub mod domain;
+#[cfg(test)]
+mod domain_tests;
 pub mod error;
 pub mod group_list;
 pub mod groups;

@@ -3,7 +3,8 @@
 
 use confide_proto::v1::{
     auth_service_server::AuthServiceServer, delivery_service_server::DeliveryServiceServer,
-    group_service_server::GroupServiceServer, key_package_service_server::KeyPackageServiceServer,
+    device_service_server::DeviceServiceServer, group_service_server::GroupServiceServer,
+    key_package_service_server::KeyPackageServiceServer,
 };
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
 use crate::config::Settings;
-use crate::grpc::{AuthApi, DeliveryApi, GroupApi, KeyPackageApi};
+use crate::grpc::{AuthApi, DeliveryApi, DeviceApi, GroupApi, KeyPackageApi};
 use crate::state::{AppState, Ds, Storage};
 use crate::store::postgres::{availability, listen};
 use crate::transport::{ServeError, limited_incoming, serve_within_grace, tls_config};
@@ -48,11 +49,12 @@ pub fn state(
     Ds::new(storage.into(), settings, shutdown)
 }
 
-/// How often expired challenges and sessions are deleted.
+/// How often expired challenges, sessions and device links are deleted.
 const PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// Deletes expired challenges and sessions every [`PURGE_INTERVAL`] until
-/// shutdown. Several replicas doing it at once is harmless.
+/// Deletes expired challenges, sessions and device links every
+/// [`PURGE_INTERVAL`] until shutdown. Several replicas doing it at once is
+/// harmless.
 async fn purge_expired(state: AppState) {
     let mut ticks = tokio::time::interval(PURGE_INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -67,7 +69,7 @@ async fn purge_expired(state: AppState) {
             .await
         {
             Ok(0) => {}
-            Ok(purged) => tracing::debug!(purged, "expired challenges and sessions deleted"),
+            Ok(purged) => tracing::debug!(purged, "expired challenges, sessions and links deleted"),
             Err(error) => tracing::warn!(%error, "purging expired sessions failed"),
         }
         state.limits.forget_idle();
@@ -195,6 +197,9 @@ fn services<L: Clone>(
         .add_service(reflection)
         .add_service(
             AuthServiceServer::new(AuthApi(state.clone())).max_decoding_message_size(max_frame),
+        )
+        .add_service(
+            DeviceServiceServer::new(DeviceApi(state.clone())).max_decoding_message_size(max_frame),
         )
         .add_service(
             KeyPackageServiceServer::new(KeyPackageApi(state.clone()))

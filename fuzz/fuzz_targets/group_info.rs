@@ -34,7 +34,7 @@ fuzz_target!(|input: Input| {
         Ok(handle) => handle,
         Err(error) => return assert_client_error(&error),
     };
-    if let Err(error) = handle.members() {
+    if let Err(error) = handle.certified_members() {
         assert_client_error(&error);
     }
     let group_id = handle.group_id();

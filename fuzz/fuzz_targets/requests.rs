@@ -20,14 +20,15 @@ use std::sync::LazyLock;
 
 use arbitrary::Arbitrary;
 use confide_ds::Settings;
-use confide_ds::grpc::{AuthApi, DeliveryApi, GroupApi, KeyPackageApi};
+use confide_ds::grpc::{AuthApi, DeliveryApi, DeviceApi, GroupApi, KeyPackageApi};
 use confide_ds::state::AppState;
 use confide_ds::store::memory::MemoryStore;
 use confide_fuzz::edit::pick;
 use confide_fuzz::fixture::Fixture;
 use confide_proto::v1::{
     self, auth_service_server::AuthService, delivery_service_server::DeliveryService,
-    group_service_server::GroupService, key_package_service_server::KeyPackageService,
+    device_service_server::DeviceService, group_service_server::GroupService,
+    key_package_service_server::KeyPackageService,
 };
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
@@ -66,9 +67,10 @@ fn setup() -> Env {
     let state = confide_ds::state(MemoryStore::new(), settings, CancellationToken::new())
         .expect("the DS state");
     let bearer = runtime.block_on(async {
-        for (client, key) in fixture.clients.iter().zip(&fixture.signature_keys) {
+        let keys = fixture.signature_keys.iter().zip(&fixture.certificates);
+        for (client, (key, certificate)) in fixture.clients.iter().zip(keys) {
             state
-                .register_client(client.clone(), key.clone(), "")
+                .register_client(client.clone(), key.clone(), certificate, "")
                 .await
                 .expect("registering the fixture's clients");
         }
@@ -196,6 +198,7 @@ fuzz_target!(|input: Input| {
     let groups = GroupApi(env.state.clone());
     let key_packages = KeyPackageApi(env.state.clone());
     let delivery = DeliveryApi(env.state.clone());
+    let devices = DeviceApi(env.state.clone());
     // Decodes the request (an undecodable one tonic refuses before any
     // handler), patches known ids in, calls the handler and checks.
     macro_rules! call {
@@ -218,7 +221,7 @@ fuzz_target!(|input: Input| {
             check(env.runtime.block_on($api.$method(env.request($m, $auth))));
         }};
     }
-    match input.rpc % 15 {
+    match input.rpc % 20 {
         0 => call!(auth.register_client(v1::RegisterClientRequest, authenticated: false),
             |m, k| m.client = Some(env.client(k))),
         1 => call!(auth.create_challenge(v1::CreateChallengeRequest, authenticated: false),
@@ -249,7 +252,14 @@ fuzz_target!(|input: Input| {
         }
         13 => call!(delivery.fetch(v1::FetchRequest, authenticated: true),
             |m, k| m.stream = Some(env.stream(k))),
-        _ => call!(delivery.ack(v1::AckRequest, authenticated: true),
+        14 => call!(delivery.ack(v1::AckRequest, authenticated: true),
             |m, k| m.stream = Some(env.stream(k))),
+        15 => call!(devices.list_devices(v1::ListDevicesRequest, authenticated: true),
+            |m, k| m.user = env.client(k).user),
+        16 => call!(devices.post_link_offer(v1::PostLinkOfferRequest, authenticated: false),
+            |m, k| m.user = env.client(k).user),
+        17 => call!(devices.take_link_offer(v1::TakeLinkOfferRequest, authenticated: true)),
+        18 => call!(devices.post_link_answer(v1::PostLinkAnswerRequest, authenticated: true)),
+        _ => call!(devices.take_link_answer(v1::TakeLinkAnswerRequest, authenticated: false)),
     }
 });

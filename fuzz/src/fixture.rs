@@ -40,6 +40,8 @@ pub struct Fixture {
     pub clients: Vec<ClientId>,
     /// Each client's Ed25519 public key, in the order of `clients`.
     pub signature_keys: Vec<Vec<u8>>,
+    /// Each client's device certificate, in the order of `clients`.
+    pub certificates: Vec<Vec<u8>>,
     /// alice's signer, to answer the DS's authentication challenge.
     pub alice_signer: SignatureKeyPair,
     /// alice's new one-member group, as she submits it with `CreateGroup`.
@@ -370,10 +372,15 @@ impl Fixture {
             .iter()
             .map(|m| m.signer.to_public_vec())
             .collect();
+        let certificates = [&alice, &bob, &carol, &dave]
+            .iter()
+            .map(|m| m.certificate.to_bytes())
+            .collect();
         let fixture = Fixture {
             group_id: handle.group_id(),
             clients,
             signature_keys,
+            certificates,
             alice_signer: alice.signer,
             created,
             add_bob_and_carol,

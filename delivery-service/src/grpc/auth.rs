@@ -21,6 +21,7 @@ impl AuthService for AuthApi {
             .register_client(
                 client,
                 request.signature_public_key.to_vec(),
+                &request.device_certificate,
                 &request.registration_token,
             )
             .await?;
@@ -73,7 +74,10 @@ impl AuthService for AuthApi {
         let remover = self.0.authenticate_remover(&meta(&request)).await?;
         let target = client_field(request.get_ref().client.clone())?;
         remover.may_remove(&target)?;
-        let removal = self.0.remove_client(&target).await?;
+        let removal = self
+            .0
+            .remove_client(&target, &request.get_ref().revocation)
+            .await?;
         Ok(Response::new(v1::RemoveClientResponse {
             removal_proposed_in: removal.proposed_in,
             not_removable_in: removal.not_removable_in,

@@ -6,6 +6,7 @@
 mod auth;
 mod convert;
 mod delivery;
+mod devices;
 mod groups;
 mod key_packages;
 mod meta;
@@ -13,5 +14,6 @@ mod status;
 
 pub use auth::AuthApi;
 pub use delivery::DeliveryApi;
+pub use devices::DeviceApi;
 pub use groups::GroupApi;
 pub use key_packages::KeyPackageApi;

@@ -39,6 +39,7 @@ impl From<ApiError> for Status {
             ApiError::AlreadyExists(m) => Status::already_exists(m),
             ApiError::FailedPrecondition(m) => Status::failed_precondition(m),
             ApiError::Aborted(m) => Status::aborted(m),
+            ApiError::Exhausted(m) => Status::resource_exhausted(m),
             ApiError::WrongEpoch { current, reason } => Status::with_error_details(
                 Code::FailedPrecondition,
                 reason,

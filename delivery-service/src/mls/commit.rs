@@ -8,6 +8,8 @@ use openmls::prelude::tls_codec::Serialize as _;
 use openmls::prelude::*;
 use openmls_rust_crypto::RustCrypto;
 
+use super::external_commit::{check_external_commit, external_joiner_roster};
+use super::group::certified_leaf;
 use super::group_info::{NewEpoch, check_group_info};
 use super::{
     GroupHandle, LeafIdentity, MlsError, client_of, invalid, parse_message, parse_public_message,
@@ -32,6 +34,12 @@ impl CommitMessage {
         self.message.epoch().as_u64()
     }
 
+    /// Whether it is an external commit (RFC 9420 §12.4.3.2): a client
+    /// joining, or re-joining, from the GroupInfo, not a member's commit.
+    pub fn is_external(&self) -> bool {
+        matches!(self.message.sender(), Sender::NewMemberCommit)
+    }
+
     /// The commit's confirmation tag, TLS-serialised.
     fn confirmation_tag(&self) -> Result<Vec<u8>, MlsError> {
         self.message
@@ -46,10 +54,14 @@ impl CommitMessage {
 pub struct StagedGroupCommit {
     staged: Box<StagedCommit>,
     pub from_epoch: u64,
+    /// Clients the roster gains: the Adds' and an external joiner.
     pub added: Vec<ClientId>,
+    /// Clients the roster loses (not one re-syncing by external commit,
+    /// which removes its old leaf and stays with a new one).
     pub removed: Vec<ClientId>,
-    /// The (client, signature key) of every leaf the commit adds or updates,
-    /// for the caller to check against registrations before merging.
+    /// The client, signature key and certificate's identity key of every
+    /// leaf the commit adds or updates (O(new leaves)), for the caller to
+    /// check against registrations and identity keys before merging.
     pub new_leaves: Vec<LeafIdentity>,
 }
 
@@ -75,9 +87,11 @@ impl GroupHandle {
         self.stage(caller, &commit, welcome, group_info)
     }
 
-    /// Validates a commit from `caller` against the current epoch. The Welcome
-    /// must address exactly the commit's new members and the GroupInfo must
-    /// describe the new epoch. Nothing changes until [`GroupHandle::merge`].
+    /// Validates a commit from `caller` against the current epoch: a
+    /// member's, or an external one that brings in only the caller's own
+    /// leaf and removes at most its old one. The Welcome must address
+    /// exactly the commit's new members and the GroupInfo must describe the
+    /// new epoch. Nothing changes until [`GroupHandle::merge`].
     pub fn stage(
         &self,
         caller: &ClientId,
@@ -86,19 +100,30 @@ impl GroupHandle {
         group_info: &[u8],
     ) -> Result<StagedGroupCommit, MlsError> {
         let from_epoch = self.check_current_epoch(&commit.message)?;
-        self.check_sent_by(caller, &commit.message)?;
-        let committer_key = self.sender_signature_key(commit.message.sender())?;
+        let member_key = if commit.is_external() {
+            None
+        } else {
+            self.check_sent_by(caller, &commit.message)?;
+            Some(self.sender_signature_key(commit.message.sender())?)
+        };
         let confirmation_tag = commit.confirmation_tag()?;
         let crypto = RustCrypto::default();
         let staged = self.process_commit(&crypto, commit)?;
         // The committer signs the new GroupInfo, with its new key if the
-        // commit's update path rotated it.
+        // commit's update path rotated it (an external commit's always does).
         let committer_key = staged
             .update_path_leaf_node()
-            .map_or(committer_key, |leaf| leaf.signature_key().clone());
+            .map(|leaf| leaf.signature_key().clone())
+            .or(member_key)
+            .ok_or_else(|| invalid("commit", "an external commit needs an update path"))?;
         let current = self.member_clients()?;
         let adds = check_adds_are_new_clients(&crypto, &current, &staged)?;
-        let removed = removed_clients(&current, &staged);
+        let mut added = adds.clients;
+        let mut removed = removed_clients(&current, &staged);
+        if commit.is_external() {
+            check_external_commit(caller, &current, &staged)?;
+            external_joiner_roster(caller, &mut added, &mut removed);
+        }
         let mut new_leaves = adds.leaves;
         new_leaves.extend(self.check_updates_keep_credentials(caller, &staged)?);
         check_welcome_is_for_the_adds(welcome, &adds.key_package_refs)?;
@@ -113,7 +138,7 @@ impl GroupHandle {
         Ok(StagedGroupCommit {
             staged,
             from_epoch,
-            added: adds.clients,
+            added,
             removed,
             new_leaves,
         })
@@ -164,8 +189,8 @@ impl GroupHandle {
     }
 
     /// Updates may refresh keys but never change who a leaf belongs to;
-    /// returns the refreshed leaves, whose signature keys are checked
-    /// against registrations too.
+    /// returns the refreshed leaves (each certified), whose signature keys
+    /// and certificates are checked against registrations too.
     fn check_updates_keep_credentials(
         &self,
         caller: &ClientId,
@@ -182,16 +207,12 @@ impl GroupHandle {
         updates
             .into_iter()
             .map(|(owner, leaf)| {
-                let client = client_of(leaf.credential())?;
-                if client != owner {
+                if client_of(leaf.credential())? != owner {
                     return Err(MlsError::Rejected(
                         "an update may not change a member's credential".into(),
                     ));
                 }
-                Ok(LeafIdentity {
-                    client,
-                    signature_key: leaf.signature_key().as_slice().to_vec(),
-                })
+                certified_leaf(&leaf)
             })
             .collect()
     }
@@ -207,7 +228,8 @@ fn check_adds_are_new_clients(
     let mut adds = Adds::default();
     for add in staged.add_proposals() {
         let key_package = add.add_proposal().key_package();
-        let client = client_of(key_package.leaf_node().credential())?;
+        let leaf = certified_leaf(key_package.leaf_node())?;
+        let client = leaf.client.clone();
         if current.values().any(|c| *c == client) || adds.clients.contains(&client) {
             return Err(MlsError::Rejected(format!("{client} is already a member")));
         }
@@ -218,10 +240,7 @@ fn check_adds_are_new_clients(
                 .as_slice()
                 .to_vec(),
         );
-        adds.leaves.push(LeafIdentity {
-            client: client.clone(),
-            signature_key: key_package.leaf_node().signature_key().as_slice().to_vec(),
-        });
+        adds.leaves.push(leaf);
         adds.clients.push(client);
     }
     Ok(adds)

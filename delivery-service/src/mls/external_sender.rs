@@ -64,7 +64,7 @@ impl ExternalSenderKey {
         )
     }
 
-    pub(super) fn signer(&self) -> &openmls_basic_credential::SignatureKeyPair {
+    pub(crate) fn signer(&self) -> &openmls_basic_credential::SignatureKeyPair {
         &self.signer
     }
 }

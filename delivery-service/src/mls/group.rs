@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use confide_core::certificate::certified_client;
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::*;
 use openmls_memory_storage::MemoryStorage;
@@ -19,10 +20,30 @@ pub struct GroupHandle {
     pub(super) storage: MemoryStorage,
 }
 
-/// A member leaf's identity as the DS checks it against registrations.
+/// A leaf's identity as the DS checks it against registrations: its client,
+/// signature key, and the identity key of the device certificate that
+/// vouches for both.
 pub struct LeafIdentity {
     pub client: ClientId,
     pub signature_key: Vec<u8>,
+    pub identity_key: Vec<u8>,
+}
+
+/// The identity of a leaf that must carry a device certificate verifying
+/// for its credential and signature key (whether the certificate's identity
+/// key is the user's is the caller's to check, against the store).
+pub(super) fn certified_leaf(leaf: &LeafNode) -> Result<LeafIdentity, MlsError> {
+    let client = client_of(leaf.credential())?;
+    let (_, certificate) = certified_client(leaf).map_err(|e| {
+        MlsError::Rejected(format!(
+            "{client}'s leaf carries no valid device certificate: {e}"
+        ))
+    })?;
+    Ok(LeafIdentity {
+        client,
+        signature_key: leaf.signature_key().as_slice().to_vec(),
+        identity_key: certificate.identity_key().to_vec(),
+    })
 }
 
 impl GroupHandle {
@@ -94,15 +115,17 @@ impl GroupHandle {
         self.group.group_context().epoch().as_u64()
     }
 
-    /// Every member leaf.
-    pub fn members(&self) -> Result<Vec<LeafIdentity>, MlsError> {
+    /// Every member leaf, each of which must carry a device certificate.
+    /// O(members): for a new group, which has one.
+    pub fn certified_members(&self) -> Result<Vec<LeafIdentity>, MlsError> {
         self.group
             .members()
             .map(|member| {
-                Ok(LeafIdentity {
-                    client: client_of(&member.credential)?,
-                    signature_key: member.signature_key,
-                })
+                let leaf = self
+                    .group
+                    .leaf(member.index)
+                    .ok_or(MlsError::CorruptState)?;
+                certified_leaf(leaf)
             })
             .collect()
     }

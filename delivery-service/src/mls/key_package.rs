@@ -3,6 +3,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use confide_core::certificate::certified_client;
 use openmls::prelude::*;
 use openmls::treesync::errors::LifetimeError;
 use openmls_rust_crypto::RustCrypto;
@@ -15,14 +16,18 @@ pub struct ValidKeyPackage {
     pub key_package_ref: Vec<u8>,
     pub client: ClientId,
     pub signature_key: Vec<u8>,
+    /// The identity key of the device certificate its leaf carries, which
+    /// verifies for its client and signature key.
+    pub identity_key: Vec<u8>,
     /// Whether it carries the `last_resort` extension (RFC 9420 §16.8), which
     /// tells its claimers it may be handed out more than once.
     pub last_resort: bool,
 }
 
 /// Parses and validates a key package: signatures, lifetime (within
-/// `rules`), ciphersuite and the credential it names. The caller checks the
-/// credential is the uploader's.
+/// `rules`), ciphersuite, the credential it names and the device certificate
+/// its leaf carries. The caller checks the credential is the uploader's and
+/// the certificate is by the uploader's user's identity key.
 pub fn validate_key_package(
     bytes: &[u8],
     rules: &LifetimeRules,
@@ -64,6 +69,8 @@ pub fn validate_key_package(
         .check(key_package.life_time(), now)
         .map_err(|e| invalid("key package", e))?;
     let leaf = key_package.leaf_node();
+    let (_, certificate) = certified_client(leaf)
+        .map_err(|e| invalid("key package", format!("its leaf's device certificate: {e}")))?;
     Ok(ValidKeyPackage {
         key_package_ref: key_package
             .hash_ref(&crypto)
@@ -72,6 +79,7 @@ pub fn validate_key_package(
             .to_vec(),
         client: client_of(leaf.credential())?,
         signature_key: leaf.signature_key().as_slice().to_vec(),
+        identity_key: certificate.identity_key().to_vec(),
         last_resort: key_package.last_resort(),
     })
 }
@@ -84,22 +92,38 @@ mod tests {
 
     use super::*;
 
-    /// A key package for `alice/phone`, valid from `not_before` for a day.
-    fn key_package_from(not_before: u64) -> Vec<u8> {
+    /// A key package for `alice/phone`, valid from `not_before` for a day,
+    /// with `certificate` in its leaf if given.
+    fn key_package_with(not_before: u64, certified: bool) -> Vec<u8> {
+        use confide_core::certificate::{DeviceCertificate, leaf_capabilities};
         use openmls_basic_credential::SignatureKeyPair;
         let provider = openmls_rust_crypto::OpenMlsRustCrypto::default();
         let signer = SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).unwrap();
+        let identity = SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).unwrap();
+        let alice = ClientId::new("alice", "phone").unwrap();
         let credential = CredentialWithKey {
-            credential: BasicCredential::new(b"alice/phone".to_vec()).into(),
+            credential: BasicCredential::new(alice.identity()).into(),
             signature_key: signer.to_public_vec().into(),
         };
-        let bundle = KeyPackage::builder()
+        let mut builder = KeyPackage::builder()
             .key_package_lifetime(Lifetime::init(not_before, not_before + 86_400))
+            .leaf_node_capabilities(leaf_capabilities(false));
+        if certified {
+            let certificate =
+                DeviceCertificate::issue(&identity, identity.public(), &alice, signer.public())
+                    .unwrap();
+            builder = builder.leaf_node_extensions(certificate.leaf_extensions());
+        }
+        let bundle = builder
             .build(CIPHERSUITE, &provider, &signer, credential)
             .unwrap();
         MlsMessageOut::from(bundle.key_package().clone())
             .tls_serialize_detached()
             .unwrap()
+    }
+
+    fn key_package_from(not_before: u64) -> Vec<u8> {
+        key_package_with(not_before, true)
     }
 
     fn unix_now() -> u64 {
@@ -128,5 +152,17 @@ mod tests {
             ..rules
         };
         assert!(validate_key_package(&ahead, &no_skew).is_err());
+    }
+
+    #[test]
+    fn a_key_package_without_a_device_certificate_is_refused_naming_it() {
+        let uncertified = key_package_with(unix_now() - 60, false);
+        let Err(MlsError::Invalid { what, reason }) =
+            validate_key_package(&uncertified, &LifetimeRules::default())
+        else {
+            panic!("an uncertified key package was accepted");
+        };
+        assert_eq!(what, "key package");
+        assert!(reason.contains("device certificate"), "{reason}");
     }
 }

@@ -8,6 +8,7 @@
 //! PrivateMessages it cannot open.
 
 mod commit;
+mod external_commit;
 mod external_sender;
 mod group;
 mod group_info;
@@ -46,6 +47,10 @@ pub enum MlsError {
     Invalid { what: &'static str, reason: String },
     #[error("the sender is not the authenticated client")]
     SenderMismatch,
+    /// Something the caller may not do (PERMISSION_DENIED), such as an
+    /// external commit that brings in or removes another client.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     Rejected(String),
     #[error("the stored group state is unreadable")]

@@ -11,6 +11,7 @@
 /// Test support, for this crate's tests and other stores' (feature `testing`).
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
+mod devices;
 pub mod memory;
 pub mod postgres;
 
@@ -21,14 +22,21 @@ use bytes::Bytes;
 
 use crate::domain::{ClientId, GroupEntry, GroupId, InboxEntry, InboxItem, StreamRef};
 
+pub use devices::{
+    LinkAnswer, LinkAnswered, LinkOffer, LinkPosted, NewDevice, RegisteredClient, UserDevices,
+};
+
 /// Length of idempotency keys: SHA-256 of what identifies a submission.
 pub type DedupKey = [u8; 32];
 
-/// A registered client and the signature key bound to it.
+/// A registered client, the signature key bound to it and its certificate
+/// by its user's identity key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientRecord {
     pub id: ClientId,
     pub signature_key: Vec<u8>,
+    /// `None` for a client registered before certificates (migration V6).
+    pub certificate: Option<Vec<u8>>,
 }
 
 /// A live session: the client it authenticates, and until when.
@@ -40,13 +48,27 @@ pub struct SessionRecord {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Registration {
+    /// A new client; for a user that had no identity key, the user too,
+    /// with the certificate's.
     Created,
-    /// The same client with the same key was registered before.
+    /// The same client with the same key was registered before (its
+    /// certificate is the one given now).
     AlreadyRegistered,
-    /// The client exists with a different signature key.
+    /// The same client, certified by its user's identity key, with a new
+    /// signature key (a device restored after losing its state): the new
+    /// key and certificate replace the old, its sessions, challenges and key
+    /// packages are gone; its memberships and inbox stay.
+    Rekeyed,
+    /// The client exists with a different signature key and its user has
+    /// no identity key to certify the new one (a client from before
+    /// certificates).
     KeyMismatch,
     /// The client was removed (deprovisioned); its id is never reused.
     Removed,
+    /// The user's devices are certified by another identity key (or, from
+    /// before certificates, by none): this device must be linked by one of
+    /// them.
+    OtherIdentity,
 }
 
 /// A validated key package, ready to be stored.
@@ -222,16 +244,28 @@ pub type StoreResult<T> = Result<T, StoreError>;
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     // --- clients and sessions ---
-    async fn register_client(&self, client: &ClientRecord) -> StoreResult<Registration>;
+    /// Registers a device atomically with its user: an unknown user is
+    /// created with the device's identity key (the first device makes the
+    /// identity), a known one must have that identity key; see
+    /// [`Registration`] for the outcomes.
+    async fn register_client(&self, device: &NewDevice) -> StoreResult<Registration>;
     /// A registered client that was not removed.
     async fn client(&self, id: &ClientId) -> StoreResult<Option<ClientRecord>>;
+    /// A registered client, removed or not.
+    async fn registered_client(&self, id: &ClientId) -> StoreResult<Option<RegisteredClient>>;
     /// Every registered device of a user, removed ones excepted.
     async fn devices(&self, user: &str) -> StoreResult<Vec<ClientId>>;
+    /// The user's identity key, if a certified device registered for it.
+    async fn identity_key(&self, user: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// The user's identity key, devices (removed ones excepted) and
+    /// revocations.
+    async fn user_devices(&self, user: &str) -> StoreResult<UserDevices>;
     /// Deprovisions a client, atomically: it becomes a tombstone (never
-    /// registered or authenticated again) and its sessions, challenges and
-    /// key packages are deleted. True if it was active, false if it was
-    /// removed before; NotFound if it never existed.
-    async fn remove_client(&self, id: &ClientId) -> StoreResult<bool>;
+    /// registered or authenticated again), its sessions, challenges and
+    /// key packages are deleted, and `revocation` (checked by the caller)
+    /// is kept, unless one was kept before. True if it was active, false if
+    /// it was removed before; NotFound if it never existed.
+    async fn remove_client(&self, id: &ClientId, revocation: Option<&[u8]>) -> StoreResult<bool>;
     /// Ends one session.
     async fn revoke_session(&self, token_hash: &DedupKey) -> StoreResult<()>;
     async fn put_challenge(
@@ -253,7 +287,8 @@ pub trait Store: Send + Sync + 'static {
         client: &ClientId,
         expires_at: SystemTime,
     ) -> StoreResult<()>;
-    /// Deletes challenges and sessions that expired by `now`; returns how many.
+    /// Deletes challenges, sessions and device links that expired by `now`;
+    /// returns how many.
     async fn purge_expired(&self, now: SystemTime) -> StoreResult<u64>;
     /// The session, if it exists and has not expired by `now`.
     async fn session(
@@ -279,6 +314,33 @@ pub trait Store: Send + Sync + 'static {
     /// is low, so it hears it once per publish however many claims follow.
     async fn take_low_pool_notice(&self, client: &ClientId) -> StoreResult<bool>;
     async fn count_key_packages(&self, client: &ClientId) -> StoreResult<KeyPackageCount>;
+
+    // --- linking devices ---
+    /// Stores a new device's offer unless its user has no identity key, has
+    /// `max_pending` unexpired links already, or another unexpired offer
+    /// holds the link id. An expired link with the id is replaced.
+    async fn post_link_offer(
+        &self,
+        offer: &LinkOffer,
+        max_pending: usize,
+        now: SystemTime,
+    ) -> StoreResult<LinkPosted>;
+    /// The user and sealed offer of an unexpired link.
+    async fn link_offer(
+        &self,
+        link_id: &[u8],
+        now: SystemTime,
+    ) -> StoreResult<Option<(String, Bytes)>>;
+    /// Answers an unexpired link of `user`, once.
+    async fn post_link_answer(
+        &self,
+        link_id: &[u8],
+        user: &str,
+        sealed_answer: &Bytes,
+        now: SystemTime,
+    ) -> StoreResult<LinkAnswered>;
+    /// Takes an unexpired link's answer, deleting the link.
+    async fn take_link_answer(&self, link_id: &[u8], now: SystemTime) -> StoreResult<LinkAnswer>;
 
     // --- groups ---
     /// Registers a group; `AlreadyExists` if the id is taken.
@@ -308,6 +370,9 @@ pub trait Store: Send + Sync + 'static {
     /// `StateChanged` (when storing a new state derived from an older
     /// version).
     async fn append(&self, message: NewMessage) -> StoreResult<AppendOutcome>;
+
+    /// Whether the roster of the group has a device of `user`.
+    async fn user_in_group(&self, group_id: &GroupId, user: &str) -> StoreResult<bool>;
 
     // --- membership and delivery ---
     async fn membership(

@@ -7,6 +7,7 @@ mod conversation;
 mod database;
 mod delivery;
 mod deprovision;
+mod devices;
 mod epochs;
 mod ghost;
 mod handshakes;

@@ -73,9 +73,14 @@ pub fn group(runtime: &Runtime, store: StoreKind, size: usize) -> (Committer, Ds
     let devices: Vec<Device> = (0..size).map(Device::new).collect();
     runtime.block_on(async {
         for device in &devices {
-            ds.register_client(device.id.clone(), device.signer.public().to_vec(), "")
-                .await
-                .expect("registering");
+            ds.register_client(
+                device.id.clone(),
+                device.signer.public().to_vec(),
+                &device.certificate.to_bytes(),
+                "",
+            )
+            .await
+            .expect("registering");
         }
     });
     let mut devices = devices.into_iter();

@@ -5,32 +5,22 @@ use std::time::{Duration, SystemTime};
 
 use super::support::*;
 use crate::domain::ClientId;
-use crate::store::{ClientRecord, Registration, Store, StoreError};
+use crate::store::{Registration, Store, StoreError};
 
-/// A client is bound to the first key it registers with.
+/// A client is bound to the key it registers with; registering it again
+/// with that key changes nothing.
 pub async fn registration_binds_key(store: Arc<dyn Store>) {
     let phone = client("alice", "phone");
-    let record = ClientRecord {
-        id: phone.clone(),
-        signature_key: b"key one".to_vec(),
-    };
+    let registered = device(&phone, b"key one", "alice");
     assert_eq!(
-        ok(store.register_client(&record).await),
+        ok(store.register_client(&registered).await),
         Registration::Created
     );
     assert_eq!(
-        ok(store.register_client(&record).await),
+        ok(store.register_client(&registered).await),
         Registration::AlreadyRegistered
     );
-    let other_key = ClientRecord {
-        signature_key: b"key two".to_vec(),
-        ..record.clone()
-    };
-    assert_eq!(
-        ok(store.register_client(&other_key).await),
-        Registration::KeyMismatch
-    );
-    assert_eq!(ok(store.client(&phone).await), Some(record));
+    assert_eq!(ok(store.client(&phone).await), Some(registered.client));
     assert_eq!(ok(store.client(&client("alice", "laptop")).await), None);
 
     let laptop = register(&*store, "alice", "laptop").await;
@@ -148,10 +138,16 @@ pub async fn a_removed_client_loses_sessions_and_key_packages_and_stays_removed(
         )
         .await);
 
-    assert!(ok(store.remove_client(&laptop).await), "newly removed");
-    assert!(!ok(store.remove_client(&laptop).await), "removed before");
+    assert!(
+        ok(store.remove_client(&laptop, None).await),
+        "newly removed"
+    );
+    assert!(
+        !ok(store.remove_client(&laptop, None).await),
+        "removed before"
+    );
     assert!(matches!(
-        store.remove_client(&client("alice", "tablet")).await,
+        store.remove_client(&client("alice", "tablet"), None).await,
         Err(StoreError::NotFound(_))
     ));
 
@@ -167,12 +163,21 @@ pub async fn a_removed_client_loses_sessions_and_key_packages_and_stays_removed(
     assert_eq!(ok(store.claim_key_package(&laptop).await), None);
     assert_eq!(ok(store.client(&laptop).await), None);
     assert_eq!(ok(store.devices("alice").await), vec![phone]);
-    let again = ClientRecord {
-        id: laptop.clone(),
-        signature_key: format!("signature key of {laptop}").into_bytes(),
-    };
+    let again = device(
+        &laptop,
+        format!("signature key of {laptop}").as_bytes(),
+        "alice",
+    );
     assert_eq!(
         ok(store.register_client(&again).await),
         Registration::Removed
     );
+    let rekeyed = device(&laptop, b"a new key", "alice");
+    assert_eq!(
+        ok(store.register_client(&rekeyed).await),
+        Registration::Removed
+    );
+    let registered = ok(store.registered_client(&laptop).await).expect("a tombstone");
+    assert!(registered.removed);
+    assert_eq!(registered.record.signature_key, again.client.signature_key);
 }

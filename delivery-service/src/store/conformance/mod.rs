@@ -15,14 +15,18 @@
 mod clients;
 mod commits;
 mod delivery;
+mod devices;
 mod key_packages;
+mod links;
 mod messages;
 mod support;
 
 pub use clients::*;
 pub use commits::*;
 pub use delivery::*;
+pub use devices::*;
 pub use key_packages::*;
+pub use links::*;
 pub use messages::*;
 
 /// Generates one `#[tokio::test]` per conformance check. The argument is an
@@ -37,6 +41,15 @@ macro_rules! conformance_tests {
             sessions_expire,
             a_revoked_session_is_gone_and_others_remain,
             a_removed_client_loses_sessions_and_key_packages_and_stays_removed,
+            the_first_device_makes_the_users_identity_and_later_ones_need_it,
+            concurrent_first_devices_of_a_user_make_one_identity,
+            a_rekeyed_device_keeps_its_groups_and_inbox_and_loses_its_sessions,
+            a_removal_keeps_its_revocation_for_the_users_devices,
+            the_roster_knows_which_users_have_a_device_in_a_group,
+            a_link_offer_is_kept_for_its_user_until_it_expires,
+            a_user_has_at_most_so_many_pending_links,
+            a_link_is_answered_once_and_its_answer_taken_once,
+            expired_links_are_gone_and_purged,
             key_package_claim_hands_each_out_once,
             concurrent_claims_never_hand_out_twice,
             the_low_pool_notice_is_taken_once_per_publish,

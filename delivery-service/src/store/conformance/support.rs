@@ -9,7 +9,8 @@ use sha2::{Digest, Sha256};
 use crate::domain::{ClientId, EntryKind, GroupEntry, GroupId};
 use crate::store::{
     AppendOutcome, ClaimedKeyPackage, ClientRecord, CommitAccepted, CommitOutcome, CommitRecord,
-    DedupKey, KeyPackageRecord, NewGroup, NewMessage, Registration, Store, StoreError, StoreResult,
+    DedupKey, KeyPackageRecord, NewDevice, NewGroup, NewMessage, Registration, Store, StoreError,
+    StoreResult,
 };
 
 /// The client a session names, if it is live at `now`.
@@ -37,14 +38,31 @@ pub(super) fn dedup_key(label: &str) -> DedupKey {
     Sha256::digest(label.as_bytes()).into()
 }
 
+/// The identity key these checks give `user` (stores compare it as bytes).
+pub(super) fn identity_key(user: &str) -> Vec<u8> {
+    format!("identity key of {user}").into_bytes()
+}
+
+/// `id` with `signature_key`, certified by `identity` (made-up bytes).
+pub(super) fn device(id: &ClientId, signature_key: &[u8], identity: &str) -> NewDevice {
+    NewDevice {
+        client: ClientRecord {
+            id: id.clone(),
+            signature_key: signature_key.to_vec(),
+            certificate: Some(
+                format!("certificate of {id} by {identity}: {signature_key:?}").into_bytes(),
+            ),
+        },
+        identity_key: identity_key(identity),
+    }
+}
+
+/// Registers `user/device` under `user`'s identity key.
 pub(super) async fn register(store: &dyn Store, user: &str, device: &str) -> ClientId {
     let id = client(user, device);
-    let record = ClientRecord {
-        id: id.clone(),
-        signature_key: format!("signature key of {id}").into_bytes(),
-    };
+    let key = format!("signature key of {id}").into_bytes();
     assert_eq!(
-        ok(store.register_client(&record).await),
+        ok(store.register_client(&self::device(&id, &key, user)).await),
         Registration::Created
     );
     id

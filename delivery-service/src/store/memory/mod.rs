@@ -3,7 +3,7 @@
 //! atomic, which is what the PostgreSQL transactions guarantee per group.
 //! Nothing survives the process.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
@@ -12,14 +12,16 @@ use bytes::Bytes;
 
 use super::{
     AppendOutcome, ClaimedKeyPackage, ClientRecord, CommitAccepted, CommitOutcome, CommitRecord,
-    DedupKey, KeyPackageCount, KeyPackageRecord, Membership, NewGroup, NewMessage, Registration,
-    SessionRecord, Store, StoreError, StoreResult, StoredGroupState,
+    DedupKey, KeyPackageCount, KeyPackageRecord, LinkAnswer, LinkAnswered, LinkOffer, LinkPosted,
+    Membership, NewDevice, NewGroup, NewMessage, RegisteredClient, Registration, SessionRecord,
+    Store, StoreError, StoreResult, StoredGroupState, UserDevices,
 };
 use crate::domain::{ClientId, EntryKind, GroupEntry, GroupId, InboxEntry, InboxItem, StreamRef};
 
+mod devices;
 mod state;
 
-use state::{ClientState, GroupState, State};
+use state::{GroupState, State};
 
 #[derive(Default)]
 pub struct MemoryStore {
@@ -42,58 +44,39 @@ impl MemoryStore {
 
 #[async_trait]
 impl Store for MemoryStore {
-    async fn register_client(&self, client: &ClientRecord) -> StoreResult<Registration> {
-        let mut state = self.lock();
-        if let Some(existing) = state.clients.get(&client.id) {
-            return Ok(if existing.removed {
-                Registration::Removed
-            } else if existing.signature_key == client.signature_key {
-                Registration::AlreadyRegistered
-            } else {
-                Registration::KeyMismatch
-            });
-        }
-        state.clients.insert(
-            client.id.clone(),
-            ClientState {
-                signature_key: client.signature_key.clone(),
-                removed: false,
-                key_packages: BTreeMap::new(),
-                last_resort: None,
-                low_pool_notified: false,
-                inbox: Vec::new(),
-                inbox_acked: 0,
-                memberships: BTreeMap::new(),
-            },
-        );
-        Ok(Registration::Created)
+    async fn register_client(&self, device: &NewDevice) -> StoreResult<Registration> {
+        Ok(self.lock().register(device))
     }
 
     async fn client(&self, id: &ClientId) -> StoreResult<Option<ClientRecord>> {
         Ok(self
-            .lock()
-            .clients
-            .get(id)
+            .registered_client(id)
+            .await?
             .filter(|c| !c.removed)
-            .map(|c| ClientRecord {
-                id: id.clone(),
-                signature_key: c.signature_key.clone(),
-            }))
+            .map(|c| c.record))
     }
 
-    async fn remove_client(&self, id: &ClientId) -> StoreResult<bool> {
-        let mut state = self.lock();
-        let client = state
-            .clients
-            .get_mut(id)
-            .ok_or(StoreError::NotFound("client"))?;
-        let newly = !client.removed;
-        client.removed = true;
-        client.key_packages.clear();
-        client.last_resort = None;
-        state.sessions.retain(|_, (owner, _)| owner != id);
-        state.challenges.retain(|(owner, _), _| owner != id);
-        Ok(newly)
+    async fn registered_client(&self, id: &ClientId) -> StoreResult<Option<RegisteredClient>> {
+        Ok(self.lock().clients.get(id).map(|c| RegisteredClient {
+            record: ClientRecord {
+                id: id.clone(),
+                signature_key: c.signature_key.clone(),
+                certificate: c.certificate.clone(),
+            },
+            removed: c.removed,
+        }))
+    }
+
+    async fn identity_key(&self, user: &str) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self.lock().users.get(user).cloned())
+    }
+
+    async fn user_devices(&self, user: &str) -> StoreResult<UserDevices> {
+        Ok(self.lock().user_devices(user))
+    }
+
+    async fn remove_client(&self, id: &ClientId, revocation: Option<&[u8]>) -> StoreResult<bool> {
+        self.lock().remove(id, revocation)
     }
 
     async fn revoke_session(&self, token_hash: &DedupKey) -> StoreResult<()> {
@@ -172,10 +155,45 @@ impl Store for MemoryStore {
 
     async fn purge_expired(&self, now: SystemTime) -> StoreResult<u64> {
         let mut state = self.lock();
-        let before = state.challenges.len() + state.sessions.len();
+        let count = |s: &State| s.challenges.len() + s.sessions.len() + s.links.len();
+        let before = count(&state);
         state.challenges.retain(|_, expires| *expires > now);
         state.sessions.retain(|_, (_, expires)| *expires > now);
-        Ok((before - state.challenges.len() - state.sessions.len()) as u64)
+        state.links.retain(|_, link| link.expires_at > now);
+        Ok((before - count(&state)) as u64)
+    }
+
+    async fn post_link_offer(
+        &self,
+        offer: &LinkOffer,
+        max_pending: usize,
+        now: SystemTime,
+    ) -> StoreResult<LinkPosted> {
+        Ok(self.lock().post_link_offer(offer, max_pending, now))
+    }
+
+    async fn link_offer(
+        &self,
+        link_id: &[u8],
+        now: SystemTime,
+    ) -> StoreResult<Option<(String, Bytes)>> {
+        Ok(self.lock().link_offer(link_id, now))
+    }
+
+    async fn post_link_answer(
+        &self,
+        link_id: &[u8],
+        user: &str,
+        sealed_answer: &Bytes,
+        now: SystemTime,
+    ) -> StoreResult<LinkAnswered> {
+        Ok(self
+            .lock()
+            .post_link_answer(link_id, user, sealed_answer, now))
+    }
+
+    async fn take_link_answer(&self, link_id: &[u8], now: SystemTime) -> StoreResult<LinkAnswer> {
+        Ok(self.lock().take_link_answer(link_id, now))
     }
 
     async fn publish_key_packages(
@@ -414,6 +432,14 @@ impl Store for MemoryStore {
             message.dedup_key,
             message.message,
         )))
+    }
+
+    async fn user_in_group(&self, group_id: &GroupId, user: &str) -> StoreResult<bool> {
+        Ok(self
+            .lock()
+            .groups
+            .get(group_id)
+            .is_some_and(|g| g.members.iter().any(|member| member.user() == user)))
     }
 
     async fn membership(

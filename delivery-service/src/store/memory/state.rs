@@ -1,5 +1,6 @@
-//! The in-memory store's data: clients, their inboxes and memberships, and
-//! groups with their logs, all behind the one mutex of [`super::MemoryStore`].
+//! The in-memory store's data: users, clients, their inboxes and
+//! memberships, device links, and groups with their logs, all behind the
+//! one mutex of [`super::MemoryStore`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::SystemTime;
@@ -11,7 +12,11 @@ use crate::store::{DedupKey, KeyPackageRecord, Membership, StoreError, StoreResu
 
 #[derive(Default)]
 pub(super) struct State {
+    /// Each user's identity key. Every client here registered with a
+    /// certificate, so every client's user is here.
+    pub(super) users: HashMap<String, Vec<u8>>,
     pub(super) clients: BTreeMap<ClientId, ClientState>,
+    pub(super) links: HashMap<Vec<u8>, LinkState>,
     pub(super) challenges: HashMap<(ClientId, Vec<u8>), SystemTime>,
     pub(super) sessions: HashMap<DedupKey, (ClientId, SystemTime)>,
     pub(super) groups: HashMap<GroupId, GroupState>,
@@ -19,8 +24,11 @@ pub(super) struct State {
 
 pub(super) struct ClientState {
     pub(super) signature_key: Vec<u8>,
+    pub(super) certificate: Option<Vec<u8>>,
     /// Deprovisioned: a tombstone that is never registered or authenticated again.
     pub(super) removed: bool,
+    /// The revocation its user's identity key signed, if one was given.
+    pub(super) revocation: Option<Vec<u8>>,
     pub(super) key_packages: BTreeMap<Vec<u8>, Bytes>,
     pub(super) last_resort: Option<KeyPackageRecord>,
     /// Told its pool is low since its last publish.
@@ -28,6 +36,39 @@ pub(super) struct ClientState {
     pub(super) inbox: Vec<InboxEntry>,
     pub(super) inbox_acked: u64,
     pub(super) memberships: BTreeMap<GroupId, Membership>,
+}
+
+/// A pending device link: the new device's offer and, once posted, the
+/// existing device's answer.
+pub(super) struct LinkState {
+    pub(super) user: String,
+    pub(super) sealed_offer: Bytes,
+    pub(super) sealed_answer: Option<Bytes>,
+    pub(super) expires_at: SystemTime,
+}
+
+impl ClientState {
+    pub(super) fn new(signature_key: Vec<u8>, certificate: Option<Vec<u8>>) -> Self {
+        Self {
+            signature_key,
+            certificate,
+            removed: false,
+            revocation: None,
+            key_packages: BTreeMap::new(),
+            last_resort: None,
+            low_pool_notified: false,
+            inbox: Vec::new(),
+            inbox_acked: 0,
+            memberships: BTreeMap::new(),
+        }
+    }
+
+    /// Forgets its key packages (a removed or re-keyed client's).
+    pub(super) fn clear_key_packages(&mut self) {
+        self.key_packages.clear();
+        self.last_resort = None;
+        self.low_pool_notified = false;
+    }
 }
 
 pub(super) struct GroupState {
@@ -71,6 +112,12 @@ impl GroupState {
 }
 
 impl State {
+    /// Ends every session and challenge of the client.
+    pub(super) fn sign_out(&mut self, id: &ClientId) {
+        self.sessions.retain(|_, (owner, _)| owner != id);
+        self.challenges.retain(|(owner, _), _| owner != id);
+    }
+
     pub(super) fn client_mut(&mut self, id: &ClientId) -> StoreResult<&mut ClientState> {
         self.clients
             .get_mut(id)

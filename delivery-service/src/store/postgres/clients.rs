@@ -7,57 +7,82 @@ use tokio_postgres::error::SqlState;
 
 use super::{client_id, unknown_client};
 use crate::domain::ClientId;
-use crate::store::{ClientRecord, DedupKey, Registration, SessionRecord, StoreError, StoreResult};
+use crate::store::{
+    ClientRecord, DedupKey, RegisteredClient, SessionRecord, StoreError, StoreResult,
+};
 
-/// Binds the client to its key, or reports how an earlier binding differs.
-pub(super) async fn register(
-    db: &impl GenericClient,
-    client: &ClientRecord,
-) -> StoreResult<Registration> {
-    if insert_client(db, client).await? {
-        return Ok(Registration::Created);
-    }
-    // Clients are never deleted (a removed one stays as a tombstone), so the
-    // row that blocked the insert is there.
-    match registered_key(db, &client.id).await? {
-        Some((_, true)) => Ok(Registration::Removed),
-        Some((key, false)) if key == client.signature_key => Ok(Registration::AlreadyRegistered),
-        Some(_) => Ok(Registration::KeyMismatch),
-        None => Err(StoreError::NotFound("client")),
-    }
-}
-
-/// True if the client was new.
-async fn insert_client(db: &impl GenericClient, client: &ClientRecord) -> StoreResult<bool> {
+/// Inserts a new client with its key and certificate.
+pub(super) async fn insert(db: &impl GenericClient, client: &ClientRecord) -> StoreResult<()> {
     let stmt = db
         .prepare_cached(
-            "INSERT INTO clients (user_name, device_name, signature_key)
-             VALUES ($1, $2, $3)
-             ON CONFLICT (user_name, device_name) DO NOTHING",
+            "INSERT INTO clients (user_name, device_name, signature_key, device_certificate)
+             VALUES ($1, $2, $3, $4)",
         )
         .await?;
-    let inserted = db
-        .execute(
-            &stmt,
-            &[
-                &client.id.user(),
-                &client.id.device(),
-                &client.signature_key,
-            ],
-        )
-        .await?;
-    Ok(inserted == 1)
+    db.execute(
+        &stmt,
+        &[
+            &client.id.user(),
+            &client.id.device(),
+            &client.signature_key,
+            &client.certificate,
+        ],
+    )
+    .await?;
+    Ok(())
 }
 
-/// The client's signature key and whether it was removed.
-async fn registered_key(
+/// Stores the certificate a client registered again with.
+pub(super) async fn set_certificate(
+    db: &impl GenericClient,
+    client: &ClientRecord,
+) -> StoreResult<()> {
+    let stmt = db
+        .prepare_cached(
+            "UPDATE clients SET device_certificate = $3
+             WHERE user_name = $1 AND device_name = $2",
+        )
+        .await?;
+    db.execute(
+        &stmt,
+        &[&client.id.user(), &client.id.device(), &client.certificate],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Binds a client to a new key and certificate (a device restored after it
+/// lost its state): what the old key signed in to and published goes.
+pub(super) async fn rekey(db: &impl GenericClient, client: &ClientRecord) -> StoreResult<()> {
+    let stmt = db
+        .prepare_cached(
+            "UPDATE clients SET signature_key = $3, device_certificate = $4
+             WHERE user_name = $1 AND device_name = $2",
+        )
+        .await?;
+    db.execute(
+        &stmt,
+        &[
+            &client.id.user(),
+            &client.id.device(),
+            &client.signature_key,
+            &client.certificate,
+        ],
+    )
+    .await?;
+    sign_out_and_forget_key_packages(db, &client.id).await
+}
+
+/// The client as registered (its key, certificate and whether it was
+/// removed), its row locked until the transaction ends.
+pub(super) async fn registered_key_for_update(
     db: &impl GenericClient,
     client: &ClientId,
 ) -> StoreResult<Option<(Vec<u8>, bool)>> {
     let stmt = db
         .prepare_cached(
             "SELECT signature_key, removed_at IS NOT NULL FROM clients
-             WHERE user_name = $1 AND device_name = $2",
+             WHERE user_name = $1 AND device_name = $2 FOR UPDATE",
         )
         .await?;
     let row = db
@@ -68,30 +93,67 @@ async fn registered_key(
         .transpose()?)
 }
 
-/// The signature key of a client that is registered and not removed.
-pub(super) async fn signature_key(
+/// The client as registered, removed or not.
+pub(super) async fn registered(
     db: &impl GenericClient,
     client: &ClientId,
-) -> StoreResult<Option<Vec<u8>>> {
-    Ok(registered_key(db, client)
+) -> StoreResult<Option<RegisteredClient>> {
+    let stmt = db
+        .prepare_cached(
+            "SELECT signature_key, device_certificate, removed_at IS NOT NULL FROM clients
+             WHERE user_name = $1 AND device_name = $2",
+        )
+        .await?;
+    let Some(row) = db
+        .query_opt(&stmt, &[&client.user(), &client.device()])
         .await?
-        .and_then(|(key, removed)| (!removed).then_some(key)))
+    else {
+        return Ok(None);
+    };
+    Ok(Some(RegisteredClient {
+        record: ClientRecord {
+            id: client.clone(),
+            signature_key: row.try_get(0)?,
+            certificate: row.try_get(1)?,
+        },
+        removed: row.try_get(2)?,
+    }))
 }
 
-/// Marks the client removed and deletes its sessions, challenges and key
-/// packages. True if it was active; false if it was removed before.
-pub(super) async fn remove(db: &impl GenericClient, client: &ClientId) -> StoreResult<bool> {
+/// Marks the client removed, keeps its revocation and deletes its
+/// sessions, challenges and key packages. True if it was active; false if
+/// it was removed before.
+pub(super) async fn remove(
+    db: &impl GenericClient,
+    client: &ClientId,
+    revocation: Option<&[u8]>,
+) -> StoreResult<bool> {
     let mark = db
         .prepare_cached(
             "UPDATE clients SET removed_at = now()
              WHERE user_name = $1 AND device_name = $2 AND removed_at IS NULL",
         )
         .await?;
-    let args: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&client.user(), &client.device()];
-    let newly = db.execute(&mark, &args).await? == 1;
-    if !newly && registered_key(db, client).await?.is_none() {
+    let newly = db
+        .execute(&mark, &[&client.user(), &client.device()])
+        .await?
+        == 1;
+    if !newly && registered(db, client).await?.is_none() {
         return Err(StoreError::NotFound("client"));
     }
+    if let Some(revocation) = revocation {
+        super::devices::put_revocation(db, client, revocation).await?;
+    }
+    sign_out_and_forget_key_packages(db, client).await?;
+    Ok(newly)
+}
+
+/// Deletes the client's sessions, challenges and key packages.
+async fn sign_out_and_forget_key_packages(
+    db: &impl GenericClient,
+    client: &ClientId,
+) -> StoreResult<()> {
+    let args: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&client.user(), &client.device()];
     for table in [
         "sessions",
         "challenges",
@@ -105,7 +167,7 @@ pub(super) async fn remove(db: &impl GenericClient, client: &ClientId) -> StoreR
             .await?;
         db.execute(&stmt, &args).await?;
     }
-    Ok(newly)
+    Ok(())
 }
 
 /// Ends one session.

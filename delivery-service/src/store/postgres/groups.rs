@@ -389,6 +389,21 @@ async fn advance_seq_with_state(
     Ok(())
 }
 
+/// Whether the roster has a device of `user` (a prefix of the roster's key).
+pub(super) async fn user_in_group(
+    db: &impl GenericClient,
+    group_id: &GroupId,
+    user: &str,
+) -> StoreResult<bool> {
+    let stmt = db
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM group_members WHERE group_id = $1 AND user_name = $2)",
+        )
+        .await?;
+    let row = db.query_one(&stmt, &[&group_id.as_slice(), &user]).await?;
+    Ok(row.try_get(0)?)
+}
+
 async fn is_member(
     db: &impl GenericClient,
     group_id: &GroupId,

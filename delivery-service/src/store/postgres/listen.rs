@@ -11,8 +11,9 @@
 //! writes, which it already published in order under the group's lock.
 //!
 //! The same channel carries what must end live streams on every replica: a
-//! revoked session (`s:<user>:<device>:<token hash in hex>:<replica>`) and a
-//! deprovisioned client (`r:<user>:<device>:<replica>`), sent by
+//! revoked session (`s:<user>:<device>:<token hash in hex>:<replica>`), a
+//! deprovisioned client (`r:<user>:<device>:<replica>`) and a re-keyed one
+//! (`k:<user>:<device>:<replica>`), sent by
 //! [`announce`] outside any write transaction. They are applied to the hub
 //! as they arrive, never queued behind entries or dropped; one that was
 //! missed is caught when subscribers re-read, since they re-check their
@@ -124,6 +125,9 @@ fn parse(payload: &str) -> Option<(Notice, &str)> {
         "r" => Notice::Ended(Ending::ClientRemoved {
             client: parse_client(rest)?,
         }),
+        "k" => Notice::Ended(Ending::ClientRekeyed {
+            client: parse_client(rest)?,
+        }),
         _ => {
             let (key, seq) = rest.rsplit_once(':')?;
             if !seq.bytes().all(|b| b.is_ascii_digit()) {
@@ -159,6 +163,12 @@ pub async fn announce(store: &PostgresStore, ending: &Ending) -> StoreResult<()>
         ),
         Ending::ClientRemoved { client } => format!(
             "r:{}:{}:{}",
+            client.user(),
+            client.device(),
+            store.replica.id
+        ),
+        Ending::ClientRekeyed { client } => format!(
+            "k:{}:{}:{}",
             client.user(),
             client.device(),
             store.replica.id
@@ -345,7 +355,7 @@ mod tests {
     use crate::domain::{InboxEntry, InboxItem};
     use crate::hub::LiveEvent;
     use crate::store::postgres::testing::fresh_database;
-    use crate::store::{ClientRecord, Store};
+    use crate::store::{ClientRecord, NewDevice, Store};
 
     fn group(seq: u64) -> Notice {
         Notice::Appended(Appended::Group {
@@ -388,7 +398,16 @@ mod tests {
         );
         assert_eq!(
             parse("r:alice.b_c-d:phone-2:r1"),
-            Some((Notice::Ended(Ending::ClientRemoved { client: alice }), "r1"))
+            Some((
+                Notice::Ended(Ending::ClientRemoved {
+                    client: alice.clone()
+                }),
+                "r1"
+            ))
+        );
+        assert_eq!(
+            parse("k:alice.b_c-d:phone-2:r1"),
+            Some((Notice::Ended(Ending::ClientRekeyed { client: alice }), "r1"))
         );
     }
 
@@ -445,11 +464,15 @@ mod tests {
         let (ours, url) = fresh_database().await;
         let theirs = PostgresStore::connect(&url, 2).await.unwrap();
         let client = ClientId::new(user, "phone").unwrap();
-        let record = ClientRecord {
-            id: client.clone(),
-            signature_key: vec![7; 32],
+        let device = NewDevice {
+            client: ClientRecord {
+                id: client.clone(),
+                signature_key: vec![7; 32],
+                certificate: Some(vec![8; 96]),
+            },
+            identity_key: vec![9; 32],
         };
-        ours.register_client(&record).await.unwrap();
+        ours.register_client(&device).await.unwrap();
         let hub = Hub::new();
         let subscription = hub.subscribe(&client, [0; 32], []);
         let shutdown = CancellationToken::new();

@@ -11,8 +11,10 @@
 pub mod availability;
 mod clients;
 mod delivery;
+mod devices;
 mod groups;
 mod key_packages;
+mod links;
 pub mod listen;
 /// Scratch databases, for the tests and the tools (feature `testing`).
 #[cfg(any(test, feature = "testing"))]
@@ -29,8 +31,9 @@ use tokio_postgres::error::SqlState;
 
 use super::{
     AppendOutcome, ClaimedKeyPackage, ClientRecord, CommitOutcome, CommitRecord, DedupKey,
-    KeyPackageCount, KeyPackageRecord, Membership, NewGroup, NewMessage, Registration,
-    SessionRecord, Store, StoreError, StoreResult, StoredGroupState,
+    KeyPackageCount, KeyPackageRecord, LinkAnswer, LinkAnswered, LinkOffer, LinkPosted, Membership,
+    NewDevice, NewGroup, NewMessage, RegisteredClient, Registration, SessionRecord, Store,
+    StoreError, StoreResult, StoredGroupState, UserDevices,
 };
 use crate::domain::{ClientId, GroupEntry, GroupId, InboxEntry, InboxItem, StreamRef};
 
@@ -130,24 +133,23 @@ impl PostgresStore {
 
 #[async_trait]
 impl Store for PostgresStore {
-    async fn register_client(&self, client: &ClientRecord) -> StoreResult<Registration> {
+    async fn register_client(&self, device: &NewDevice) -> StoreResult<Registration> {
         self.availability
-            .guard(async { clients::register(&self.pool.get().await?, client).await })
+            .guard(async { devices::register(&self.pool, device).await })
             .await
     }
 
     async fn client(&self, id: &ClientId) -> StoreResult<Option<ClientRecord>> {
+        Ok(self
+            .registered_client(id)
+            .await?
+            .filter(|client| !client.removed)
+            .map(|client| client.record))
+    }
+
+    async fn registered_client(&self, id: &ClientId) -> StoreResult<Option<RegisteredClient>> {
         self.availability
-            .guard(async {
-                clients::signature_key(&self.pool.get().await?, id)
-                    .await
-                    .map(|key| {
-                        key.map(|signature_key| ClientRecord {
-                            id: id.clone(),
-                            signature_key,
-                        })
-                    })
-            })
+            .guard(async { clients::registered(&self.pool.get().await?, id).await })
             .await
     }
 
@@ -157,12 +159,24 @@ impl Store for PostgresStore {
             .await
     }
 
-    async fn remove_client(&self, id: &ClientId) -> StoreResult<bool> {
+    async fn identity_key(&self, user: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.availability
+            .guard(async { devices::identity_key(&self.pool.get().await?, user).await })
+            .await
+    }
+
+    async fn user_devices(&self, user: &str) -> StoreResult<UserDevices> {
+        self.availability
+            .guard(async { devices::user_devices(&self.pool.get().await?, user).await })
+            .await
+    }
+
+    async fn remove_client(&self, id: &ClientId, revocation: Option<&[u8]>) -> StoreResult<bool> {
         self.availability
             .guard(async {
                 let mut conn = self.pool.get().await?;
                 let tx = conn.transaction().await?;
-                let removed = clients::remove(&tx, id).await?;
+                let removed = clients::remove(&tx, id, revocation).await?;
                 tx.commit().await?;
                 Ok(removed)
             })
@@ -228,7 +242,52 @@ impl Store for PostgresStore {
 
     async fn purge_expired(&self, now: SystemTime) -> StoreResult<u64> {
         self.availability
-            .guard(async { clients::purge_expired(&self.pool.get().await?, now).await })
+            .guard(async {
+                let conn = self.pool.get().await?;
+                Ok(clients::purge_expired(&conn, now).await?
+                    + links::purge_expired(&conn, now).await?)
+            })
+            .await
+    }
+
+    async fn post_link_offer(
+        &self,
+        offer: &LinkOffer,
+        max_pending: usize,
+        now: SystemTime,
+    ) -> StoreResult<LinkPosted> {
+        self.availability
+            .guard(async { links::post_offer(&self.pool, offer, max_pending, now).await })
+            .await
+    }
+
+    async fn link_offer(
+        &self,
+        link_id: &[u8],
+        now: SystemTime,
+    ) -> StoreResult<Option<(String, Bytes)>> {
+        self.availability
+            .guard(async { links::offer(&self.pool.get().await?, link_id, now).await })
+            .await
+    }
+
+    async fn post_link_answer(
+        &self,
+        link_id: &[u8],
+        user: &str,
+        sealed_answer: &Bytes,
+        now: SystemTime,
+    ) -> StoreResult<LinkAnswered> {
+        self.availability
+            .guard(async {
+                links::post_answer(&self.pool.get().await?, link_id, user, sealed_answer, now).await
+            })
+            .await
+    }
+
+    async fn take_link_answer(&self, link_id: &[u8], now: SystemTime) -> StoreResult<LinkAnswer> {
+        self.availability
+            .guard(async { links::take_answer(&self.pool.get().await?, link_id, now).await })
             .await
     }
 
@@ -304,6 +363,12 @@ impl Store for PostgresStore {
     async fn append(&self, message: NewMessage) -> StoreResult<AppendOutcome> {
         self.availability
             .guard(async { groups::append(&self.pool, &message).await })
+            .await
+    }
+
+    async fn user_in_group(&self, group_id: &GroupId, user: &str) -> StoreResult<bool> {
+        self.availability
+            .guard(async { groups::user_in_group(&self.pool.get().await?, group_id, user).await })
             .await
     }
 
