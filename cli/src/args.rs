@@ -104,6 +104,50 @@ pub enum Command {
         #[command(subcommand)]
         command: IdentityCommand,
     },
+    /// Makes a new device of an existing user: shows a code and an
+    /// authentication string, and waits until one of the user's devices
+    /// approves it (`confide approve`).
+    Link {
+        #[command(flatten)]
+        conn: Conn,
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        device: String,
+        /// Registration token, if the DS requires one.
+        #[arg(long, env = "CONFIDE_REGISTRATION_TOKEN", default_value = "")]
+        token: String,
+        /// Seconds to wait for the approval.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// Links a new device of this user: takes the code (or URI) it shows,
+    /// checks the authentication string, certifies it and adds it to every
+    /// group of this device.
+    Approve {
+        #[command(flatten)]
+        conn: Conn,
+        /// `ABCD-EFGH-JKLM` or `confide://link/USER/ABCD-EFGH-JKLM`.
+        code: String,
+        /// The 6 digits the new device shows; asked for if not given.
+        #[arg(long)]
+        sas: Option<String>,
+    },
+    /// Lists a user's devices (this device's user by default), each
+    /// certificate and revocation checked by this device.
+    Devices {
+        #[command(flatten)]
+        conn: Conn,
+        user: Option<String>,
+    },
+    /// Revokes another device of this user and removes it from every group
+    /// of this device; it can never come back.
+    RemoveDevice {
+        #[command(flatten)]
+        conn: Conn,
+        /// `USER/DEVICE`.
+        device: String,
+    },
     /// Creates a group and prints its id.
     CreateGroup {
         #[command(flatten)]

@@ -26,7 +26,19 @@ pub async fn register(
         &StateLocation::File(conn.state.clone()),
         token,
     )
-    .await?;
+    .await
+    .map_err(|error| {
+        let refused_without_certificate = matches!(&error, ClientError::Rpc(status)
+            if status.message().contains("certificate") || status.message().contains("link"));
+        let error = anyhow::Error::from(error);
+        match refused_without_certificate {
+            // The DS says why; the CLI says what to type.
+            true => error.context(
+                "a new device of an existing user is linked, not registered: run `confide link --user U --device D` on it and `confide approve CODE` on one of the user's devices",
+            ),
+            false => error,
+        }
+    })?;
     println!("registered {}", client.id());
     Ok(())
 }
@@ -192,6 +204,8 @@ pub async fn execute(
         Request::Send { group, text } => send(client, &group_id(group)?, text, out).await,
         Request::Sync => sync(client, out).await,
         Request::Members { group } => members(client, &group_id(group)?, out).await,
+        Request::Devices { user } => crate::link::devices(client, user.as_deref(), out).await,
+        Request::RemoveDevice { device } => crate::link::remove_device(client, device, out).await,
         Request::Contacts => contacts(client, out),
         Request::Verify { user, accept } => verify(client, user, *accept, out),
     }

@@ -42,6 +42,8 @@ pub enum Request {
     Contacts,
     Verify { user: String, accept: bool },
     Sync,
+    Devices { user: Option<String> },
+    RemoveDevice { device: String },
 }
 
 /// What a command printed, and its error if it failed.

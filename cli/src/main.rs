@@ -2,14 +2,18 @@
 //!
 //! `args` is the command line; `commands` runs the one-shot commands (on
 //! the state file, or handed to the `confide listen` that holds it, through
-//! `handoff`); `listen` is the long-running listener; `demo` plays a
+//! `handoff`); `link` links a new device (`confide link`, `confide
+//! approve`) and lists and revokes devices; `listen` is the long-running listener; `demo` plays a
 //! conversation on an in-process delivery service.
 
 mod args;
 mod commands;
 mod demo;
 mod handoff;
+mod link;
 mod listen;
+
+use std::time::Duration;
 
 use clap::Parser;
 
@@ -43,6 +47,20 @@ async fn main() -> anyhow::Result<()> {
         Command::Identity {
             command: IdentityCommand::Export { conn, out },
         } => commands::export_identity(&conn, out.as_deref()).await?,
+        Command::Link {
+            conn,
+            user,
+            device,
+            token,
+            timeout,
+        } => link::link(&conn, user, device, &token, Duration::from_secs(timeout)).await?,
+        Command::Approve { conn, code, sas } => link::approve(&conn, &code, sas).await?,
+        Command::Devices { conn, user } => {
+            commands::one_shot(&conn, Request::Devices { user }).await?
+        }
+        Command::RemoveDevice { conn, device } => {
+            commands::one_shot(&conn, Request::RemoveDevice { device }).await?
+        }
         Command::CreateGroup { conn } => commands::one_shot(&conn, Request::CreateGroup).await?,
         Command::Add { conn, group, users } => {
             commands::one_shot(&conn, Request::Add { group, users }).await?

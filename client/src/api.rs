@@ -5,7 +5,8 @@
 
 use confide_proto::v1::{
     self, auth_service_client::AuthServiceClient, delivery_service_client::DeliveryServiceClient,
-    group_service_client::GroupServiceClient, key_package_service_client::KeyPackageServiceClient,
+    device_service_client::DeviceServiceClient, group_service_client::GroupServiceClient,
+    key_package_service_client::KeyPackageServiceClient,
 };
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
@@ -122,6 +123,10 @@ impl Api {
 
     pub fn groups(&self) -> GroupServiceClient<Transport> {
         GroupServiceClient::new(self.channel.clone()).max_decoding_message_size(MAX_DECODE)
+    }
+
+    pub fn devices(&self) -> DeviceServiceClient<Transport> {
+        DeviceServiceClient::new(self.channel.clone()).max_decoding_message_size(MAX_DECODE)
     }
 
     pub fn delivery(&self) -> DeliveryServiceClient<Transport> {

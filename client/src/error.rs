@@ -32,6 +32,19 @@ pub enum ClientError {
     /// refused: none is certified by the identity key pinned for its user.
     #[error("refused every device offered, none is certified by its user: {}", refused(.0))]
     DevicesRefused(Vec<crate::verify::Ghost>),
+    /// Linking a device failed; nothing was linked.
+    #[error("{0}")]
+    Link(#[from] confide_core::link::LinkError),
+    /// The authentication string the person read on the new device is not
+    /// the one this device computed: someone else's offer may have been
+    /// swapped in. Nothing was certified.
+    #[error(
+        "the authentication string does not match ({computed} here, {entered} entered): nothing was linked"
+    )]
+    SasMismatch { computed: String, entered: String },
+    /// No answer came before the deadline; the link expired unanswered.
+    #[error("no device approved the link in time; nothing was linked")]
+    LinkTimedOut,
     /// The DS never answered the commit, so whether the group took it is
     /// unknown; the client keeps it and settles it from the group's log at
     /// the next sync (or before its next commit or send in the group).

@@ -19,7 +19,10 @@ pub mod store;
 pub mod verify;
 
 pub use api::{Api, TlsOptions};
-pub use client::{Added, Client, CommitSummary, Incoming};
+pub use client::{
+    Added, Client, CommitSummary, DeviceStatus, GroupLinked, GroupRemoval, Incoming, LinkRequest,
+    ListedDevice, PendingLink,
+};
 pub use confide_core::ClientId;
 pub use error::{ClientError, ClientResult};
 pub use events::{Event, GroupId};

@@ -7,6 +7,8 @@
 //! - [`auth`]: the bytes a client signs to answer a sign-in challenge.
 //! - [`certificate`]: device certificates and revocations by a user's
 //!   identity key, carried in every leaf.
+//! - [`link`]: the linking code, the keys and SAS derived from it, and
+//!   the sealed offer and answer of linking a new device.
 //! - [`fingerprint`]: key fingerprints and the group safety code that
 //!   members compare out of band.
 //!
@@ -20,6 +22,7 @@ pub mod auth;
 pub mod certificate;
 pub mod fingerprint;
 pub mod ids;
+pub mod link;
 pub mod profile;
 
 pub use ids::{ClientId, GroupId};

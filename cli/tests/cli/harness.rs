@@ -135,8 +135,14 @@ impl Device {
 
     /// Starts `confide listen` on this device's state file.
     pub fn listen(&self) -> Listener {
+        self.spawn(&["listen"])
+    }
+
+    /// Starts a long-running command (`confide listen`, `confide link`),
+    /// reading what it prints line by line.
+    pub fn spawn(&self, args: &[&str]) -> Listener {
         let mut child = self
-            .command(&["listen"])
+            .command(args)
             .stdout(Stdio::piped())
             .spawn()
             .expect("starting confide listen");

@@ -4,9 +4,11 @@
 //! in-memory store), the pinned identity keys and safety numbers
 //! (`contacts`), and one process per state file, with `confide listen`
 //! running the commands of the others (`state_file`, against a real DS on
-//! PostgreSQL and clients of the library).
+//! PostgreSQL and clients of the library), and linking a second device
+//! (`linking`, two state files against an in-process DS).
 
 mod commands;
 mod contacts;
 mod harness;
+mod linking;
 mod state_file;

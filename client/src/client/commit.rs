@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use confide_core::ClientId;
 use confide_core::profile::client_of;
 use confide_proto::v1;
 use openmls::prelude::*;
@@ -24,6 +25,8 @@ pub(super) const COMMIT_RESEND_AFTER: Duration = Duration::from_millis(200);
 pub(super) enum Change {
     Add(Vec<KeyPackage>),
     Remove(Vec<String>),
+    /// Remove these devices (a revoked one), not every device of their users.
+    RemoveClients(Vec<ClientId>),
     Update,
     /// Commit the proposals queued in the group (the DS's removals).
     PendingProposals,
@@ -94,8 +97,33 @@ impl Client {
                 }
                 old
             }
+            Change::RemoveClients(clients) => {
+                // A leaf the DS already proposed to remove (it deprovisions
+                // a revoked device too) goes with that proposal, which the
+                // commit consumes; removing it twice would be invalid.
+                let proposed: Vec<LeafNodeIndex> = group
+                    .pending_proposals()
+                    .filter_map(|p| match p.proposal() {
+                        Proposal::Remove(remove) => Some(remove.removed()),
+                        _ => None,
+                    })
+                    .collect();
+                group
+                    .members()
+                    .filter(|m| client_of(&m.credential).is_ok_and(|c| clients.contains(&c)))
+                    .map(|m| m.index)
+                    .filter(|leaf| !proposed.contains(leaf))
+                    .collect()
+            }
             _ => Vec::new(),
         };
+        if matches!(change, Change::RemoveClients(_))
+            && removals.is_empty()
+            && group.pending_proposals().next().is_none()
+        {
+            // Removed meanwhile (by another device of the user).
+            return Err(ClientError::NothingToCommit);
+        }
         if matches!(change, Change::PendingProposals) && group.pending_proposals().next().is_none()
         {
             // Another member committed them meanwhile.
@@ -107,7 +135,9 @@ impl Client {
             // one, adding to a large group costs the committer O(1)
             // encryptions rather than one per copath resolution.
             Change::Add(key_packages) => builder.propose_adds(key_packages.iter().cloned()),
-            Change::Remove(_) | Change::RemoveOwnOldLeaves => builder.propose_removals(removals),
+            Change::Remove(_) | Change::RemoveClients(_) | Change::RemoveOwnOldLeaves => {
+                builder.propose_removals(removals)
+            }
             Change::PendingProposals => builder.consume_proposal_store(true),
             Change::Update => builder.consume_proposal_store(true).force_self_update(true),
         };

@@ -125,6 +125,15 @@ impl Client {
                 if present.contains(&client) {
                     continue;
                 }
+                // A device its user revoked never comes back, even if the
+                // DS still hands out its key packages.
+                if self
+                    .db
+                    .is_revoked(key_package.leaf_node().signature_key().as_slice())?
+                {
+                    tracing::warn!(%client, "refused a revoked device's key package");
+                    continue;
+                }
                 added.push(client);
                 key_packages.push(key_package);
             }

@@ -13,9 +13,11 @@
 //! remove, update, group state), `contacts.rs` (pinned identity keys and
 //! safety numbers), `commit.rs` (the commit protocol and
 //! commits in doubt), `outbox.rs` (sending messages), `stream.rs` (the event
-//! stream and catching up), `processing.rs` (applying what arrives) and
-//! `resync.rs` (rejoining a group by external commit when stuck or
-//! restored).
+//! stream and catching up), `processing.rs` (applying what arrives),
+//! `linking.rs` (a new device waiting to be linked), `approve.rs` (an
+//! existing device linking it and adding it to its groups), `devices.rs`
+//! (listing a user's devices, revoking one) and `resync.rs` (rejoining a
+//! group by external commit when stuck or restored).
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
@@ -35,19 +37,25 @@ use crate::roster;
 use crate::store::{Provider, StateDb};
 use crate::verify::Verifier;
 
+mod approve;
 mod commit;
 mod contacts;
+mod devices;
 mod groups;
 mod key_packages;
+mod linking;
 mod outbox;
 mod processing;
 mod resync;
 mod session;
 mod stream;
 
+pub use approve::{GroupLinked, LinkRequest};
 pub use commit::CommitSummary;
+pub use devices::{DeviceStatus, GroupRemoval, ListedDevice};
 pub use groups::Added;
 pub use key_packages::KEY_PACKAGE_BATCH;
+pub use linking::PendingLink;
 pub use stream::Incoming;
 
 /// How often an operation is rebuilt after losing a commit race (and a

@@ -23,7 +23,7 @@ use crate::verify::Verifier;
 
 /// Takes the lock on a state file, so that no other client, in this
 /// process or another, holds it while this one lives.
-fn lock(location: &StateLocation) -> ClientResult<Option<StateLock>> {
+pub(super) fn lock(location: &StateLocation) -> ClientResult<Option<StateLock>> {
     match location {
         StateLocation::File(path) => StateLock::acquire(path).map(Some),
         StateLocation::Memory => Ok(None),
@@ -32,10 +32,10 @@ fn lock(location: &StateLocation) -> ClientResult<Option<StateLock>> {
 
 /// A device's keys: its MLS signature key, its user's identity key and the
 /// certificate by which the one vouches for the other.
-struct Device {
-    signer: SignatureKeyPair,
-    identity: UserIdentity,
-    certificate: DeviceCertificate,
+pub(super) struct Device {
+    pub(super) signer: SignatureKeyPair,
+    pub(super) identity: UserIdentity,
+    pub(super) certificate: DeviceCertificate,
 }
 
 impl Client {
@@ -206,7 +206,7 @@ impl Client {
         Ok(client)
     }
 
-    fn assemble(
+    pub(super) fn assemble(
         api: Api,
         id: ClientId,
         device: Device,

@@ -2,8 +2,9 @@
 //! state, plus Confide's tables (identity and per-stream progress) in the same
 //! database file, so a client restarted from its file resumes every group.
 //! The schema is made here ([`StateDb`]); the tables for commits in doubt,
-//! the outbox, re-syncs and pinned identity keys have their queries in
-//! `in_doubt.rs`, `outbox.rs`, `resync.rs` and `contacts.rs`.
+//! the outbox, re-syncs, pinned identity keys and revoked devices have their
+//! queries in `in_doubt.rs`, `outbox.rs`, `resync.rs`, `contacts.rs` and
+//! `revoked.rs`.
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +20,7 @@ mod contacts;
 mod in_doubt;
 mod outbox;
 mod resync;
+mod revoked;
 
 pub use contacts::Contact;
 pub use in_doubt::CommitInDoubt;
@@ -255,6 +257,9 @@ impl StateDb {
                  commit_message BLOB NOT NULL,
                  welcome BLOB NOT NULL,
                  group_info BLOB NOT NULL);
+             CREATE TABLE IF NOT EXISTS confide_revoked (
+                 signature_public_key BLOB PRIMARY KEY,
+                 client TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS confide_outbox (
                  id INTEGER PRIMARY KEY AUTOINCREMENT,
                  group_id BLOB NOT NULL,

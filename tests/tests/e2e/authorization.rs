@@ -216,16 +216,21 @@ async fn a_session_needs_a_fresh_challenge_signed_with_the_registered_key() {
             .into()
     };
 
-    // Nobody takes over alice's name with another key ...
+    // Nobody takes over alice's name with another key, certified by an
+    // identity key of its own ...
+    let certificate = confide_client::UserIdentity::generate()
+        .and_then(|identity| identity.certify(alice.id(), key.public()))
+        .expect("certifying the impostor's key");
     expect_refused(
         auth.clone()
             .register_client(v1::RegisterClientRequest {
                 client: alice_id.clone(),
                 signature_public_key: key.to_public_vec().into(),
+                device_certificate: certificate.to_bytes().into(),
                 ..Default::default()
             })
             .await,
-        Code::AlreadyExists,
+        Code::PermissionDenied,
         "registering alice's client again with another key",
     );
     // ... nor signs in as alice with it.

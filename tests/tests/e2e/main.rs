@@ -16,6 +16,7 @@ mod in_doubt;
 mod ingress;
 mod key_packages;
 mod limits;
+mod linking;
 mod malformed;
 mod membership;
 mod outbox;
