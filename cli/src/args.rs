@@ -63,6 +63,22 @@ impl Conn {
 }
 
 #[derive(Subcommand)]
+pub enum IdentityCommand {
+    /// Writes a backup of this device: the user's identity key and the
+    /// device's signature key (a secret: whoever holds it can act as the
+    /// device and certify devices as its user), to restore the device with
+    /// `confide register --restore-identity`.
+    Export {
+        #[command(flatten)]
+        conn: Conn,
+        /// The file to write (made readable by its owner only); standard
+        /// output if not given.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
 pub enum Command {
     /// Plays a conversation between alice, bob and carol on an in-process DS.
     Demo,
@@ -77,6 +93,16 @@ pub enum Command {
         /// Registration token, if the DS requires one.
         #[arg(long, env = "CONFIDE_REGISTRATION_TOKEN", default_value = "")]
         token: String,
+        /// Restore this device after losing its state file, from its backup
+        /// (`confide identity export`): the device is certified by the
+        /// backed-up identity key and rejoins every group it was in.
+        #[arg(long)]
+        restore_identity: Option<PathBuf>,
+    },
+    /// The user's identity key.
+    Identity {
+        #[command(subcommand)]
+        command: IdentityCommand,
     },
     /// Makes a new device of an existing user: shows a code and an
     /// authentication string, and waits until one of the user's devices

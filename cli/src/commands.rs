@@ -2,11 +2,12 @@
 //! `confide listen` holding it, and prints what it did.
 
 use std::fmt::Write as _;
+use std::path::Path;
 
 use anyhow::Context;
 use confide_client::display::safe;
 use confide_client::roster::fingerprint;
-use confide_client::{Client, ClientError, ClientId, Event, StateLocation};
+use confide_client::{Backup, Client, ClientError, ClientId, Event, StateLocation};
 
 use crate::args::Conn;
 use crate::handoff::{self, Answer, HandoffError, Request};
@@ -40,6 +41,69 @@ pub async fn register(
     })?;
     println!("registered {}", client.id());
     Ok(())
+}
+
+/// `confide register --restore-identity`: the device again, in a new state
+/// file, certified by the restored identity key (with its backed-up
+/// signature key, or a new one); it rejoins every group the DS has it in.
+pub async fn restore(
+    conn: &Conn,
+    user: String,
+    device: String,
+    token: &str,
+    identity: &Path,
+) -> anyhow::Result<()> {
+    let secret =
+        std::fs::read(identity).with_context(|| format!("reading {}", identity.display()))?;
+    let backup = Backup::from_secret_bytes(&secret)?;
+    let api = conn.api().await?;
+    let (client, groups) = Client::restore(
+        api,
+        ClientId::new(user, device)?,
+        &StateLocation::File(conn.state.clone()),
+        token,
+        backup,
+    )
+    .await?;
+    println!("restored {}", client.id());
+    for group in groups {
+        println!("[{}] re-joined (resync)", hex::encode(group));
+    }
+    Ok(())
+}
+
+/// `confide identity export`: the user's identity key and this device's
+/// signature key, for a backup.
+pub async fn export_identity(conn: &Conn, out: Option<&Path>) -> anyhow::Result<()> {
+    let client = open(conn).await?;
+    let secret = client.backup()?.to_secret_bytes()?;
+    eprintln!(
+        "warning: this is {}'s identity key and {}'s signature key, a secret: whoever holds it can act as this device and certify devices as this user. Keep it offline.",
+        client.id().user(),
+        client.id()
+    );
+    match out {
+        Some(path) => {
+            write_private(path, &secret).with_context(|| format!("writing {}", path.display()))?
+        }
+        None => {
+            use std::io::Write as _;
+            let mut stdout = std::io::stdout();
+            stdout.write_all(&secret)?;
+            stdout.write_all(b"\n")?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes a new file readable by its owner only.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(bytes)
 }
 
 /// Opens the state file's client; a state file another process holds is

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use args::{Cli, Command};
+use args::{Cli, Command, IdentityCommand};
 use handoff::Request;
 
 #[tokio::main]
@@ -35,7 +35,18 @@ async fn main() -> anyhow::Result<()> {
             user,
             device,
             token,
+            restore_identity: None,
         } => commands::register(&conn, user, device, &token).await?,
+        Command::Register {
+            conn,
+            user,
+            device,
+            token,
+            restore_identity: Some(identity),
+        } => commands::restore(&conn, user, device, &token, &identity).await?,
+        Command::Identity {
+            command: IdentityCommand::Export { conn, out },
+        } => commands::export_identity(&conn, out.as_deref()).await?,
         Command::Link {
             conn,
             user,

@@ -67,6 +67,21 @@ pub enum Event {
         after: u64,
         next: u64,
     },
+    /// This client found itself stuck in the group (a commit it could not
+    /// process, or a run of messages it could not decrypt) and is rejoining
+    /// it by external commit ([`crate::Client::rejoin`]).
+    Resyncing { group: GroupId, reason: String },
+    /// This client rejoined the group by external commit at `epoch`; what
+    /// the log held before it (unreadable to it) is skipped.
+    Resynced { group: GroupId, epoch: u64 },
+    /// A member rejoined the group by external commit, removing its own old
+    /// leaf (a re-sync after it lost its state or fell behind); its new
+    /// leaf is certified by its user's identity key.
+    MemberRejoined {
+        group: GroupId,
+        member: ClientId,
+        fingerprint: String,
+    },
     /// A device in the group that is not certified by the identity key
     /// pinned for the user it names (`crate::verify`): slipped in by a
     /// Welcome's tree, an Add, an Update or an external commit. It can read
@@ -148,6 +163,20 @@ impl fmt::Display for Event {
             Event::Gap { after, next, .. } => {
                 write!(f, "the server withheld #{}..#{}", after + 1, next - 1)
             }
+            Event::Resyncing { reason, .. } => {
+                write!(f, "stuck in the group ({}); re-joining", Untrusted(reason))
+            }
+            Event::Resynced { epoch, .. } => write!(f, "re-joined at epoch {epoch} (resync)"),
+            Event::MemberRejoined {
+                member,
+                fingerprint,
+                ..
+            } => write!(
+                f,
+                "{} re-joined (resync), key {}",
+                name(member),
+                Untrusted(fingerprint)
+            ),
             Event::GhostDevice {
                 client,
                 fingerprint,
@@ -192,6 +221,9 @@ impl Event {
             | Event::EpochChanged { group, .. }
             | Event::Undecryptable { group, .. }
             | Event::Gap { group, .. }
+            | Event::Resyncing { group, .. }
+            | Event::Resynced { group, .. }
+            | Event::MemberRejoined { group, .. }
             | Event::GhostDevice { group, .. }
             | Event::DeviceRefused { group, .. } => Some(group),
             Event::KeyPackagesReplenished { .. } | Event::IdentityKeyChanged { .. } => None,

@@ -64,3 +64,86 @@ impl UserIdentity {
         .ok_or_else(|| ClientError::Invalid("the identity key is missing".into()))
     }
 }
+
+/// A device's backup, what `confide identity export` writes: the user's
+/// identity key and the device's own signature key. Restored from it
+/// ([`crate::Client::restore`]), the device keeps its key, so the external
+/// commit that rejoins each group removes its old leaf itself (openmls
+/// removes, inline, only a leaf with the joiner's own key). A backup of
+/// the identity key alone restores the device under a new key.
+pub struct Backup {
+    identity: UserIdentity,
+    device: Option<(ClientId, SignatureKeyPair)>,
+}
+
+impl Backup {
+    pub(crate) fn new(identity: UserIdentity, client: ClientId, signer: SignatureKeyPair) -> Self {
+        Self {
+            identity,
+            device: Some((client, signer)),
+        }
+    }
+
+    /// Secret bytes: whoever holds them can act as the device and certify
+    /// devices of its user.
+    pub fn to_secret_bytes(&self) -> ClientResult<Vec<u8>> {
+        let mut backup = serde_json::Map::new();
+        backup.insert(
+            "identity".into(),
+            serde_json::to_value(&self.identity.0).map_err(mls)?,
+        );
+        if let Some((client, signer)) = &self.device {
+            backup.insert("client".into(), client.to_string().into());
+            backup.insert(
+                "signature_key".into(),
+                serde_json::to_value(signer).map_err(mls)?,
+            );
+        }
+        serde_json::to_vec(&backup).map_err(mls)
+    }
+
+    /// Reads a backup, or an identity key alone
+    /// ([`UserIdentity::to_secret_bytes`]).
+    pub fn from_secret_bytes(bytes: &[u8]) -> ClientResult<Self> {
+        let invalid = |e: String| ClientError::Invalid(format!("not a backup: {e}"));
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| invalid(e.to_string()))?;
+        let Some(identity) = value.get("identity") else {
+            return Ok(Self {
+                identity: UserIdentity::from_secret_bytes(bytes)?,
+                device: None,
+            });
+        };
+        let identity = UserIdentity(
+            serde_json::from_value(identity.clone()).map_err(|e| invalid(e.to_string()))?,
+        );
+        let device = match (value.get("client"), value.get("signature_key")) {
+            (Some(client), Some(signer)) => {
+                let client = client
+                    .as_str()
+                    .ok_or_else(|| invalid("the client is not text".into()))?;
+                let client = ClientId::from_identity(client.as_bytes())
+                    .map_err(|e| invalid(e.to_string()))?;
+                let signer: SignatureKeyPair =
+                    serde_json::from_value(signer.clone()).map_err(|e| invalid(e.to_string()))?;
+                Some((client, signer))
+            }
+            _ => None,
+        };
+        Ok(Self { identity, device })
+    }
+
+    pub fn identity(&self) -> &UserIdentity {
+        &self.identity
+    }
+
+    /// The device's identity key and, if the backup is of `client`, its
+    /// signature key.
+    pub(crate) fn into_parts(self, client: &ClientId) -> (UserIdentity, Option<SignatureKeyPair>) {
+        let signer = self
+            .device
+            .filter(|(backed_up, _)| backed_up == client)
+            .map(|(_, signer)| signer);
+        (self.identity, signer)
+    }
+}

@@ -26,7 +26,7 @@ pub use client::{
 pub use confide_core::ClientId;
 pub use error::{ClientError, ClientResult};
 pub use events::{Event, GroupId};
-pub use identity::UserIdentity;
+pub use identity::{Backup, UserIdentity};
 pub use roster::GroupMember;
 pub use store::{Contact, StateLocation};
 pub use verify::Ghost;

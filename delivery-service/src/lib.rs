@@ -20,6 +20,7 @@ pub mod domain;
 #[cfg(test)]
 mod domain_tests;
 pub mod error;
+pub mod group_list;
 pub mod groups;
 pub mod grpc;
 pub mod health;

@@ -348,6 +348,7 @@ proxy! {
         create_group(CreateGroupRequest) -> CreateGroupResponse;
         submit_proposal(SubmitProposalRequest) -> SubmitProposalResponse;
         get_group_info(GetGroupInfoRequest) -> GetGroupInfoResponse;
+        list_groups(ListGroupsRequest) -> ListGroupsResponse;
     }
 
     async fn send_message(

@@ -30,6 +30,9 @@ pub(super) enum Change {
     Update,
     /// Commit the proposals queued in the group (the DS's removals).
     PendingProposals,
+    /// Remove this client's leaves other than its own: those left by its
+    /// state before it was restored with a new key and rejoined.
+    RemoveOwnOldLeaves,
 }
 
 /// What an accepted commit did.
@@ -80,6 +83,20 @@ impl Client {
             .ok_or(ClientError::UnknownGroup)?;
         let removals = match change {
             Change::Remove(users) => leaves_of(group, users)?,
+            Change::RemoveOwnOldLeaves => {
+                let own = group.own_leaf_index();
+                let old: Vec<LeafNodeIndex> = group
+                    .members()
+                    .filter(|m| {
+                        m.index != own && client_of(&m.credential).is_ok_and(|c| c == self.id)
+                    })
+                    .map(|m| m.index)
+                    .collect();
+                if old.is_empty() {
+                    return Err(ClientError::NothingToCommit);
+                }
+                old
+            }
             Change::RemoveClients(clients) => {
                 // A leaf the DS already proposed to remove (it deprovisions
                 // a revoked device too) goes with that proposal, which the
@@ -118,7 +135,9 @@ impl Client {
             // one, adding to a large group costs the committer O(1)
             // encryptions rather than one per copath resolution.
             Change::Add(key_packages) => builder.propose_adds(key_packages.iter().cloned()),
-            Change::Remove(_) | Change::RemoveClients(_) => builder.propose_removals(removals),
+            Change::Remove(_) | Change::RemoveClients(_) | Change::RemoveOwnOldLeaves => {
+                builder.propose_removals(removals)
+            }
             Change::PendingProposals => builder.consume_proposal_store(true),
             Change::Update => builder.consume_proposal_store(true).force_self_update(true),
         };
@@ -155,7 +174,7 @@ impl Client {
     /// get the original answer (a commit is accepted once per epoch), so
     /// resend rather than give up on a commit the group may already have
     /// merged.
-    async fn submit_commit(
+    pub(super) async fn submit_commit(
         &mut self,
         group_id: &[u8],
         commit: &CommitInDoubt,

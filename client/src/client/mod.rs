@@ -15,8 +15,9 @@
 //! commits in doubt), `outbox.rs` (sending messages), `stream.rs` (the event
 //! stream and catching up), `processing.rs` (applying what arrives),
 //! `linking.rs` (a new device waiting to be linked), `approve.rs` (an
-//! existing device linking it and adding it to its groups) and `devices.rs`
-//! (listing a user's devices, revoking one).
+//! existing device linking it and adding it to its groups), `devices.rs`
+//! (listing a user's devices, revoking one) and `resync.rs` (rejoining a
+//! group by external commit when stuck or restored).
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
@@ -45,6 +46,7 @@ mod key_packages;
 mod linking;
 mod outbox;
 mod processing;
+mod resync;
 mod session;
 mod stream;
 
@@ -83,6 +85,9 @@ pub struct Client {
     stream: Option<tonic::Streaming<v1::Envelope>>,
     /// Groups with a DS removal proposal this client has yet to commit.
     external_removals: BTreeSet<GroupId>,
+    /// Per group, the application messages from its current epoch this
+    /// client could not decrypt in a row (a run means it is stuck).
+    undecryptable_run: HashMap<GroupId, u32>,
     /// The pause before the first resend of an unanswered commit.
     commit_resend_after: Duration,
     /// The state file's lock, held as long as the client lives (last, so
@@ -171,4 +176,5 @@ fn client_futures_are_send(client: &mut Client, group: &[u8]) {
     send(client.create_group());
     send(client.authenticate());
     send(client.publish_key_packages(1, false));
+    send(client.rejoin(group));
 }

@@ -3,12 +3,14 @@
 //! each inbox item (a Welcome, a low key package pool).
 
 use confide_core::ClientId;
+use confide_core::certificate::certified_client;
 use confide_core::profile::client_of;
 use confide_proto::v1;
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::*;
 
 use super::Client;
+use super::resync::{Stuck, UNDECRYPTABLE_RUN, stuck_by};
 use crate::error::{ClientResult, mls};
 use crate::events::{Event, GroupId};
 use crate::roster;
@@ -52,6 +54,7 @@ impl Client {
             return Ok(false);
         };
         let mut removed = false;
+        let epoch = group.epoch().as_u64();
         // A commit left in doubt is settled by the log: the entry that is
         // ours merges it (openmls recognises its pending commit), another
         // commit for that epoch replaces it (`process_entry`); either moves
@@ -68,8 +71,10 @@ impl Client {
             tracing::debug!(client = %self.id, seq = entry.seq, ours, "the log settled a commit in doubt");
             self.db.forget_commit_in_doubt(&group_id)?;
         }
+        let mut stuck = None;
         match processed {
             Ok(events) => {
+                self.undecryptable_run.remove(&group_id);
                 if group
                     .pending_proposals()
                     .any(|p| matches!(p.sender(), Sender::External(_)))
@@ -83,12 +88,29 @@ impl Client {
             }
             Err(reason) => {
                 tracing::warn!(client = %self.id, group = %hex::encode(&group_id[..group_id.len().min(4)]), seq = entry.seq, %reason, "could not process an entry");
+                stuck = match stuck_by(&entry.message, epoch) {
+                    Some(Stuck::Commit) => Some(format!(
+                        "could not process the commit #{}: {reason}",
+                        entry.seq
+                    )),
+                    Some(Stuck::Message) => {
+                        let run = self.undecryptable_run.entry(group_id.clone()).or_default();
+                        *run += 1;
+                        (*run >= UNDECRYPTABLE_RUN)
+                            .then(|| format!("{run} messages in a row could not be decrypted"))
+                    }
+                    None => None,
+                };
                 self.emit(Event::Undecryptable {
                     group: group_id.clone(),
                     seq: entry.seq,
                     reason,
                 })?;
             }
+        }
+        if let Some(reason) = stuck {
+            self.undecryptable_run.remove(&group_id);
+            self.want_resync(&group_id, epoch, reason)?;
         }
         if removed {
             self.forget_group(&group_id)?;
@@ -101,7 +123,7 @@ impl Client {
     /// Forgets a group this client was removed from entirely (its MLS
     /// state, its place in the log, a commit in doubt), so a later Welcome
     /// can re-add it.
-    fn forget_group(&mut self, group_id: &[u8]) -> ClientResult<()> {
+    pub(super) fn forget_group(&mut self, group_id: &[u8]) -> ClientResult<()> {
         if let Some(mut group) = self.groups.remove(group_id) {
             group.delete(self.provider.storage()).map_err(mls)?;
         }
@@ -177,6 +199,7 @@ fn process_entry(
     if let Sender::External(_) = processed.sender() {
         return store_external_proposal(group, provider, processed.into_content());
     }
+    let external_commit = matches!(processed.sender(), Sender::NewMemberCommit);
     let sender = client_of(processed.credential()).map_err(|e| e.to_string())?;
     match processed.into_content() {
         ProcessedMessageContent::ApplicationMessage(message) => Ok(vec![Event::Message {
@@ -191,9 +214,15 @@ fn process_entry(
                 .map_err(|e| e.to_string())?;
             Ok(Vec::new())
         }
-        ProcessedMessageContent::StagedCommitMessage(staged) => {
-            merge_commit(group, provider, trust, *staged, group_id, sender)
-        }
+        ProcessedMessageContent::StagedCommitMessage(staged) => merge_commit(
+            group,
+            provider,
+            trust,
+            *staged,
+            group_id,
+            sender,
+            external_commit,
+        ),
         ProcessedMessageContent::OwnPendingCommit => {
             group
                 .merge_pending_commit(provider)
@@ -251,6 +280,7 @@ fn merge_commit(
     staged: StagedCommit,
     group_id: GroupId,
     sender: ClientId,
+    external_commit: bool,
 ) -> Result<Vec<Event>, String> {
     // The DS took the commit and every other member merges it: a ghost in
     // it cannot be kept out, only reported. Checked first, so that a first
@@ -270,6 +300,7 @@ fn merge_commit(
     // commit) goes unreported.
     let before = roster::roster(group, certified);
     let self_removed = staged.self_removed();
+    let path_leaf = staged.update_path_leaf_node().cloned();
     // Another's commit took the epoch: a pending commit of ours for
     // it (one left in doubt) can never be accepted now.
     group
@@ -280,6 +311,23 @@ fn merge_commit(
         .map_err(|e| e.to_string())?;
     let (added, removed) = roster::diff(&before, &roster::roster(group, certified));
     let mut events = Vec::new();
+    if external_commit
+        && reports.is_empty()
+        && let Some((member, fingerprint)) =
+            rejoined(path_leaf.as_ref(), &sender, &before, &removed)
+    {
+        events.push(Event::MemberRejoined {
+            group: group_id.clone(),
+            member,
+            fingerprint,
+        });
+        events.push(Event::EpochChanged {
+            group: group_id,
+            epoch: group.epoch().as_u64(),
+            by: sender,
+        });
+        return Ok(events);
+    }
     if !added.is_empty() {
         events.push(Event::MembersAdded {
             group: group_id.clone(),
@@ -308,4 +356,29 @@ fn merge_commit(
         by: sender,
     });
     Ok(events)
+}
+
+/// The member and key of an external commit that is a re-sync: its
+/// committer was in the group already, removed no leaf but its own old one,
+/// and its new leaf (`path_leaf`) is certified by its user's identity key.
+/// An uncertified one is not a re-sync but a ghost, reported as such
+/// elsewhere.
+fn rejoined(
+    path_leaf: Option<&LeafNode>,
+    sender: &ClientId,
+    before: &[roster::GroupMember],
+    removed: &[roster::GroupMember],
+) -> Option<(ClientId, String)> {
+    let leaf = path_leaf?;
+    let was_member = before.iter().any(|old| &old.client == sender);
+    if !was_member || removed.iter().any(|old| &old.client != sender) {
+        return None;
+    }
+    certified_client(leaf)
+        .ok()
+        .filter(|(client, _)| client == sender)?;
+    Some((
+        sender.clone(),
+        roster::fingerprint(leaf.signature_key().as_slice()),
+    ))
 }

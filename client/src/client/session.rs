@@ -72,9 +72,22 @@ impl Client {
         registration_token: &str,
         identity: UserIdentity,
     ) -> ClientResult<Self> {
+        Self::register_device(api, id, location, registration_token, identity, None).await
+    }
+
+    /// [`Client::register_with`], with the device's signature key `signer`
+    /// (restored from a backup) or a new one.
+    pub(super) async fn register_device(
+        api: Api,
+        id: ClientId,
+        location: &StateLocation,
+        registration_token: &str,
+        identity: UserIdentity,
+        signer: Option<SignatureKeyPair>,
+    ) -> ClientResult<Self> {
         let lock = lock(location)?;
         let (provider, db, created) = store::create(location)?;
-        let registered = match Self::new_device(&id, &identity, &provider, &db) {
+        let registered = match Self::new_device(&id, &identity, signer, &provider, &db) {
             Ok((signer, certificate)) => api
                 .auth()
                 .register_client(v1::RegisterClientRequest {
@@ -109,11 +122,12 @@ impl Client {
         Ok(client)
     }
 
-    /// Makes and stores a signature key for `id` in a state without a
-    /// client, with the user's identity key and its certificate of the key.
+    /// Makes (or takes, restored) and stores a signature key for `id` in a
+    /// state without a client, with the user's identity key and its certificate of the key.
     fn new_device(
         id: &ClientId,
         identity: &UserIdentity,
+        signer: Option<SignatureKeyPair>,
         provider: &Provider,
         db: &StateDb,
     ) -> ClientResult<(SignatureKeyPair, DeviceCertificate)> {
@@ -122,7 +136,10 @@ impl Client {
                 "this state file already holds a client; open it instead".into(),
             ));
         }
-        let signer = SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).map_err(mls)?;
+        let signer = match signer {
+            Some(signer) => signer,
+            None => SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).map_err(mls)?,
+        };
         let certificate = identity.certify(id, signer.public())?;
         signer.store(provider.storage()).map_err(mls)?;
         identity.store(provider)?;
@@ -222,6 +239,7 @@ impl Client {
             events,
             stream: None,
             external_removals: BTreeSet::new(),
+            undecryptable_run: HashMap::new(),
             commit_resend_after: COMMIT_RESEND_AFTER,
             _lock: lock,
         })

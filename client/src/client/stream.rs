@@ -24,7 +24,7 @@ fn group_selector(group_id: &[u8]) -> v1::StreamSelector {
     }
 }
 
-fn inbox_selector() -> v1::StreamSelector {
+pub(super) fn inbox_selector() -> v1::StreamSelector {
     v1::StreamSelector {
         stream: Some(v1::stream_selector::Stream::Inbox(v1::Inbox {})),
     }
@@ -50,9 +50,11 @@ impl Client {
         self.catch_up_inbox().await?;
         let groups: Vec<GroupId> = self.groups.keys().cloned().collect();
         for group_id in groups {
+            self.settle_resync_in_doubt(&group_id).await?;
             self.catch_up_group(&group_id).await?;
             self.settle_commit_in_doubt(&group_id).await?;
         }
+        self.resync_where_stuck().await?;
         self.commit_external_removals().await
     }
 
@@ -86,6 +88,7 @@ impl Client {
             if let Some(event) = self.take_event()? {
                 return Ok(event);
             }
+            self.resync_where_stuck().await?;
             self.commit_external_removals().await?;
             if let Some(event) = self.take_event()? {
                 return Ok(event);
@@ -146,6 +149,7 @@ impl Client {
             }
             None => {}
         }
+        self.resync_where_stuck().await?;
         self.commit_external_removals().await
     }
 

@@ -2,8 +2,9 @@
 //! state, plus Confide's tables (identity and per-stream progress) in the same
 //! database file, so a client restarted from its file resumes every group.
 //! The schema is made here ([`StateDb`]); the tables for commits in doubt,
-//! the outbox, pinned identity keys and revoked devices have their queries in
-//! `in_doubt.rs`, `outbox.rs`, `contacts.rs` and `revoked.rs`.
+//! the outbox, re-syncs, pinned identity keys and revoked devices have their
+//! queries in `in_doubt.rs`, `outbox.rs`, `resync.rs`, `contacts.rs` and
+//! `revoked.rs`.
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +19,7 @@ use crate::events::Event;
 mod contacts;
 mod in_doubt;
 mod outbox;
+mod resync;
 mod revoked;
 
 pub use contacts::Contact;
@@ -268,6 +270,13 @@ impl StateDb {
                  seq INTEGER,
                  answered INTEGER NOT NULL DEFAULT 0,
                  UNIQUE (group_id, message_id));
+             CREATE TABLE IF NOT EXISTS confide_resyncs (
+                 group_id BLOB PRIMARY KEY,
+                 resynced_at INTEGER,
+                 wanted TEXT,
+                 in_doubt_epoch INTEGER,
+                 commit_message BLOB,
+                 group_info BLOB);
              CREATE TABLE IF NOT EXISTS confide_contacts (
                  user TEXT PRIMARY KEY,
                  identity_key BLOB NOT NULL,

@@ -90,4 +90,18 @@ impl GroupService for GroupApi {
             epoch: info.epoch,
         }))
     }
+
+    async fn list_groups(
+        &self,
+        request: Request<v1::ListGroupsRequest>,
+    ) -> Result<Response<v1::ListGroupsResponse>, Status> {
+        let client = self.0.authenticated_client(&meta(&request)).await?;
+        let groups = self.0.list_groups(&client).await?;
+        Ok(Response::new(v1::ListGroupsResponse {
+            group_ids: groups
+                .into_iter()
+                .map(|id| id.as_slice().to_vec().into())
+                .collect(),
+        }))
+    }
 }

@@ -24,6 +24,7 @@ mod privacy;
 mod replay;
 mod replicas;
 mod restart;
+mod resync;
 mod sessions;
 mod shutdown;
 mod simulator;

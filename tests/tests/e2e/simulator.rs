@@ -131,6 +131,36 @@ async fn churn_and_faults_lose_nothing_and_fork_no_group() {
     assert!(svg.starts_with("<svg") && svg.contains("p99"), "{svg}");
 }
 
+/// Full members rejoining their groups by external commit while messages
+/// flow: every rejoin is counted, what is sent after it reaches the member,
+/// and no group forks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_that_resync_by_external_commit_lose_nothing_sent_afterwards_and_fork_no_group() {
+    let scenario = Scenario {
+        users: 8,
+        groups: vec![GroupSpec { count: 2, size: 4 }],
+        message_rate: 20.0,
+        duration_secs: 4.0,
+        senders_per_group: 2,
+        verifiers_per_group: 1,
+        connections: 2,
+        drain_secs: 30.0,
+        resyncs_per_minute: 60.0,
+        seed: 11,
+        ..Scenario::default()
+    };
+    let report = sim::run(scenario, Target::InMemory, false)
+        .await
+        .unwrap_or_else(|e| panic!("the simulation could not run: {e}"));
+
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(report.lost_acknowledged, 0, "{report}");
+    assert_eq!(report.forks, 0, "{report}");
+    assert_eq!(report.deliveries, report.expected_deliveries, "{report}");
+    assert!(report.churn.resyncs > 0, "{report}");
+    assert!(report.churn.commit_errors.is_empty(), "{report}");
+}
+
 #[tokio::test]
 async fn restarting_a_ds_the_simulator_does_not_own_durably_is_refused_before_it_starts() {
     let refused = sim::run(

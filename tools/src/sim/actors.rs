@@ -176,6 +176,11 @@ impl FullMember {
                     Some(Order::Send { group, number, due }) => {
                         self.send(client, directory, progress, sent, group, number, due).await;
                     }
+                    Some(Order::Commit { group, churn: Churn::Resync, due }) => {
+                        let seen = (directory, progress, &mut *observed, &mut *last);
+                        resync(client, seen, sent, group, due).await;
+                        progress.pending_changes.fetch_sub(1, Ordering::Relaxed);
+                    }
                     Some(Order::Commit { group, churn, due }) => {
                         commit(client, directory, sent, group, churn, due).await;
                         progress.pending_changes.fetch_sub(1, Ordering::Relaxed);
@@ -300,6 +305,49 @@ async fn catch_up(client: &mut Client, seen: Seen<'_>, sent: &mut Sent, what: &s
     }
 }
 
+/// Rejoins a group by external commit, as a member stuck in it would, after
+/// reading the log as far as it goes (what arrives between that and the
+/// external commit is skipped by the rejoin, and recorded as not owed).
+async fn resync(client: &mut Client, seen: Seen<'_>, sent: &mut Sent, group: u32, due: Instant) {
+    let (directory, progress, observed, last) = seen;
+    catch_up(
+        client,
+        (directory, progress, &mut *observed, &mut *last),
+        sent,
+        "sync before a resync",
+    )
+    .await;
+    // What it read, or sent itself (its own entries are not events).
+    let sent_last = sent
+        .acked
+        .iter()
+        .filter(|a| a.group == group)
+        .map(|a| a.seq);
+    let read = sent_last
+        .chain(last.get(&group).copied())
+        .max()
+        .unwrap_or(0);
+    let group_id = &directory.group_ids[group as usize];
+    match until_answered!(sent.send_retries, client.rejoin(group_id).await) {
+        Ok(summary) => {
+            sent.resyncs += 1;
+            sent.conflicts += u64::from(summary.retries);
+            let _ = sent.commit_latency.record(micros(due.elapsed()));
+            directory
+                .membership(group)
+                .resynced(sent.client, read, summary.seq, summary.epoch);
+            last.insert(group, summary.seq);
+        }
+        Err(error) => {
+            tracing::warn!(client = %client.id(), %error, "a resync failed");
+            *sent
+                .commit_errors
+                .entry(format!("resync: {}", error_label(&error)))
+                .or_default() += 1;
+        }
+    }
+}
+
 /// Commits one membership change and records it in the directory.
 async fn commit(
     client: &mut Client,
@@ -314,6 +362,9 @@ async fn commit(
     let result = match churn {
         Churn::SelfUpdate => until_answered!(sent.send_retries, client.self_update(group_id).await)
             .map(|c| (c, None)),
+        Churn::Resync => {
+            until_answered!(sent.send_retries, client.rejoin(group_id).await).map(|c| (c, None))
+        }
         Churn::Add(user) => until_answered!(
             sent.send_retries,
             client.add_users(group_id, &[user_name(user)]).await
@@ -365,6 +416,7 @@ async fn commit(
                 Churn::SelfUpdate => "self-update",
                 Churn::Add(_) => "add",
                 Churn::Remove(_) => "remove",
+                Churn::Resync => "resync",
             };
             *sent
                 .commit_errors

@@ -1,6 +1,6 @@
 //! Membership changes and faults while messages flow, each a Poisson
-//! process of its own: self-updates, adds, removes, commit storms and
-//! member restarts.
+//! process of its own: self-updates, adds, removes, commit storms, member
+//! restarts and members rejoining by external commit.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -64,14 +64,16 @@ enum Process {
     Remove,
     Storm,
     Restart,
+    Resync,
 }
 
-const PROCESSES: [Process; 5] = [
+const PROCESSES: [Process; 6] = [
     Process::SelfUpdate,
     Process::Add,
     Process::Remove,
     Process::Storm,
     Process::Restart,
+    Process::Resync,
 ];
 
 /// Picks the membership changes and faults.
@@ -81,6 +83,7 @@ pub struct Churner {
     removes: Arrivals,
     storms: Arrivals,
     restarts: Arrivals,
+    resyncs: Arrivals,
     /// (group, user) changed recently, and when.
     in_flight: HashMap<(u32, usize), Instant>,
     full: Vec<bool>,
@@ -98,6 +101,7 @@ impl Churner {
             removes: Arrivals::new(scenario.removes_per_minute, rng),
             storms: Arrivals::new(scenario.commit_storms_per_minute, rng),
             restarts: Arrivals::new(scenario.client_restarts_per_minute, rng),
+            resyncs: Arrivals::new(scenario.resyncs_per_minute, rng),
             in_flight: HashMap::new(),
             full: plan.full.clone(),
             committers: plan.committers.clone(),
@@ -113,6 +117,7 @@ impl Churner {
             Process::Remove => &mut self.removes,
             Process::Storm => &mut self.storms,
             Process::Restart => &mut self.restarts,
+            Process::Resync => &mut self.resyncs,
         }
     }
 
@@ -165,6 +170,7 @@ impl Churner {
                 .pick_user(group, directory, rng, true)
                 .map(|user| vec![(committer, commit(Churn::Remove(user)))])
                 .unwrap_or_default(),
+            Process::Resync => vec![(committer, commit(Churn::Resync))],
             Process::Storm => self.committers[group as usize]
                 .iter()
                 .map(|&c| (c, commit(Churn::SelfUpdate)))

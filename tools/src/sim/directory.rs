@@ -36,6 +36,8 @@ pub enum Churn {
     Add(usize),
     /// Remove every device of this user.
     Remove(usize),
+    /// Rejoin the group by external commit, as a member stuck in it does.
+    Resync,
 }
 
 /// What the coordinator tells a full member to do.
@@ -64,6 +66,12 @@ pub struct Membership {
     pub initial: Vec<usize>,
     pub clients: BTreeSet<usize>,
     pub changes: Vec<MembershipChange>,
+    /// Full members that rejoined by external commit: (client, last seq
+    /// it had read, seq of its external commit, the epoch it began). What
+    /// lies strictly between is skipped by the rejoin, unread, and what
+    /// others encrypted for an earlier epoch after it cannot be read: not
+    /// owed to it.
+    pub resyncs: Vec<(usize, u64, u64, u64)>,
 }
 
 /// Clients added or removed by the commit at `seq` of a group's log, which
@@ -83,6 +91,7 @@ impl Membership {
             initial: clients.to_vec(),
             clients: clients.iter().copied().collect(),
             changes: Vec::new(),
+            resyncs: Vec::new(),
         }
     }
 
@@ -91,7 +100,7 @@ impl Membership {
     /// not encrypted for them, so they skip it; a counter counts what the DS
     /// sends it).
     pub fn size_at(&self, seq: u64, epoch: u64) -> usize {
-        match self.changes.is_empty() {
+        match self.changes.is_empty() && self.resyncs.is_empty() {
             true => self.initial.len(),
             false => self.members_at(seq, epoch).len(),
         }
@@ -109,7 +118,18 @@ impl Membership {
                 }
             }
         }
+        for (client, read, rejoined, rejoined_epoch) in &self.resyncs {
+            if (*read < seq && seq < *rejoined) || (seq > *rejoined && epoch < *rejoined_epoch) {
+                members.remove(client);
+            }
+        }
         members
+    }
+
+    /// Records that `client`, having read the log up to `read`, rejoined by
+    /// the external commit at `rejoined`, which began `epoch`.
+    pub fn resynced(&mut self, client: usize, read: u64, rejoined: u64, epoch: u64) {
+        self.resyncs.push((client, read, rejoined, epoch));
     }
 
     /// Whether `client` was removed by a commit in `from..to` of the log, so

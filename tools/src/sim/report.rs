@@ -76,6 +76,8 @@ pub struct Sent {
     pub commit_errors: BTreeMap<String, u64>,
     /// Times this member was stopped and restarted from its state.
     pub restarts: u64,
+    /// Times this member rejoined a group by external commit.
+    pub resyncs: u64,
 }
 
 impl Default for Sent {
@@ -93,6 +95,7 @@ impl Default for Sent {
             commit_latency: histogram(),
             commit_errors: BTreeMap::new(),
             restarts: 0,
+            resyncs: 0,
         }
     }
 }
@@ -129,6 +132,8 @@ pub struct Churn {
     pub retry_mismatches: u64,
     pub client_restarts: u64,
     pub ds_restarts: u32,
+    /// Full members that rejoined a group by external commit.
+    pub resyncs: u64,
     /// Live streams that broke and were opened again.
     pub resubscribes: u64,
 }
@@ -425,6 +430,7 @@ impl Report {
                 "client / DS restarts",
                 pair(churn.client_restarts, churn.ds_restarts),
             ),
+            ("resyncs (external commits)", churn.resyncs.to_string()),
         ]
     }
 }

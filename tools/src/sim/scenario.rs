@@ -87,6 +87,10 @@ pub struct Scenario {
     /// Full members stopped and restarted from their state file (on disk),
     /// per minute; messages sent meanwhile must reach them after the restart.
     pub client_restarts_per_minute: f64,
+    /// Full members that find themselves stuck in a group (as if a commit
+    /// left them behind) and rejoin it by external commit, per minute;
+    /// what is sent after the rejoin must reach them.
+    pub resyncs_per_minute: f64,
     /// Times the in-process DS is stopped and started again on the same
     /// address while messages flow (PostgreSQL store only). Clients retry.
     pub ds_restarts: u32,
@@ -116,6 +120,7 @@ impl Default for Scenario {
             commit_storms_per_minute: 0.0,
             dropped_responses: 0.0,
             client_restarts_per_minute: 0.0,
+            resyncs_per_minute: 0.0,
             ds_restarts: 0,
         }
     }
@@ -235,6 +240,7 @@ impl Scenario {
                 "client_restarts_per_minute",
                 self.client_restarts_per_minute,
             ),
+            ("resyncs_per_minute", self.resyncs_per_minute),
         ] {
             if !(rate.is_finite() && rate >= 0.0) {
                 problems.push(format!("{name} must be 0 or more, not {rate}"));
@@ -277,6 +283,7 @@ impl Scenario {
             || self.commit_storms_per_minute > 0.0
             || self.dropped_responses > 0.0
             || self.client_restarts_per_minute > 0.0
+            || self.resyncs_per_minute > 0.0
             || self.ds_restarts > 0
     }
 

@@ -69,6 +69,7 @@ impl Sends {
             churn.dropped_responses += sent.dropped_responses;
             churn.retry_mismatches += sent.retry_mismatches;
             churn.client_restarts += sent.restarts;
+            churn.resyncs += sent.resyncs;
         }
         sends.churn.commit_latency = Latency::of(&commit_latency);
         count_membership_changes(&mut sends.churn, &inputs.membership);
