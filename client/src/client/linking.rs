@@ -16,8 +16,8 @@ use openmls_traits::OpenMlsProvider;
 use openmls_traits::types::HpkeKeyPair;
 use tokio::time::Instant;
 
-use super::session::{Device, lock};
-use super::{Client, KEY_PACKAGE_BATCH};
+use super::Client;
+use super::session::{Device, NewState, lock};
 use crate::api::Api;
 use crate::error::{ClientError, ClientResult, mls};
 use crate::identity::UserIdentity;
@@ -192,25 +192,19 @@ impl PendingLink {
             Ok::<_, ClientError>((identity, certificate))
         }
         .await;
-        let (identity, certificate) = match registered {
-            Ok(registered) => registered,
-            Err(error) => {
-                drop((provider, db));
-                if let (StateLocation::File(path), true) = (&location, created) {
-                    store::remove(path);
-                }
-                return Err(error);
-            }
+        let state = NewState {
+            location,
+            created,
+            provider,
+            db,
+            lock,
         };
-        let device = Device {
+        let registered = registered.map(|(identity, certificate)| Device {
             signer,
             identity,
             certificate,
-        };
-        let mut client = Client::assemble(api, id, device, provider, db, lock)?;
-        client.authenticate().await?;
-        client.publish_key_packages(KEY_PACKAGE_BATCH, true).await?;
-        Ok(client)
+        });
+        Client::registered(api, id, state, registered).await
     }
 }
 

@@ -30,6 +30,17 @@ pub(super) fn lock(location: &StateLocation) -> ClientResult<Option<StateLock>> 
     }
 }
 
+/// A state made for a device being registered, until the DS has registered
+/// it.
+pub(super) struct NewState {
+    pub(super) location: StateLocation,
+    /// Whether the registration made the state file (and so may delete it).
+    pub(super) created: bool,
+    pub(super) provider: Provider,
+    pub(super) db: StateDb,
+    pub(super) lock: Option<StateLock>,
+}
+
 /// A device's keys: its MLS signature key, its user's identity key and the
 /// certificate by which the one vouches for the other.
 pub(super) struct Device {
@@ -101,20 +112,47 @@ impl Client {
                 .map_err(ClientError::from),
             Err(error) => Err(error),
         };
-        let (signer, certificate) = match registered {
-            Ok(registered) => registered,
+        let state = NewState {
+            location: location.clone(),
+            created,
+            provider,
+            db,
+            lock,
+        };
+        let registered = registered.map(|(signer, certificate)| Device {
+            signer,
+            identity,
+            certificate,
+        });
+        Self::registered(api, id, state, registered).await
+    }
+
+    /// Finishes a registration. A refused one deletes the state file it
+    /// made: it would hold a client the DS does not know, and block
+    /// registering again at that path. An accepted one becomes the client,
+    /// which signs in and uploads key packages (and a last-resort one).
+    pub(super) async fn registered(
+        api: Api,
+        id: ClientId,
+        state: NewState,
+        registered: ClientResult<Device>,
+    ) -> ClientResult<Self> {
+        let NewState {
+            location,
+            created,
+            provider,
+            db,
+            lock,
+        } = state;
+        let device = match registered {
+            Ok(device) => device,
             Err(error) => {
                 drop((provider, db));
-                if let (StateLocation::File(path), true) = (location, created) {
+                if let (StateLocation::File(path), true) = (&location, created) {
                     store::remove(path);
                 }
                 return Err(error);
             }
-        };
-        let device = Device {
-            signer,
-            identity,
-            certificate,
         };
         let mut client = Self::assemble(api, id, device, provider, db, lock)?;
         client.authenticate().await?;
