@@ -106,18 +106,14 @@ pub(crate) async fn serve_health(
 /// configured connection, stream, time and size limits. On shutdown health
 /// turns NOT_SERVING (the server's and every service's), every stream ends
 /// (Subscribe and health Watch), in-flight calls finish, and connections still
-/// open after `shutdown_grace_secs` are closed, so it returns by then. With
-/// PostgreSQL, a background task relays the entries other replicas append to
-/// this replica's live subscribers, and a watchdog keeps health NOT_SERVING
-/// while the database cannot be reached, until shutdown.
+/// open after `shutdown_grace_secs` are closed, so it returns by then. The
+/// background tasks and the health it starts with come first ([`start`]).
 pub(crate) async fn run(
     listener: TcpListener,
     state: AppState,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     let tls = state.settings.tls.as_ref().map(tls_config).transpose()?;
-    let serving = start_background_tasks(&state);
-    crate::health::set_all(&state.health, serving).await;
     let on_shutdown = {
         let shutdown = shutdown.clone();
         let state = state.clone();
@@ -151,6 +147,16 @@ pub(crate) async fn run(
     // Background tasks end with the server, even when serving failed.
     state.shutdown.cancel();
     Ok(served?)
+}
+
+/// Starts the background tasks (with PostgreSQL: the relay of the entries
+/// other replicas append to this replica's live subscribers, and a watchdog
+/// that keeps health NOT_SERVING while the database cannot be reached) and
+/// sets every service's health to the status they start with. Called before any port serves: a health check
+/// that came first would find the services unregistered (NOT_FOUND).
+pub(crate) async fn start(state: &AppState) {
+    let serving = start_background_tasks(state);
+    crate::health::set_all(&state.health, serving).await;
 }
 
 /// Starts what runs beside the server until the state's shutdown: the purge

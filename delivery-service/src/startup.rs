@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Settings, StoreKind};
-use crate::server::{run, serve_health};
+use crate::server::{run, serve_health, start};
 use crate::state::{AppState, Ds, Storage};
 use crate::store::StoreError;
 use crate::store::memory::MemoryStore;
@@ -98,6 +98,7 @@ impl App {
     /// [`run`]); the health and metrics ports stop with it.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), ServeError> {
         let stopped = self.state.shutdown.clone();
+        start(&self.state).await;
         if let Some(listener) = self.health {
             let serving = serve_health(listener, self.state.clone(), stopped.clone());
             tokio::spawn(log_failure(serving, "the health port failed"));
