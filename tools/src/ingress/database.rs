@@ -164,6 +164,26 @@ impl RunDatabase {
         })
     }
 
+    /// Bytes of the heap pages that hold the groups' application messages:
+    /// what those messages occupy, whatever the table's size did. Growth of
+    /// the heap's file is no measure of a batch: PostgreSQL extends a table
+    /// by many pages at once while callers contend for it, so one batch
+    /// grows it by more than it needs and the next fits into those pages
+    /// and seems to cost nothing.
+    pub async fn heap_bytes_holding(&self, group_ids: &[&[u8]]) -> Result<i64, IngressError> {
+        let row = self
+            .inspector
+            .query_one(
+                "SELECT count(DISTINCT (ctid::text::point)[0])::int8
+                        * current_setting('block_size')::int8
+                 FROM group_log WHERE group_id = ANY($1) AND kind = 3",
+                &[&group_ids],
+            )
+            .await
+            .map_err(|e| IngressError::Database(format!("finding the log's pages: {e}")))?;
+        Ok(row.get(0))
+    }
+
     /// The sequence numbers of the group's application messages, in order.
     pub async fn application_seqs(&self, group_id: &[u8]) -> Result<Vec<u64>, IngressError> {
         let rows = self
@@ -219,6 +239,16 @@ pub struct LogSize {
 }
 
 impl LogSize {
+    /// This growth with the heap's share replaced by the bytes of the pages
+    /// that hold the rows measured (`RunDatabase::heap_bytes_holding`).
+    pub fn with_heap(self, heap: i64) -> LogSize {
+        LogSize {
+            total: heap + self.indexes + self.toast,
+            heap,
+            ..self
+        }
+    }
+
     pub fn growth_since(self, before: LogSize) -> LogSize {
         LogSize {
             total: self.total - before.total,
