@@ -36,6 +36,7 @@ pub struct Conn {
     /// A client certificate and key (PEM), for a DS that requires them.
     #[arg(long, env = "CONFIDE_CLIENT_CERT", requires = "client_key")]
     client_cert: Option<PathBuf>,
+    /// The private key (PEM) of `--client-cert`.
     #[arg(long, env = "CONFIDE_CLIENT_KEY", requires = "client_cert")]
     client_key: Option<PathBuf>,
     /// Allow `http://` to a host that is not loopback (unencrypted transport).
@@ -86,8 +87,11 @@ pub enum Command {
     Register {
         #[command(flatten)]
         conn: Conn,
+        /// Your user name, the one others add you by (`confide add USER`).
         #[arg(long)]
         user: String,
+        /// A name for this device, unique among your devices (`laptop`,
+        /// `phone`).
         #[arg(long)]
         device: String,
         /// Registration token, if the DS requires one.
@@ -110,8 +114,11 @@ pub enum Command {
     Link {
         #[command(flatten)]
         conn: Conn,
+        /// Your user name, the one others add you by (`confide add USER`).
         #[arg(long)]
         user: String,
+        /// A name for this device, unique among your devices (`laptop`,
+        /// `phone`).
         #[arg(long)]
         device: String,
         /// Registration token, if the DS requires one.
@@ -138,6 +145,7 @@ pub enum Command {
     Devices {
         #[command(flatten)]
         conn: Conn,
+        /// The user whose devices to list; yours if not given.
         user: Option<String>,
     },
     /// Revokes another device of this user and removes it from every group
@@ -157,8 +165,10 @@ pub enum Command {
     Add {
         #[command(flatten)]
         conn: Conn,
+        /// The group's id, as `confide create-group` printed it.
         #[arg(long)]
         group: String,
+        /// The users to add; every certified device of each is added.
         #[arg(required = true)]
         users: Vec<String>,
     },
@@ -166,8 +176,10 @@ pub enum Command {
     Remove {
         #[command(flatten)]
         conn: Conn,
+        /// The group's id, as `confide create-group` printed it.
         #[arg(long)]
         group: String,
+        /// The users to remove; every device of each is removed.
         #[arg(required = true)]
         users: Vec<String>,
     },
@@ -175,8 +187,10 @@ pub enum Command {
     Send {
         #[command(flatten)]
         conn: Conn,
+        /// The group's id, as `confide create-group` printed it.
         #[arg(long)]
         group: String,
+        /// The message; `-` reads it from standard input.
         text: String,
     },
     /// Processes everything pending and prints it.
@@ -195,6 +209,7 @@ pub enum Command {
     Members {
         #[command(flatten)]
         conn: Conn,
+        /// The group's id, as `confide create-group` printed it.
         #[arg(long)]
         group: String,
     },
@@ -210,11 +225,18 @@ pub enum Command {
     Verify {
         #[command(flatten)]
         conn: Conn,
+        /// The user to compare safety numbers with.
         user: String,
         /// The numbers matched: mark USER's identity key verified or, if it
         /// changed, accept the new key (its devices count as USER's from
         /// now on, the old key's no longer).
         #[arg(long)]
         accept: bool,
+    },
+    /// Prints a completion script for SHELL: for bash,
+    /// `confide completions bash > ~/.local/share/bash-completion/completions/confide`.
+    Completions {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
     },
 }

@@ -11,6 +11,7 @@ use confide_client::{Backup, Client, ClientError, ClientId, Event, StateLocation
 
 use crate::args::Conn;
 use crate::handoff::{self, Answer, HandoffError, Request};
+use crate::output;
 
 /// `confide register`: a new device identity in a new state file.
 pub async fn register(
@@ -39,7 +40,7 @@ pub async fn register(
             false => error,
         }
     })?;
-    println!("registered {}", client.id());
+    output::println(format_args!("registered {}", client.id()));
     Ok(())
 }
 
@@ -65,9 +66,9 @@ pub async fn restore(
         backup,
     )
     .await?;
-    println!("restored {}", client.id());
+    output::println(format_args!("restored {}", client.id()));
     for group in groups {
-        println!("[{}] re-joined (resync)", hex::encode(group));
+        output::println(format_args!("[{}] re-joined (resync)", hex::encode(group)));
     }
     Ok(())
 }
@@ -162,7 +163,7 @@ pub async fn one_shot(conn: &Conn, request: Request) -> anyhow::Result<()> {
         Ok(mut client) => {
             let mut out = String::new();
             let result = execute(&mut client, &request, &mut out).await;
-            print!("{out}");
+            output::print(&out);
             return result;
         }
         Err(error) => match error.downcast_ref::<ClientError>() {
@@ -182,7 +183,7 @@ pub async fn one_shot(conn: &Conn, request: Request) -> anyhow::Result<()> {
 /// Prints what the holder of the state file answered to a handed-over
 /// command, as if this process had run it.
 fn print_answer(answer: Answer) -> anyhow::Result<()> {
-    print!("{}", answer.stdout);
+    output::print(&answer.stdout);
     if let Some(error) = answer.error {
         // As `main` prints an error it returns.
         eprintln!("Error: {error}");

@@ -7,6 +7,7 @@ use confide_client::Client;
 use crate::args::Conn;
 use crate::commands::{execute, line, open};
 use crate::handoff::{self, Answer, Request, Server};
+use crate::output;
 
 /// Prints events as they arrive, and runs the commands other processes hand
 /// over between two entries, never inside one.
@@ -25,7 +26,7 @@ pub async fn listen(conn: &Conn) -> anyhow::Result<()> {
     let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
     loop {
         while let Some(event) = client.take_event()? {
-            println!("{}", line(&event));
+            output::println(line(&event));
         }
         tokio::select! {
             incoming = client.receive() => client.process(incoming?).await?,

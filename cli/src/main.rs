@@ -12,10 +12,13 @@ mod demo;
 mod handoff;
 mod link;
 mod listen;
+mod output;
 
+use std::io::{IsTerminal, Read};
 use std::time::Duration;
 
-use clap::Parser;
+use anyhow::{Context, bail};
+use clap::{CommandFactory, Parser};
 
 use args::{Cli, Command, IdentityCommand};
 use handoff::Request;
@@ -27,6 +30,7 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .init();
     match Cli::parse().command {
         Command::Demo => demo::run(&mut std::io::stdout()).await?,
@@ -69,6 +73,7 @@ async fn main() -> anyhow::Result<()> {
             commands::one_shot(&conn, Request::Remove { group, users }).await?
         }
         Command::Send { conn, group, text } => {
+            let text = if text == "-" { read_stdin()? } else { text };
             commands::one_shot(&conn, Request::Send { group, text }).await?
         }
         Command::Sync { conn } => commands::one_shot(&conn, Request::Sync).await?,
@@ -80,6 +85,26 @@ async fn main() -> anyhow::Result<()> {
             commands::one_shot(&conn, Request::Verify { user, accept }).await?
         }
         Command::Listen { conn } => listen::listen(&conn).await?,
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "confide", &mut script);
+            output::print(String::from_utf8_lossy(&script));
+        }
     }
     Ok(())
+}
+
+/// The message `confide send --group G -` sends: standard input, without
+/// the newline that ends its last line.
+fn read_stdin() -> anyhow::Result<String> {
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .context("reading the message from standard input (it must be UTF-8)")?;
+    let text = text.strip_suffix('\n').unwrap_or(&text);
+    let text = text.strip_suffix('\r').unwrap_or(text);
+    if text.is_empty() {
+        bail!("nothing to send: standard input was empty");
+    }
+    Ok(text.to_owned())
 }

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::DropGuard;
 
 /// The `confide` binary, built once by cargo for this crate's tests.
-const CONFIDE: &str = env!("CARGO_BIN_EXE_confide");
+pub const CONFIDE: &str = env!("CARGO_BIN_EXE_confide");
 
 /// What the CLI reads from the environment: removed, so that a developer's
 /// settings (or log filter) never reach a test's commands.
@@ -96,7 +96,7 @@ impl Device {
     }
 
     /// `confide SUBCOMMAND --endpoint ENDPOINT --state STATE REST…`.
-    fn command(&self, args: &[&str]) -> Command {
+    pub fn command(&self, args: &[&str]) -> Command {
         let (subcommand, rest) = args.split_first().expect("a subcommand");
         let mut command = Command::new(CONFIDE);
         command

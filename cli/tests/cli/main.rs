@@ -5,10 +5,13 @@
 //! (`contacts`), and one process per state file, with `confide listen`
 //! running the commands of the others (`state_file`, against a real DS on
 //! PostgreSQL and clients of the library), and linking a second device
-//! (`linking`, two state files against an in-process DS).
+//! (`linking`, two state files against an in-process DS), and what scripts
+//! rely on: standard input, help on every flag, completions, a closed pipe
+//! (`scripting`).
 
 mod commands;
 mod contacts;
 mod harness;
 mod linking;
+mod scripting;
 mod state_file;
