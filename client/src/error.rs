@@ -5,7 +5,7 @@ use tonic_types::StatusExt;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("the delivery service refused the call: {}: {}", .0.code(), .0.message())]
+    #[error("the delivery service refused: {} ({})", .0.message(), code_name(.0.code()))]
     Rpc(#[from] tonic::Status),
     #[error("cannot reach the delivery service: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -17,9 +17,13 @@ pub enum ClientError {
     Invalid(String),
     #[error("no state file at {}; run `confide register` first", .0.display())]
     NoStateFile(std::path::PathBuf),
-    #[error("this client is not in that group")]
+    #[error(
+        "this device is in no group with that id: check the id; if you were just added, `confide sync` first; a removed device is out for good"
+    )]
     UnknownGroup,
-    #[error("gave up after losing {0} commit races in a row")]
+    #[error(
+        "the group kept changing under this device: {0} tries in a row were overtaken by other members' commits; nothing of yours was committed, try again"
+    )]
     TooManyRetries(u32),
     #[error("the event stream ended")]
     StreamEnded,
@@ -120,4 +124,29 @@ pub fn in_doubt(status: &tonic::Status) -> bool {
             | tonic::Code::Cancelled
             | tonic::Code::DeadlineExceeded
     )
+}
+
+/// A gRPC status code as its name in the API (`NOT_FOUND`), for people
+/// reading an error and for searching the README's table of them.
+fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "CANCELLED",
+        Unknown => "UNKNOWN",
+        InvalidArgument => "INVALID_ARGUMENT",
+        DeadlineExceeded => "DEADLINE_EXCEEDED",
+        NotFound => "NOT_FOUND",
+        AlreadyExists => "ALREADY_EXISTS",
+        PermissionDenied => "PERMISSION_DENIED",
+        ResourceExhausted => "RESOURCE_EXHAUSTED",
+        FailedPrecondition => "FAILED_PRECONDITION",
+        Aborted => "ABORTED",
+        OutOfRange => "OUT_OF_RANGE",
+        Unimplemented => "UNIMPLEMENTED",
+        Internal => "INTERNAL",
+        Unavailable => "UNAVAILABLE",
+        DataLoss => "DATA_LOSS",
+        Unauthenticated => "UNAUTHENTICATED",
+    }
 }

@@ -137,7 +137,7 @@ impl Ds {
         }
         if claimed.is_empty() {
             return Err(ApiError::NotFound(format!(
-                "no key packages available for user {user}"
+                "no user {user} on this server (or none of its devices has published a key package yet)"
             )));
         }
         Ok(claimed)

@@ -157,3 +157,40 @@ async fn adding_or_removing_nobody_is_refused_and_starts_no_epoch() {
     let members = confide_ok(&ds.endpoint, &alice, &["members", "--group", group]).await;
     assert!(members.starts_with("epoch 0\n"), "{members}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mistyped_user_or_group_is_an_error_that_names_the_mistake_and_the_next_step() {
+    let ds = spawn_ds().await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let alice = dir.path().join("alice.db");
+    register(&ds, &alice, "alice").await;
+    let group = confide_ok(&ds.endpoint, &alice, &["create-group"]).await;
+    let group = group.trim();
+
+    let unknown_user = confide(&ds.endpoint, &alice, &["add", "--group", group, "bbo"]).await;
+    assert!(!unknown_user.status.success());
+    let error = String::from_utf8_lossy(&unknown_user.stderr);
+    assert!(error.contains("no user bbo on this server"), "{error}");
+    assert!(error.contains("(NOT_FOUND)"), "{error}");
+
+    let last = if group.ends_with('0') { '1' } else { '0' };
+    let typo = format!("{}{last}", &group[..group.len() - 1]);
+    let unknown_group = confide(&ds.endpoint, &alice, &["send", "--group", &typo, "hi"]).await;
+    assert!(!unknown_group.status.success());
+    let error = String::from_utf8_lossy(&unknown_group.stderr);
+    assert!(error.contains("in no group with that id"), "{error}");
+    assert!(error.contains("`confide sync` first"), "{error}");
+
+    let again = confide(
+        &ds.endpoint,
+        &alice,
+        &["register", "--user", "alice", "--device", "laptop"],
+    )
+    .await;
+    assert!(!again.status.success());
+    let error = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        error.contains("already holds a registered device"),
+        "{error}"
+    );
+}

@@ -171,7 +171,7 @@ impl Client {
     ) -> ClientResult<(SignatureKeyPair, DeviceCertificate)> {
         if db.identity()?.is_some() {
             return Err(ClientError::Invalid(
-                "this state file already holds a client; open it instead".into(),
+                "this state file already holds a registered device: use it as `--state` of the other commands, or give a new path to register another device".into(),
             ));
         }
         let signer = match signer {
