@@ -71,6 +71,8 @@ struct Member {
     /// Certified by an identity key of the member's own (each member is
     /// its user's first device).
     certificate: DeviceCertificate,
+    /// The member's user identity key, which certifies a new signature key.
+    identity: SignatureKeyPair,
     group: Option<MlsGroup>,
 }
 
@@ -89,6 +91,7 @@ impl Member {
             provider: OpenMlsRustCrypto::default(),
             signer,
             certificate,
+            identity,
             group: None,
         }
     }
@@ -289,6 +292,13 @@ impl Fixture {
         let new_signer = SignatureKeyPair::new(CIPHERSUITE.signature_algorithm())
             .expect("generating a signature key");
         let credential_with_key = alice.credential(&new_signer);
+        let new_certificate = DeviceCertificate::issue(
+            &alice.identity,
+            alice.identity.public(),
+            &alice.id,
+            new_signer.public(),
+        )
+        .expect("certifying the new key");
         let rotation = alice
             .act(|group, provider, signer| {
                 group.self_update_with_new_signer(
@@ -298,7 +308,11 @@ impl Fixture {
                         signer: &new_signer,
                         credential_with_key,
                     },
-                    LeafNodeParameters::default(),
+                    // The new key needs a certificate of its own.
+                    LeafNodeParameters::builder()
+                        .with_capabilities(leaf_capabilities(false))
+                        .with_extensions(new_certificate.leaf_extensions())
+                        .build(),
                 )
             })
             .expect("a self-update with a new key")
