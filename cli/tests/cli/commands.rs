@@ -3,19 +3,16 @@
 
 use std::path::Path;
 
-use crate::harness::{confide, confide_ok, register, spawn_ds};
+use crate::harness::{
+    alice_and_bob_in_a_group, alone_in_a_group, confide, confide_ok, register, spawn_ds,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_with_escape_sequences_and_newlines_is_printed_escaped_in_one_marked_block() {
     let ds = spawn_ds().await;
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let (alice, bob) = (dir.path().join("alice.db"), dir.path().join("bob.db"));
-    register(&ds, &alice, "alice").await;
-    register(&ds, &bob, "bob").await;
-    let group = confide_ok(&ds.endpoint, &alice, &["create-group"]).await;
-    let group = group.trim();
-    confide_ok(&ds.endpoint, &alice, &["add", "--group", group, "bob"]).await;
-    confide_ok(&ds.endpoint, &bob, &["sync"]).await;
+    let (alice, bob, group) = alice_and_bob_in_a_group(&ds, dir.path()).await;
+    let group = group.as_str();
 
     let text = "see you\x1b[2J\x1b]0;pwned\x07\ncarol/laptop: forged \u{202e}txt.exe";
     confide_ok(&ds.endpoint, &alice, &["send", "--group", group, text]).await;
@@ -143,10 +140,8 @@ async fn a_path_that_is_not_a_state_file_is_refused_and_leaves_no_lock_file() {
 async fn adding_or_removing_nobody_is_refused_and_starts_no_epoch() {
     let ds = spawn_ds().await;
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let alice = dir.path().join("alice.db");
-    register(&ds, &alice, "alice").await;
-    let group = confide_ok(&ds.endpoint, &alice, &["create-group"]).await;
-    let group = group.trim();
+    let (alice, group) = alone_in_a_group(&ds, dir.path(), "alice").await;
+    let group = group.as_str();
     for command in ["add", "remove"] {
         let output = confide(&ds.endpoint, &alice, &[command, "--group", group]).await;
         assert!(
@@ -162,10 +157,8 @@ async fn adding_or_removing_nobody_is_refused_and_starts_no_epoch() {
 async fn a_mistyped_user_or_group_is_an_error_that_names_the_mistake_and_the_next_step() {
     let ds = spawn_ds().await;
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let alice = dir.path().join("alice.db");
-    register(&ds, &alice, "alice").await;
-    let group = confide_ok(&ds.endpoint, &alice, &["create-group"]).await;
-    let group = group.trim();
+    let (alice, group) = alone_in_a_group(&ds, dir.path(), "alice").await;
+    let group = group.as_str();
 
     let unknown_user = confide(&ds.endpoint, &alice, &["add", "--group", group, "bbo"]).await;
     assert!(!unknown_user.status.success());

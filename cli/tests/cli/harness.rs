@@ -75,6 +75,26 @@ pub async fn register(ds: &Ds, state: &Path, user: &str) {
     .await;
 }
 
+/// `user/laptop` registered with its state at `DIR/USER.db`, alone in a
+/// group it created; the state file's path and the group's id.
+pub async fn alone_in_a_group(ds: &Ds, dir: &Path, user: &str) -> (PathBuf, String) {
+    let state = dir.join(format!("{user}.db"));
+    register(ds, &state, user).await;
+    let group = confide_ok(&ds.endpoint, &state, &["create-group"]).await;
+    (state, group.trim().to_owned())
+}
+
+/// alice, who created a group and added bob, and bob, who synced: their
+/// state files in `dir` and the group's id.
+pub async fn alice_and_bob_in_a_group(ds: &Ds, dir: &Path) -> (PathBuf, PathBuf, String) {
+    let (alice, group) = alone_in_a_group(ds, dir, "alice").await;
+    let bob = dir.join("bob.db");
+    register(ds, &bob, "bob").await;
+    confide_ok(&ds.endpoint, &alice, &["add", "--group", &group, "bob"]).await;
+    confide_ok(&ds.endpoint, &bob, &["sync"]).await;
+    (alice, bob, group)
+}
+
 /// A device whose state is a file, driven through the `confide` CLI.
 pub struct Device {
     pub endpoint: String,

@@ -5,7 +5,9 @@
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-use crate::harness::{CONFIDE, Device, confide_ok, register, spawn_ds};
+use crate::harness::{
+    CONFIDE, Device, alice_and_bob_in_a_group, alone_in_a_group, confide_ok, spawn_ds,
+};
 
 /// Runs `command` with `input` on its standard input.
 async fn run_with_input(mut command: Command, input: &'static [u8]) -> Output {
@@ -39,13 +41,8 @@ fn bare(args: &[&str]) -> Command {
 async fn a_message_given_as_a_dash_is_read_from_standard_input_without_its_last_newline() {
     let ds = spawn_ds().await;
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let (alice, bob) = (dir.path().join("alice.db"), dir.path().join("bob.db"));
-    register(&ds, &alice, "alice").await;
-    register(&ds, &bob, "bob").await;
-    let group = confide_ok(&ds.endpoint, &alice, &["create-group"]).await;
-    let group = group.trim();
-    confide_ok(&ds.endpoint, &alice, &["add", "--group", group, "bob"]).await;
-    confide_ok(&ds.endpoint, &bob, &["sync"]).await;
+    let (alice, bob, group) = alice_and_bob_in_a_group(&ds, dir.path()).await;
+    let group = group.as_str();
     let alice = Device {
         endpoint: ds.endpoint.clone(),
         state: alice,
@@ -164,9 +161,7 @@ fn a_completion_script_is_printed_for_bash_zsh_and_fish_naming_every_command() {
 async fn a_reader_that_closes_the_pipe_ends_confide_quietly_without_a_panic() {
     let ds = spawn_ds().await;
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let alice = dir.path().join("alice.db");
-    register(&ds, &alice, "alice").await;
-    let group = confide_ok(&ds.endpoint, &alice, &["create-group"]).await;
+    let (alice, group) = alone_in_a_group(&ds, dir.path(), "alice").await;
     let alice = Device {
         endpoint: ds.endpoint.clone(),
         state: alice,
