@@ -165,7 +165,8 @@ pub enum Command {
     Add {
         #[command(flatten)]
         conn: Conn,
-        /// The group's id, as `confide create-group` printed it.
+        /// The group: its id, as `confide create-group` printed it, or the
+        /// start of it no other group of this device shares.
         #[arg(long)]
         group: String,
         /// The users to add; every certified device of each is added.
@@ -176,7 +177,8 @@ pub enum Command {
     Remove {
         #[command(flatten)]
         conn: Conn,
-        /// The group's id, as `confide create-group` printed it.
+        /// The group: its id, as `confide create-group` printed it, or the
+        /// start of it no other group of this device shares.
         #[arg(long)]
         group: String,
         /// The users to remove; every device of each is removed.
@@ -187,7 +189,8 @@ pub enum Command {
     Send {
         #[command(flatten)]
         conn: Conn,
-        /// The group's id, as `confide create-group` printed it.
+        /// The group: its id, as `confide create-group` printed it, or the
+        /// start of it no other group of this device shares.
         #[arg(long)]
         group: String,
         /// The message; `-` reads it from standard input.
@@ -209,7 +212,8 @@ pub enum Command {
     Members {
         #[command(flatten)]
         conn: Conn,
-        /// The group's id, as `confide create-group` printed it.
+        /// The group: its id, as `confide create-group` printed it, or the
+        /// start of it no other group of this device shares.
         #[arg(long)]
         group: String,
     },

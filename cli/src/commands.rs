@@ -121,8 +121,38 @@ pub async fn open(conn: &Conn) -> anyhow::Result<Client> {
     }
 }
 
-fn group_id(hex_id: &str) -> anyhow::Result<Vec<u8>> {
-    hex::decode(hex_id).context("the group id is hex")
+/// The group `--group` names: its id, as `confide create-group` printed
+/// it, or the start of it that no other group of this device shares.
+fn group_id(client: &Client, given: &str) -> anyhow::Result<Vec<u8>> {
+    let prefix = given.to_ascii_lowercase();
+    if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
+        anyhow::bail!(
+            "{:?} is not a group id: an id is hexadecimal, as `confide create-group` printed it",
+            safe(given)
+        );
+    }
+    let mut matching: Vec<Vec<u8>> = client
+        .groups()
+        .into_iter()
+        .filter(|group| hex::encode(group).starts_with(&prefix))
+        .collect();
+    match matching.len() {
+        1 => Ok(matching.remove(0)),
+        // Not here yet: a command that syncs first may find it (a
+        // Welcome), and otherwise the client says why it is not here.
+        0 if prefix.len().is_multiple_of(2) => {
+            Ok(hex::decode(&prefix).context("the group id is hex")?)
+        }
+        0 => Err(ClientError::UnknownGroup.into()),
+        n => {
+            let mut ids: Vec<String> = matching.iter().map(hex::encode).collect();
+            ids.sort();
+            anyhow::bail!(
+                "{prefix} starts {n} group ids of this device ({}): give more of the id",
+                ids.join(", ")
+            )
+        }
+    }
 }
 
 /// An event as the CLI prints it. Everything the CLI prints that came from
@@ -200,11 +230,13 @@ pub async fn execute(
 ) -> anyhow::Result<()> {
     match request {
         Request::CreateGroup => create_group(client, out).await,
-        Request::Add { group, users } => add(client, &group_id(group)?, users, out).await,
-        Request::Remove { group, users } => remove(client, &group_id(group)?, users, out).await,
-        Request::Send { group, text } => send(client, &group_id(group)?, text, out).await,
+        Request::Add { group, users } => add(client, &group_id(client, group)?, users, out).await,
+        Request::Remove { group, users } => {
+            remove(client, &group_id(client, group)?, users, out).await
+        }
+        Request::Send { group, text } => send(client, &group_id(client, group)?, text, out).await,
         Request::Sync => sync(client, out).await,
-        Request::Members { group } => members(client, &group_id(group)?, out).await,
+        Request::Members { group } => members(client, &group_id(client, group)?, out).await,
         Request::Devices { user } => crate::link::devices(client, user.as_deref(), out).await,
         Request::RemoveDevice { device } => crate::link::remove_device(client, device, out).await,
         Request::Contacts => contacts(client, out),

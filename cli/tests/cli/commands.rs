@@ -187,3 +187,28 @@ async fn a_mistyped_user_or_group_is_an_error_that_names_the_mistake_and_the_nex
         "{error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_is_named_by_any_start_of_its_id_and_a_non_hex_id_is_refused() {
+    let ds = spawn_ds().await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (alice, bob, group) = alice_and_bob_in_a_group(&ds, dir.path()).await;
+
+    let prefix = group[..6].to_ascii_uppercase();
+    confide_ok(
+        &ds.endpoint,
+        &alice,
+        &["send", "--group", &prefix, "by prefix"],
+    )
+    .await;
+    let printed = confide_ok(&ds.endpoint, &bob, &["sync"]).await;
+    assert!(
+        printed.contains(&format!("[{group}] alice/laptop: by prefix")),
+        "{printed:?}"
+    );
+
+    let refused = confide(&ds.endpoint, &alice, &["members", "--group", "my-group"]).await;
+    assert!(!refused.status.success());
+    let error = String::from_utf8_lossy(&refused.stderr);
+    assert!(error.contains("\"my-group\" is not a group id"), "{error}");
+}
