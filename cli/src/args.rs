@@ -217,6 +217,11 @@ pub enum Command {
         #[arg(long)]
         group: String,
     },
+    /// Lists this device's groups: id, epoch and members, one line each.
+    Groups {
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// Prints each user whose identity key this device pinned (the first
     /// one seen certifying a device of theirs), its fingerprint, whether
     /// you verified it and whether another key has appeared since.

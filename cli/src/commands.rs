@@ -237,6 +237,7 @@ pub async fn execute(
         Request::Send { group, text } => send(client, &group_id(client, group)?, text, out).await,
         Request::Sync => sync(client, out).await,
         Request::Members { group } => members(client, &group_id(client, group)?, out).await,
+        Request::Groups => groups(client, out).await,
         Request::Devices { user } => crate::link::devices(client, user.as_deref(), out).await,
         Request::RemoveDevice { device } => crate::link::remove_device(client, device, out).await,
         Request::Contacts => contacts(client, out),
@@ -327,6 +328,37 @@ async fn members(client: &mut Client, group: &[u8], out: &mut String) -> anyhow:
         )?;
     }
     writeln!(out, "safety code {}", client.safety_code(group)?)?;
+    Ok(())
+}
+
+/// Every group of this device: its id, epoch and members, one line each.
+async fn groups(client: &mut Client, out: &mut String) -> anyhow::Result<()> {
+    // Takes in the groups this device was added to; the events stay for
+    // `sync`.
+    client.catch_up().await?;
+    let mut groups = client.groups();
+    if groups.is_empty() {
+        writeln!(
+            out,
+            "no groups yet: `confide create-group` makes one, or a member adds you"
+        )?;
+    }
+    groups.sort();
+    for group in groups {
+        let members: Vec<String> = client
+            .members(&group)?
+            .iter()
+            .map(|member| safe(&member.to_string()))
+            .collect();
+        writeln!(
+            out,
+            "{}  epoch {}  {} members: {}",
+            hex::encode(&group),
+            client.epoch(&group)?,
+            members.len(),
+            members.join(", ")
+        )?;
+    }
     Ok(())
 }
 

@@ -39,6 +39,7 @@ pub enum Request {
     Remove { group: String, users: Vec<String> },
     Send { group: String, text: String },
     Members { group: String },
+    Groups,
     Contacts,
     Verify { user: String, accept: bool },
     Sync,

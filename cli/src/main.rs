@@ -80,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Members { conn, group } => {
             commands::one_shot(&conn, Request::Members { group }).await?
         }
+        Command::Groups { conn } => commands::one_shot(&conn, Request::Groups).await?,
         Command::Contacts { conn } => commands::one_shot(&conn, Request::Contacts).await?,
         Command::Verify { conn, user, accept } => {
             commands::one_shot(&conn, Request::Verify { user, accept }).await?

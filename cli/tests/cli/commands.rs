@@ -212,3 +212,29 @@ async fn a_group_is_named_by_any_start_of_its_id_and_a_non_hex_id_is_refused() {
     let error = String::from_utf8_lossy(&refused.stderr);
     assert!(error.contains("\"my-group\" is not a group id"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_lists_each_group_of_the_device_with_its_members_once_it_is_added() {
+    let ds = spawn_ds().await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let carol = dir.path().join("carol.db");
+    register(&ds, &carol, "carol").await;
+    assert_eq!(
+        confide_ok(&ds.endpoint, &carol, &["groups"]).await,
+        "no groups yet: `confide create-group` makes one, or a member adds you\n"
+    );
+    let (alice, _bob, group) = alice_and_bob_in_a_group(&ds, dir.path()).await;
+    confide_ok(&ds.endpoint, &alice, &["add", "--group", &group, "carol"]).await;
+
+    // carol has not synced: `groups` takes in the Welcome.
+    let listed = confide_ok(&ds.endpoint, &carol, &["groups"]).await;
+    assert_eq!(
+        listed,
+        format!("{group}  epoch 2  3 members: alice/laptop, bob/laptop, carol/laptop\n")
+    );
+    let events = confide_ok(&ds.endpoint, &carol, &["sync"]).await;
+    assert!(
+        events.contains(&format!("[{group}]")),
+        "the events stay for sync: {events:?}"
+    );
+}
