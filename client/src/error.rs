@@ -5,8 +5,10 @@ use tonic_types::StatusExt;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// Not `#[from]`: that would make the status the error's source, and
+    /// an error chain would print tonic's description of the code again.
     #[error("the delivery service refused: {} ({})", .0.message(), code_name(.0.code()))]
-    Rpc(#[from] tonic::Status),
+    Rpc(tonic::Status),
     #[error("cannot reach the delivery service: {0}")]
     Transport(#[from] tonic::transport::Error),
     #[error("MLS: {0}")]
@@ -124,6 +126,12 @@ pub fn in_doubt(status: &tonic::Status) -> bool {
             | tonic::Code::Cancelled
             | tonic::Code::DeadlineExceeded
     )
+}
+
+impl From<tonic::Status> for ClientError {
+    fn from(status: tonic::Status) -> Self {
+        ClientError::Rpc(status)
+    }
 }
 
 /// A gRPC status code as its name in the API (`NOT_FOUND`), for people
