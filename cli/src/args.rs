@@ -63,6 +63,15 @@ impl Conn {
     }
 }
 
+/// `--group`, as every command on one group takes it.
+#[derive(clap::Args)]
+pub struct Group {
+    /// The group: its id, as `confide create-group` printed it, or the
+    /// start of it no other group of this device shares.
+    #[arg(long = "group", value_name = "GROUP")]
+    pub id: String,
+}
+
 #[derive(Subcommand)]
 pub enum IdentityCommand {
     /// Writes a backup of this device: the user's identity key and the
@@ -165,10 +174,8 @@ pub enum Command {
     Add {
         #[command(flatten)]
         conn: Conn,
-        /// The group: its id, as `confide create-group` printed it, or the
-        /// start of it no other group of this device shares.
-        #[arg(long)]
-        group: String,
+        #[command(flatten)]
+        group: Group,
         /// The users to add; every certified device of each is added.
         #[arg(required = true)]
         users: Vec<String>,
@@ -177,10 +184,8 @@ pub enum Command {
     Remove {
         #[command(flatten)]
         conn: Conn,
-        /// The group: its id, as `confide create-group` printed it, or the
-        /// start of it no other group of this device shares.
-        #[arg(long)]
-        group: String,
+        #[command(flatten)]
+        group: Group,
         /// The users to remove; every device of each is removed.
         #[arg(required = true)]
         users: Vec<String>,
@@ -189,10 +194,8 @@ pub enum Command {
     Send {
         #[command(flatten)]
         conn: Conn,
-        /// The group: its id, as `confide create-group` printed it, or the
-        /// start of it no other group of this device shares.
-        #[arg(long)]
-        group: String,
+        #[command(flatten)]
+        group: Group,
         /// The message; `-` reads it from standard input.
         text: String,
     },
@@ -212,10 +215,8 @@ pub enum Command {
     Members {
         #[command(flatten)]
         conn: Conn,
-        /// The group: its id, as `confide create-group` printed it, or the
-        /// start of it no other group of this device shares.
-        #[arg(long)]
-        group: String,
+        #[command(flatten)]
+        group: Group,
     },
     /// Lists this device's groups: id, epoch and members, one line each.
     Groups {

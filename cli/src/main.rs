@@ -67,18 +67,39 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::CreateGroup { conn } => commands::one_shot(&conn, Request::CreateGroup).await?,
         Command::Add { conn, group, users } => {
-            commands::one_shot(&conn, Request::Add { group, users }).await?
+            commands::one_shot(
+                &conn,
+                Request::Add {
+                    group: group.id,
+                    users,
+                },
+            )
+            .await?
         }
         Command::Remove { conn, group, users } => {
-            commands::one_shot(&conn, Request::Remove { group, users }).await?
+            commands::one_shot(
+                &conn,
+                Request::Remove {
+                    group: group.id,
+                    users,
+                },
+            )
+            .await?
         }
         Command::Send { conn, group, text } => {
             let text = if text == "-" { read_stdin()? } else { text };
-            commands::one_shot(&conn, Request::Send { group, text }).await?
+            commands::one_shot(
+                &conn,
+                Request::Send {
+                    group: group.id,
+                    text,
+                },
+            )
+            .await?
         }
         Command::Sync { conn } => commands::one_shot(&conn, Request::Sync).await?,
         Command::Members { conn, group } => {
-            commands::one_shot(&conn, Request::Members { group }).await?
+            commands::one_shot(&conn, Request::Members { group: group.id }).await?
         }
         Command::Groups { conn } => commands::one_shot(&conn, Request::Groups).await?,
         Command::Contacts { conn } => commands::one_shot(&conn, Request::Contacts).await?,

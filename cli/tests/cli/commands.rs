@@ -165,7 +165,10 @@ async fn a_mistyped_user_or_group_is_an_error_that_names_the_mistake_and_the_nex
     let error = String::from_utf8_lossy(&unknown_user.stderr);
     assert!(error.contains("no user bbo on this server"), "{error}");
     assert!(error.contains("(NOT_FOUND)"), "{error}");
-    assert!(!error.contains("Caused by"), "the reason is printed once: {error}");
+    assert!(
+        !error.contains("Caused by"),
+        "the reason is printed once: {error}"
+    );
 
     let last = if group.ends_with('0') { '1' } else { '0' };
     let typo = format!("{}{last}", &group[..group.len() - 1]);
