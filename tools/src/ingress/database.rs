@@ -164,13 +164,25 @@ impl RunDatabase {
         })
     }
 
+    /// How `group_log` grew since `before` by part, its heap counted as the
+    /// pages that hold the groups' application messages
+    /// ([`Self::heap_bytes_holding`]).
+    pub async fn log_growth(
+        &self,
+        before: LogSize,
+        group_ids: &[&[u8]],
+    ) -> Result<LogSize, IngressError> {
+        let grown = self.log_size().await?.growth_since(before);
+        Ok(grown.with_heap(self.heap_bytes_holding(group_ids).await?))
+    }
+
     /// Bytes of the heap pages that hold the groups' application messages:
     /// what those messages occupy, whatever the table's size did. Growth of
     /// the heap's file is no measure of a batch: PostgreSQL extends a table
     /// by many pages at once while callers contend for it, so one batch
     /// grows it by more than it needs and the next fits into those pages
     /// and seems to cost nothing.
-    pub async fn heap_bytes_holding(&self, group_ids: &[&[u8]]) -> Result<i64, IngressError> {
+    async fn heap_bytes_holding(&self, group_ids: &[&[u8]]) -> Result<i64, IngressError> {
         let row = self
             .inspector
             .query_one(
@@ -241,7 +253,7 @@ pub struct LogSize {
 impl LogSize {
     /// This growth with the heap's share replaced by the bytes of the pages
     /// that hold the rows measured (`RunDatabase::heap_bytes_holding`).
-    pub fn with_heap(self, heap: i64) -> LogSize {
+    fn with_heap(self, heap: i64) -> LogSize {
         LogSize {
             total: heap + self.indexes + self.toast,
             heap,
@@ -249,7 +261,7 @@ impl LogSize {
         }
     }
 
-    pub fn growth_since(self, before: LogSize) -> LogSize {
+    fn growth_since(self, before: LogSize) -> LogSize {
         LogSize {
             total: self.total - before.total,
             heap: self.heap - before.heap,

@@ -346,11 +346,7 @@ async fn measure_ingress(
     let before = database.log_size().await?;
     let ingress = load::run(ds_callers(channels, prepared.sendings), window).await;
     let groups: Vec<&[u8]> = prepared.group_ids.iter().map(|g| g.as_slice()).collect();
-    let grown = database
-        .log_size()
-        .await?
-        .growth_since(before)
-        .with_heap(database.heap_bytes_holding(&groups).await?);
+    let grown = database.log_growth(before, &groups).await?;
     let mut acknowledged: Vec<(GroupId, Vec<u64>)> = prepared
         .group_ids
         .into_iter()

@@ -61,11 +61,7 @@ pub async fn measure_storage(
         },
     )
     .await;
-    let grown = database
-        .log_size()
-        .await?
-        .growth_since(before)
-        .with_heap(database.heap_bytes_holding(&[&group_id]).await?);
+    let grown = database.log_growth(before, &[&group_id]).await?;
     let acknowledged = sent.acknowledged.into_iter().flatten().collect();
     let check = check(database, &[(group_id.clone(), acknowledged)]).await?;
     let rows = database.row_sizes(&group_id).await?;
