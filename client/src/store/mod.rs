@@ -2,9 +2,9 @@
 //! state, plus Confide's tables (identity and per-stream progress) in the same
 //! database file, so a client restarted from its file resumes every group.
 //! The schema is made here ([`StateDb`]); the tables for commits in doubt,
-//! the outbox, re-syncs, pinned identity keys and revoked devices have their
-//! queries in `in_doubt.rs`, `outbox.rs`, `resync.rs`, `contacts.rs` and
-//! `revoked.rs`.
+//! the outbox, re-syncs, pinned identity keys, revoked devices and groups
+//! being left have their queries in `in_doubt.rs`, `outbox.rs`, `resync.rs`,
+//! `contacts.rs`, `revoked.rs` and `leaving.rs`.
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +18,7 @@ use crate::events::Event;
 
 mod contacts;
 mod in_doubt;
+mod leaving;
 mod outbox;
 mod resync;
 mod revoked;
@@ -282,7 +283,10 @@ impl StateDb {
                  identity_key BLOB NOT NULL,
                  first_seen INTEGER NOT NULL,
                  verified INTEGER NOT NULL DEFAULT 0,
-                 changed_to BLOB);",
+                 changed_to BLOB);
+             CREATE TABLE IF NOT EXISTS confide_leaving (
+                 group_id BLOB PRIMARY KEY,
+                 proposed_in INTEGER);",
         )?;
         Ok(Self { conn })
     }
