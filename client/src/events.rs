@@ -43,6 +43,12 @@ pub enum Event {
         by: ClientId,
         members: Vec<GroupMember>,
     },
+    /// Members left: a commit removed them on their own user's proposal
+    /// (`crate::Client::leave`), whoever committed it.
+    MembersLeft {
+        group: GroupId,
+        members: Vec<GroupMember>,
+    },
     /// This client was removed from the group; nothing more arrives from it.
     Removed { group: GroupId, by: ClientId },
     /// A commit moved the group to a new epoch.
@@ -150,6 +156,7 @@ impl fmt::Display for Event {
             Event::MembersRemoved { by, members, .. } => {
                 write!(f, "{} removed {}", name(by), names(members))
             }
+            Event::MembersLeft { members, .. } => write!(f, "{} left", names(members)),
             Event::Removed { by, .. } => write!(f, "removed from the group by {}", name(by)),
             Event::EpochChanged { epoch, by, .. } => {
                 write!(f, "epoch {epoch} (commit by {})", name(by))
@@ -217,6 +224,7 @@ impl Event {
             | Event::Joined { group, .. }
             | Event::MembersAdded { group, .. }
             | Event::MembersRemoved { group, .. }
+            | Event::MembersLeft { group, .. }
             | Event::Removed { group, .. }
             | Event::EpochChanged { group, .. }
             | Event::Undecryptable { group, .. }
