@@ -31,6 +31,13 @@ pub enum ClientError {
     StreamEnded,
     #[error("nothing is pending to commit")]
     NothingToCommit,
+    /// A proposal to remove this device waits in the group (it is leaving,
+    /// or the DS deprovisioned it): a commit of its own would have to carry
+    /// that proposal, and nobody may commit their own removal.
+    #[error(
+        "this device is on its way out of the group (its removal is proposed, for another member to commit): it can change nothing there"
+    )]
+    RemovalPending,
     /// Every device of the users asked for is in the group already.
     #[error("every device of {} is in the group already", .0.join(", "))]
     NothingToAdd(Vec<String>),

@@ -20,8 +20,8 @@ pub mod verify;
 
 pub use api::{Api, TlsOptions};
 pub use client::{
-    Added, Client, CommitSummary, DeviceStatus, GroupLinked, GroupRemoval, Incoming, LinkRequest,
-    ListedDevice, PendingLink,
+    Added, Client, CommitSummary, DeviceStatus, GroupLinked, GroupRemoval, Incoming, Leave,
+    LinkRequest, ListedDevice, PendingLink,
 };
 pub use confide_core::ClientId;
 pub use error::{ClientError, ClientResult};

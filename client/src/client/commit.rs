@@ -12,8 +12,10 @@ use confide_core::profile::client_of;
 use confide_proto::v1;
 use openmls::prelude::*;
 
+use super::processing::left_members;
 use super::{Client, MAX_COMMIT_ATTEMPTS, to_bytes};
 use crate::error::{ClientError, ClientResult, in_doubt, mls, wrong_epoch};
+use crate::events::Event;
 use crate::store::CommitInDoubt;
 
 /// Times a commit whose answer never came is sent again, and the pause
@@ -28,7 +30,8 @@ pub(super) enum Change {
     /// Remove these devices (a revoked one), not every device of their users.
     RemoveClients(Vec<ClientId>),
     Update,
-    /// Commit the proposals queued in the group (the DS's removals).
+    /// Commit the proposals queued in the group (the DS's removals, a
+    /// member's leaving).
     PendingProposals,
     /// Remove this client's leaves other than its own: those left by its
     /// state before it was restored with a new key and rejoined.
@@ -81,6 +84,15 @@ impl Client {
             .groups
             .get_mut(group_id)
             .ok_or(ClientError::UnknownGroup)?;
+        if removal_of_self_pending(group) {
+            // openmls refuses a commit that removes its committer, and every
+            // commit carries the proposals queued (the default of its
+            // builder): another member commits this one.
+            return Err(match change {
+                Change::PendingProposals => ClientError::NothingToCommit,
+                _ => ClientError::RemovalPending,
+            });
+        }
         let removals = match change {
             Change::Remove(users) => leaves_of(group, users)?,
             Change::RemoveOwnOldLeaves => {
@@ -217,9 +229,25 @@ impl Client {
             .ok_or(ClientError::UnknownGroup)?;
         match answer {
             Ok(accepted) => {
+                // Members whose leaving it commits are reported here too:
+                // the commit may be this client's only sign of it.
+                let left = group
+                    .pending_commit()
+                    .map(|staged| {
+                        left_members(group, staged, |leaf| {
+                            self.verifier.certified(&self.db, leaf)
+                        })
+                    })
+                    .unwrap_or_default();
                 group.merge_pending_commit(&self.provider).map_err(mls)?;
                 self.db.mark_own(group_id, accepted.seq)?;
                 self.db.forget_commit_in_doubt(group_id)?;
+                if !left.is_empty() {
+                    self.emit(Event::MembersLeft {
+                        group: group_id.to_vec(),
+                        members: left,
+                    })?;
+                }
                 Ok(Some(accepted))
             }
             Err(status) if in_doubt(&status) => {
@@ -269,24 +297,63 @@ impl Client {
         Ok(())
     }
 
-    /// Commits the removals the DS proposed (deprovisioned devices). Every
-    /// member tries; one commit wins the epoch and the others, catching up,
-    /// find nothing left to commit.
-    pub(super) async fn commit_external_removals(&mut self) -> ClientResult<()> {
-        while let Some(group_id) = self.external_removals.pop_first() {
+    /// Commits the removals proposed in the groups: the DS's (deprovisioned
+    /// devices) and members' own (leaving). Every member tries; one commit
+    /// wins the epoch and the others, catching up, find nothing left to
+    /// commit.
+    pub(super) async fn commit_pending_removals(&mut self) -> ClientResult<()> {
+        while let Some(group_id) = self.pending_removals.pop_first() {
             if !self.groups.contains_key(&group_id) {
                 continue;
             }
             match self.commit(&group_id, Change::PendingProposals).await {
                 Ok(_) | Err(ClientError::NothingToCommit) => {}
                 Err(error) => {
-                    self.external_removals.insert(group_id);
+                    self.pending_removals.insert(group_id);
                     return Err(error);
                 }
             }
         }
         Ok(())
     }
+}
+
+/// Whether a proposal queued in the group removes this client's own leaf
+/// (it is leaving, or being deprovisioned): no commit of its own can carry
+/// it.
+fn removal_of_self_pending(group: &MlsGroup) -> bool {
+    let own = group.own_leaf_index();
+    group
+        .pending_proposals()
+        .any(|p| matches!(p.proposal(), Proposal::Remove(r) if r.removed() == own))
+}
+
+/// Whether the group holds removals for this client to commit, none of
+/// them its own: the DS's (a deprovisioned device) or a member's leaving
+/// (its proposal removes a device of its own user). Other members'
+/// proposals to remove someone are left to their senders, who can commit
+/// a removal themselves.
+pub(super) fn removals_to_commit(group: &MlsGroup) -> bool {
+    let user_at = |leaf: LeafNodeIndex| {
+        group
+            .member(leaf)
+            .and_then(|credential| client_of(credential).ok())
+            .map(|client| client.user().to_owned())
+    };
+    let mut removals = group
+        .pending_proposals()
+        .filter_map(|p| match p.proposal() {
+            Proposal::Remove(remove) => Some((p.sender(), remove.removed())),
+            _ => None,
+        });
+    !removal_of_self_pending(group)
+        && removals.any(|(sender, removed)| match sender {
+            Sender::External(_) => true,
+            Sender::Member(proposer) => {
+                user_at(*proposer).is_some_and(|user| Some(user) == user_at(removed))
+            }
+            _ => false,
+        })
 }
 
 /// The leaves of every device of `users` in the group; an error if none of

@@ -16,8 +16,9 @@
 //! stream and catching up), `processing.rs` (applying what arrives),
 //! `linking.rs` (a new device waiting to be linked), `approve.rs` (an
 //! existing device linking it and adding it to its groups), `devices.rs`
-//! (listing a user's devices, revoking one) and `resync.rs` (rejoining a
-//! group by external commit when stuck or restored).
+//! (listing a user's devices, revoking one), `resync.rs` (rejoining a
+//! group by external commit when stuck or restored) and `leave.rs` (leaving
+//! a group by proposing its own removal).
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
@@ -43,6 +44,7 @@ mod contacts;
 mod devices;
 mod groups;
 mod key_packages;
+mod leave;
 mod linking;
 mod outbox;
 mod processing;
@@ -55,6 +57,7 @@ pub use commit::CommitSummary;
 pub use devices::{DeviceStatus, GroupRemoval, ListedDevice};
 pub use groups::Added;
 pub use key_packages::KEY_PACKAGE_BATCH;
+pub use leave::Leave;
 pub use linking::PendingLink;
 pub use stream::Incoming;
 
@@ -83,8 +86,9 @@ pub struct Client {
     /// Events not yet handed over, with their numbers in the state file.
     events: VecDeque<(i64, Event)>,
     stream: Option<tonic::Streaming<v1::Envelope>>,
-    /// Groups with a DS removal proposal this client has yet to commit.
-    external_removals: BTreeSet<GroupId>,
+    /// Groups with removals proposed (by the DS, or by a member leaving)
+    /// that this client has yet to commit.
+    pending_removals: BTreeSet<GroupId>,
     /// Per group, the application messages from its current epoch this
     /// client could not decrypt in a row (a run means it is stuck).
     undecryptable_run: HashMap<GroupId, u32>,
@@ -173,6 +177,7 @@ fn client_futures_are_send(client: &mut Client, group: &[u8]) {
     send(client.self_update(group));
     send(client.add_users(group, &[]));
     send(client.remove_users(group, &[]));
+    send(client.leave(group));
     send(client.create_group());
     send(client.authenticate());
     send(client.publish_key_packages(1, false));

@@ -10,6 +10,7 @@ use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::*;
 
 use super::Client;
+use super::commit::removals_to_commit;
 use super::resync::{Stuck, UNDECRYPTABLE_RUN, stuck_by};
 use crate::error::{ClientResult, mls};
 use crate::events::{Event, GroupId};
@@ -75,11 +76,8 @@ impl Client {
         match processed {
             Ok(events) => {
                 self.undecryptable_run.remove(&group_id);
-                if group
-                    .pending_proposals()
-                    .any(|p| matches!(p.sender(), Sender::External(_)))
-                {
-                    self.external_removals.insert(group_id.clone());
+                if removals_to_commit(group) {
+                    self.pending_removals.insert(group_id.clone());
                 }
                 for event in events {
                     removed |= matches!(event, Event::Removed { .. });
@@ -121,13 +119,14 @@ impl Client {
     }
 
     /// Forgets a group this client was removed from entirely (its MLS
-    /// state, its place in the log, a commit in doubt), so a later Welcome
-    /// can re-add it.
+    /// state, its place in the log, a commit in doubt, that it was leaving),
+    /// so a later Welcome can re-add it.
     pub(super) fn forget_group(&mut self, group_id: &[u8]) -> ClientResult<()> {
         if let Some(mut group) = self.groups.remove(group_id) {
             group.delete(self.provider.storage()).map_err(mls)?;
         }
         self.db.forget_stream(&Stream::Group(group_id.to_vec()))?;
+        self.db.forget_leaving(group_id)?;
         self.db.forget_commit_in_doubt(group_id)
     }
 
@@ -271,6 +270,38 @@ fn new_leaves(staged: &StagedCommit) -> Vec<LeafNode> {
         .collect()
 }
 
+/// The members a staged commit removes on a proposal by a device of their
+/// own user (see `leave.rs`), as the roster before the commit has them.
+pub(super) fn left_members(
+    group: &MlsGroup,
+    staged: &StagedCommit,
+    certified: impl Fn(&LeafNode) -> bool,
+) -> Vec<roster::GroupMember> {
+    let leavers = leavers(group, staged);
+    roster::roster(group, certified)
+        .into_iter()
+        .filter(|member| leavers.contains(&member.client))
+        .collect()
+}
+
+/// The clients a commit removes on a proposal by a device of their own
+/// user: they left (see `leave.rs`) rather than were removed by the
+/// committer. Read from the tree before the commit is merged.
+fn leavers(group: &MlsGroup, staged: &StagedCommit) -> Vec<ClientId> {
+    let client_at = |leaf: LeafNodeIndex| group.member(leaf).and_then(|c| client_of(c).ok());
+    staged
+        .remove_proposals()
+        .filter_map(|proposal| {
+            let Sender::Member(proposer) = proposal.sender() else {
+                return None;
+            };
+            let removed = client_at(proposal.remove_proposal().removed())?;
+            let proposer = client_at(*proposer)?;
+            (removed.user() == proposer.user()).then_some(removed)
+        })
+        .collect()
+}
+
 /// Merges another member's commit and reports what it changed, and every
 /// leaf it brought that is not certified by its user (a ghost).
 fn merge_commit(
@@ -300,6 +331,7 @@ fn merge_commit(
     // commit) goes unreported.
     let before = roster::roster(group, certified);
     let self_removed = staged.self_removed();
+    let leavers = leavers(group, &staged);
     let path_leaf = staged.update_path_leaf_node().cloned();
     // Another's commit took the epoch: a pending commit of ours for
     // it (one left in doubt) can never be accepted now.
@@ -342,6 +374,15 @@ fn merge_commit(
             by: sender,
         });
         return Ok(events);
+    }
+    let (left, removed): (Vec<_>, Vec<_>) = removed
+        .into_iter()
+        .partition(|member| leavers.contains(&member.client));
+    if !left.is_empty() {
+        events.push(Event::MembersLeft {
+            group: group_id.clone(),
+            members: left,
+        });
     }
     if !removed.is_empty() {
         events.push(Event::MembersRemoved {

@@ -276,7 +276,7 @@ impl Client {
             groups: HashMap::new(),
             events,
             stream: None,
-            external_removals: BTreeSet::new(),
+            pending_removals: BTreeSet::new(),
             undecryptable_run: HashMap::new(),
             commit_resend_after: COMMIT_RESEND_AFTER,
             _lock: lock,

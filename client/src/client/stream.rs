@@ -55,7 +55,8 @@ impl Client {
             self.settle_commit_in_doubt(&group_id).await?;
         }
         self.resync_where_stuck().await?;
-        self.commit_external_removals().await
+        self.commit_pending_removals().await?;
+        self.keep_leaving().await
     }
 
     /// Keeps an event (in the state file too) until it is handed over.
@@ -89,7 +90,8 @@ impl Client {
                 return Ok(event);
             }
             self.resync_where_stuck().await?;
-            self.commit_external_removals().await?;
+            self.commit_pending_removals().await?;
+            self.keep_leaving().await?;
             if let Some(event) = self.take_event()? {
                 return Ok(event);
             }
@@ -150,7 +152,8 @@ impl Client {
             None => {}
         }
         self.resync_where_stuck().await?;
-        self.commit_external_removals().await
+        self.commit_pending_removals().await?;
+        self.keep_leaving().await
     }
 
     /// Acknowledges everything processed on a stream.
