@@ -1,13 +1,16 @@
-//! Adding and removing members: each sees exactly its part of the conversation.
+//! Adding and removing members, and members leaving: each sees exactly its
+//! part of the conversation.
 
-use confide_client::{ClientError, Event};
+use std::time::Duration;
+
+use confide_client::{ClientError, Event, GroupId, Leave, StateLocation};
 use confide_ds::domain::EntryKind;
 use confide_proto::v1;
 use confide_tests::rpc::{
     expect_refused, group_seqs_until_welcome, group_stream, next_group_entry, next_welcome,
     subscribe,
 };
-use confide_tests::{Member, spawn_app};
+use confide_tests::{HostileDs, Lost, Member, TestApp, spawn_app};
 use tonic::Code;
 
 /// Every seq of the group's log that `member` can still fetch.
@@ -260,5 +263,186 @@ async fn a_member_added_again_sees_only_what_follows_its_return() -> anyhow::Res
     bob.send(&group, b"glad to be back").await?;
     let received = alice.expect_messages(&group, 1).await;
     assert_eq!(received[0].body, b"glad to be back");
+    Ok(())
+}
+
+/// Whether `member` saw `user` leave `group` (every device of it).
+fn saw_leave(member: &Member, group: &[u8], user: &str) -> bool {
+    member.events().iter().any(|e| {
+        matches!(e, Event::MembersLeft { group: g, members }
+            if g == group && members.iter().all(|m| m.client.user() == user))
+    })
+}
+
+/// Whether `member` learnt that it is out of `group`.
+fn saw_removed(member: &Member, group: &[u8]) -> bool {
+    member
+        .events()
+        .iter()
+        .any(|e| matches!(e, Event::Removed { group: g, .. } if g == group))
+}
+
+fn users(member: &Member, group: &[u8]) -> Vec<String> {
+    let mut users: Vec<String> = member
+        .members(group)
+        .expect("a member of the group")
+        .iter()
+        .map(|client| client.user().to_string())
+        .collect();
+    users.dedup();
+    users
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_who_leaves_is_committed_out_by_the_others_syncing_and_reads_nothing_after()
+-> anyhow::Result<()> {
+    let app = spawn_app().await;
+    let (group, [mut alice, mut bob, mut carol]) =
+        app.conversation(["alice", "bob", "carol"]).await;
+
+    let asked = bob.leave(&group).await?;
+    assert!(
+        matches!(&asked, Leave::Proposed { devices, .. } if devices == std::slice::from_ref(bob.id())),
+        "{asked:?}"
+    );
+    // Nobody is asked to commit it: syncing is enough, whoever is first.
+    for member in [&mut alice, &mut carol] {
+        member
+            .wait_until("bob leaving", |m| saw_leave(m, &group, "bob"))
+            .await;
+        assert_eq!(users(member, &group), ["alice", "carol"]);
+    }
+    bob.wait_until("being out", |m| saw_removed(m, &group))
+        .await;
+    assert!(!bob.groups().contains(&group), "bob forgot the group");
+
+    let seq = alice.send(&group, b"after bob left").await?;
+    carol.expect_messages(&group, 1).await;
+    bob.catch_up().await;
+    assert!(bob.messages(&group).is_empty(), "{:#?}", bob.events());
+    assert!(
+        !fetchable_seqs(&bob, &group).await.contains(&seq),
+        "the DS serves bob nothing sent after he left"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_leaving_takes_every_device_of_theirs_along() -> anyhow::Result<()> {
+    let app = spawn_app().await;
+    let (group, [mut alice]) = app.conversation(["alice"]).await;
+    let mut phone = app.client("bob", "phone").await;
+    let mut laptop = app.client("bob", "laptop").await;
+    alice.add_users(&group, &["bob"]).await?;
+    phone.expect_joined(&group).await;
+    laptop.expect_joined(&group).await;
+
+    let asked = laptop.leave(&group).await?;
+    let Leave::Proposed { mut devices, .. } = asked else {
+        panic!("{asked:?}");
+    };
+    devices.sort();
+    assert_eq!(devices, [laptop.id().clone(), phone.id().clone()]);
+    alice
+        .wait_until("bob leaving", |m| saw_leave(m, &group, "bob"))
+        .await;
+    assert_eq!(alice.members(&group)?, [alice.id().clone()]);
+    for device in [&mut phone, &mut laptop] {
+        device
+            .wait_until("being out", |m| saw_removed(m, &group))
+            .await;
+    }
+    Ok(())
+}
+
+/// Alice reaches the DS through `link`, which can lose her commits; Bob,
+/// whose state is the file `bob`, and Carol reach it directly.
+async fn alice_behind_a_lossy_link_and_bob_in_a_file(
+    app: &TestApp,
+    bob: &StateLocation,
+) -> (HostileDs, GroupId, Member, Member, Member) {
+    let link = HostileDs::in_front_of(app).await;
+    let mut alice = link.client("alice", "phone").await;
+    alice.set_commit_resend_pause(Duration::from_millis(1));
+    let mut bob = Member::new(app.register("bob", "phone", bob).await.expect("bob"));
+    let mut carol = app.client("carol", "phone").await;
+    let group = alice.create_group().await.expect("creating the group");
+    alice
+        .add_users(&group, &["bob", "carol"])
+        .await
+        .expect("adding bob and carol");
+    bob.expect_joined(&group).await;
+    carol.expect_joined(&group).await;
+    (link, group, alice, bob, carol)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leave_overtaken_by_another_commit_is_proposed_again_even_after_a_restart()
+-> anyhow::Result<()> {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir()?;
+    let state = StateLocation::File(dir.path().join("bob.db"));
+    let (link, group, mut alice, bob, mut carol) =
+        alice_behind_a_lossy_link_and_bob_in_a_file(&app, &state).await;
+    let epoch = alice.epoch(&group)?;
+    // Alice's update, built before bob asks to leave, does not reach the DS
+    // yet: it is in doubt, and sent again at her next sync.
+    link.lose_commits(Lost::Request);
+    let update = alice.self_update(&group).await;
+    assert!(
+        matches!(update, Err(ClientError::CommitInDoubt)),
+        "{update:?}"
+    );
+    let mut bob = bob;
+    let asked = bob.leave(&group).await?;
+    assert!(
+        matches!(asked, Leave::Proposed { epoch: e, .. } if e == epoch),
+        "{asked:?}"
+    );
+    drop(bob);
+
+    // The update takes the epoch without bob's proposal, which dies with it.
+    link.stop_attacking();
+    alice.catch_up().await;
+    assert_eq!(alice.epoch(&group)?, epoch + 1);
+    carol.catch_up().await;
+    assert_eq!(carol.epoch(&group)?, epoch + 1);
+    assert_eq!(users(&carol, &group), ["alice", "bob", "carol"]);
+
+    // Bob, restarted, sees the new epoch while still leaving, and proposes
+    // again; the others' syncs commit it.
+    let mut bob = Member::new(confide_client::Client::open(app.api().await, &state).await?);
+    bob.catch_up().await;
+    let proposals_after = app
+        .group_log(carol.id(), &group)
+        .await
+        .iter()
+        .filter(|e| e.kind == EntryKind::Proposal && e.epoch == epoch + 1)
+        .count();
+    assert_eq!(proposals_after, 1, "bob proposed again in the new epoch");
+    for member in [&mut carol, &mut alice] {
+        member
+            .wait_until("bob leaving", |m| saw_leave(m, &group, "bob"))
+            .await;
+        assert_eq!(users(member, &group), ["alice", "carol"]);
+    }
+    bob.wait_until("being out", |m| saw_removed(m, &group))
+        .await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_only_member_who_leaves_forgets_the_group_at_once() -> anyhow::Result<()> {
+    let app = spawn_app().await;
+    let (group, [mut alice]) = app.conversation(["alice"]).await;
+    let mut laptop = app.client("alice", "laptop").await;
+    alice.add_users(&group, &["alice"]).await?;
+    laptop.expect_joined(&group).await;
+
+    assert_eq!(alice.leave(&group).await?, Leave::Alone);
+    assert!(!alice.groups().contains(&group));
+    laptop
+        .wait_until("being out", |m| saw_removed(m, &group))
+        .await;
     Ok(())
 }
