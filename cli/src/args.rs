@@ -190,6 +190,14 @@ pub enum Command {
         #[arg(required = true)]
         users: Vec<String>,
     },
+    /// Leaves a group, with every device of yours in it: proposes your
+    /// removal, which another member's device commits when it next syncs.
+    Leave {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(flatten)]
+        group: Group,
+    },
     /// Sends a message.
     Send {
         #[command(flatten)]

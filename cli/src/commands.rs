@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Context;
 use confide_client::display::safe;
 use confide_client::roster::fingerprint;
-use confide_client::{Backup, Client, ClientError, ClientId, Event, StateLocation};
+use confide_client::{Backup, Client, ClientError, ClientId, Event, Leave, StateLocation};
 
 use crate::args::Conn;
 use crate::handoff::{self, Answer, HandoffError, Request};
@@ -234,6 +234,7 @@ pub async fn execute(
         Request::Remove { group, users } => {
             remove(client, &group_id(client, group)?, users, out).await
         }
+        Request::Leave { group } => leave(client, &group_id(client, group)?, out).await,
         Request::Send { group, text } => send(client, &group_id(client, group)?, text, out).await,
         Request::Sync => sync(client, out).await,
         Request::Members { group } => members(client, &group_id(client, group)?, out).await,
@@ -282,6 +283,26 @@ async fn remove(
     let users: Vec<&str> = users.iter().map(String::as_str).collect();
     let summary = client.remove_users(group, &users).await?;
     writeln!(out, "removed; group is at epoch {}", summary.epoch)?;
+    Ok(())
+}
+
+async fn leave(client: &mut Client, group: &[u8], out: &mut String) -> anyhow::Result<()> {
+    match client.leave(group).await? {
+        Leave::Proposed { devices, .. } => {
+            let devices: Vec<String> = devices.iter().map(|d| safe(&d.to_string())).collect();
+            writeln!(
+                out,
+                "asked to leave (removing {}); you are out once another member's device \
+                 commits it (`confide sync` or `listen` shows it)",
+                devices.join(", ")
+            )?
+        }
+        Leave::Alone => writeln!(
+            out,
+            "left: nobody else was in the group to tell, so this device forgot it"
+        )?,
+        Leave::Out => writeln!(out, "you were removed from the group already")?,
+    }
     Ok(())
 }
 

@@ -37,6 +37,7 @@ pub enum Request {
     CreateGroup,
     Add { group: String, users: Vec<String> },
     Remove { group: String, users: Vec<String> },
+    Leave { group: String },
     Send { group: String, text: String },
     Members { group: String },
     Groups,

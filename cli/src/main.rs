@@ -86,6 +86,9 @@ async fn main() -> anyhow::Result<()> {
             )
             .await?
         }
+        Command::Leave { conn, group } => {
+            commands::one_shot(&conn, Request::Leave { group: group.id }).await?
+        }
         Command::Send { conn, group, text } => {
             let text = if text == "-" { read_stdin()? } else { text };
             commands::one_shot(

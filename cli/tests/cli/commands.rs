@@ -242,3 +242,34 @@ async fn groups_lists_each_group_of_the_device_with_its_members_once_it_is_added
         "the events stay for sync: {events:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_who_leaves_is_out_once_another_member_syncs() {
+    let ds = spawn_ds().await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (alice, bob, group) = alice_and_bob_in_a_group(&ds, dir.path()).await;
+
+    let asked = confide_ok(&ds.endpoint, &bob, &["leave", "--group", &group]).await;
+    assert!(
+        asked.starts_with("asked to leave (removing bob/laptop); you are out once another member's device commits it"),
+        "{asked:?}"
+    );
+    let seen = confide_ok(&ds.endpoint, &alice, &["sync"]).await;
+    let left = seen
+        .lines()
+        .find(|line| line.starts_with(&format!("[{group}] bob/laptop (key ")))
+        .unwrap_or_else(|| panic!("alice is not told: {seen:?}"));
+    assert!(left.ends_with(") left"), "{left:?}");
+    let told = confide_ok(&ds.endpoint, &bob, &["sync"]).await;
+    assert!(
+        told.contains(&format!("[{group}] removed from the group by alice/laptop")),
+        "{told:?}"
+    );
+    assert_eq!(
+        confide_ok(&ds.endpoint, &bob, &["groups"]).await,
+        "no groups yet: `confide create-group` makes one, or a member adds you\n"
+    );
+    let members = confide_ok(&ds.endpoint, &alice, &["members", "--group", &group]).await;
+    assert!(members.contains("alice/laptop"), "{members}");
+    assert!(!members.contains("bob"), "{members}");
+}
