@@ -278,6 +278,10 @@ pub(super) fn left_members(
     certified: impl Fn(&LeafNode) -> bool,
 ) -> Vec<roster::GroupMember> {
     let leavers = leavers(group, staged);
+    if leavers.is_empty() {
+        // Most commits: no roster to build.
+        return Vec::new();
+    }
     roster::roster(group, certified)
         .into_iter()
         .filter(|member| leavers.contains(&member.client))
