@@ -10,9 +10,11 @@ mod args;
 mod commands;
 mod demo;
 mod handoff;
+mod json;
 mod link;
 mod listen;
 mod output;
+mod time;
 
 use std::io::{IsTerminal, Read};
 use std::time::Duration;
@@ -32,7 +34,8 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .init();
-    match Cli::parse().command {
+    let Cli { command, json } = Cli::parse();
+    match command {
         Command::Demo => demo::run(&mut std::io::stdout()).await?,
         Command::Register {
             conn,
@@ -40,7 +43,7 @@ async fn main() -> anyhow::Result<()> {
             device,
             token,
             restore_identity: None,
-        } => commands::register(&conn, user, device, &token).await?,
+        } => commands::register(&conn, user, device, &token, json).await?,
         Command::Register {
             conn,
             user,
@@ -60,12 +63,42 @@ async fn main() -> anyhow::Result<()> {
         } => link::link(&conn, user, device, &token, Duration::from_secs(timeout)).await?,
         Command::Approve { conn, code, sas } => link::approve(&conn, &code, sas).await?,
         Command::Devices { conn, user } => {
-            commands::one_shot(&conn, Request::Devices { user }).await?
+            commands::one_shot(&conn, Request::Devices { user }, json).await?
         }
         Command::RemoveDevice { conn, device } => {
-            commands::one_shot(&conn, Request::RemoveDevice { device }).await?
+            commands::one_shot(&conn, Request::RemoveDevice { device }, json).await?
         }
-        Command::CreateGroup { conn } => commands::one_shot(&conn, Request::CreateGroup).await?,
+        Command::CreateGroup { conn, name, topic } => {
+            commands::one_shot(&conn, Request::CreateGroup { name, topic }, json).await?
+        }
+        Command::Rename {
+            conn,
+            group,
+            name,
+            topic,
+        } => {
+            commands::one_shot(
+                &conn,
+                Request::Rename {
+                    group: group.id,
+                    name,
+                    topic,
+                },
+                json,
+            )
+            .await?
+        }
+        Command::History { conn, group, limit } => {
+            commands::one_shot(
+                &conn,
+                Request::History {
+                    group: group.id,
+                    limit,
+                },
+                json,
+            )
+            .await?
+        }
         Command::Add { conn, group, users } => {
             commands::one_shot(
                 &conn,
@@ -73,6 +106,7 @@ async fn main() -> anyhow::Result<()> {
                     group: group.id,
                     users,
                 },
+                json,
             )
             .await?
         }
@@ -83,11 +117,12 @@ async fn main() -> anyhow::Result<()> {
                     group: group.id,
                     users,
                 },
+                json,
             )
             .await?
         }
         Command::Leave { conn, group } => {
-            commands::one_shot(&conn, Request::Leave { group: group.id }).await?
+            commands::one_shot(&conn, Request::Leave { group: group.id }, json).await?
         }
         Command::Send { conn, group, text } => {
             let text = if text == "-" { read_stdin()? } else { text };
@@ -97,19 +132,20 @@ async fn main() -> anyhow::Result<()> {
                     group: group.id,
                     text,
                 },
+                json,
             )
             .await?
         }
-        Command::Sync { conn } => commands::one_shot(&conn, Request::Sync).await?,
+        Command::Sync { conn } => commands::one_shot(&conn, Request::Sync, json).await?,
         Command::Members { conn, group } => {
-            commands::one_shot(&conn, Request::Members { group: group.id }).await?
+            commands::one_shot(&conn, Request::Members { group: group.id }, json).await?
         }
-        Command::Groups { conn } => commands::one_shot(&conn, Request::Groups).await?,
-        Command::Contacts { conn } => commands::one_shot(&conn, Request::Contacts).await?,
+        Command::Groups { conn } => commands::one_shot(&conn, Request::Groups, json).await?,
+        Command::Contacts { conn } => commands::one_shot(&conn, Request::Contacts, json).await?,
         Command::Verify { conn, user, accept } => {
-            commands::one_shot(&conn, Request::Verify { user, accept }).await?
+            commands::one_shot(&conn, Request::Verify { user, accept }, json).await?
         }
-        Command::Listen { conn } => listen::listen(&conn).await?,
+        Command::Listen { conn } => listen::listen(&conn, json).await?,
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "confide", &mut script);

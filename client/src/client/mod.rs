@@ -17,8 +17,10 @@
 //! `linking.rs` (a new device waiting to be linked), `approve.rs` (an
 //! existing device linking it and adding it to its groups), `devices.rs`
 //! (listing a user's devices, revoking one), `resync.rs` (rejoining a
-//! group by external commit when stuck or restored) and `leave.rs` (leaving
-//! a group by proposing its own removal).
+//! group by external commit when stuck or restored), `history.rs` (each
+//! group's history, name and unread messages, and the MIMI content messages
+//! are sent as) and `leave.rs` (leaving a group by proposing its own
+//! removal).
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
@@ -43,6 +45,7 @@ mod commit;
 mod contacts;
 mod devices;
 mod groups;
+mod history;
 mod key_packages;
 mod leave;
 mod linking;

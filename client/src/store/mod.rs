@@ -2,9 +2,10 @@
 //! state, plus Confide's tables (identity and per-stream progress) in the same
 //! database file, so a client restarted from its file resumes every group.
 //! The schema is made here ([`StateDb`]); the tables for commits in doubt,
-//! the outbox, re-syncs, pinned identity keys, revoked devices and groups
-//! being left have their queries in `in_doubt.rs`, `outbox.rs`, `resync.rs`,
-//! `contacts.rs`, `revoked.rs` and `leaving.rs`.
+//! the outbox, re-syncs, pinned identity keys, revoked devices, each
+//! group's history, name and read position, and the groups being left have
+//! their queries in `in_doubt.rs`, `outbox.rs`, `resync.rs`, `contacts.rs`,
+//! `revoked.rs`, `history.rs` and `leaving.rs`.
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +18,7 @@ use crate::error::{ClientError, ClientResult};
 use crate::events::Event;
 
 mod contacts;
+mod history;
 mod in_doubt;
 mod leaving;
 mod outbox;
@@ -24,6 +26,8 @@ mod resync;
 mod revoked;
 
 pub use contacts::Contact;
+pub(crate) use history::now_ms;
+pub use history::{GroupProfileRecord, HistoryEntry};
 pub use in_doubt::CommitInDoubt;
 pub use outbox::Outgoing;
 
@@ -284,6 +288,20 @@ impl StateDb {
                  first_seen INTEGER NOT NULL,
                  verified INTEGER NOT NULL DEFAULT 0,
                  changed_to BLOB);
+             CREATE TABLE IF NOT EXISTS confide_history (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT,
+                 group_id BLOB NOT NULL,
+                 position INTEGER NOT NULL,
+                 at_ms INTEGER NOT NULL,
+                 counts_unread INTEGER NOT NULL,
+                 event TEXT NOT NULL);
+             CREATE INDEX IF NOT EXISTS confide_history_by_group
+                 ON confide_history (group_id, position, id);
+             CREATE TABLE IF NOT EXISTS confide_group_profiles (
+                 group_id BLOB PRIMARY KEY,
+                 name TEXT,
+                 topic TEXT,
+                 read_up_to INTEGER NOT NULL DEFAULT 0);
              CREATE TABLE IF NOT EXISTS confide_leaving (
                  group_id BLOB PRIMARY KEY,
                  proposed_in INTEGER);",
