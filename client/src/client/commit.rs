@@ -211,6 +211,10 @@ impl Client {
         group_id: &[u8],
         answer: Result<v1::SubmitCommitResponse, tonic::Status>,
     ) -> ClientResult<Option<v1::SubmitCommitResponse>> {
+        let before = match &answer {
+            Ok(_) => self.roster(group_id)?,
+            Err(_) => Vec::new(),
+        };
         let group = self
             .groups
             .get_mut(group_id)
@@ -220,6 +224,7 @@ impl Client {
                 group.merge_pending_commit(&self.provider).map_err(mls)?;
                 self.db.mark_own(group_id, accepted.seq)?;
                 self.db.forget_commit_in_doubt(group_id)?;
+                self.record_own_commit(group_id, accepted.seq, &before)?;
                 Ok(Some(accepted))
             }
             Err(status) if in_doubt(&status) => {
