@@ -38,6 +38,11 @@ impl Terminal {
 
 impl Drop for Terminal {
     fn drop(&mut self) {
-        ratatui::restore();
+        // Unwinding from a panic, the hook has restored the terminal and
+        // printed the message: leaving the alternate screen again would put
+        // the cursor back above that message, and what follows over it.
+        if !std::thread::panicking() {
+            ratatui::restore();
+        }
     }
 }
