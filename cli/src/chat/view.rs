@@ -12,7 +12,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line as Row, Span};
 use ratatui::widgets::{Block, Borders, Paragraph};
 
-use super::model::{Connection, Model};
+use super::model::{Connection, Conversation, Model};
 use super::rows::{self, inline, rows, truncate, width};
 
 /// What drawing needs to know of the time: now, for the retry countdown,
@@ -169,19 +169,54 @@ fn conversation(frame: &mut Frame, area: Rect, model: &mut Model, clock: &Clock)
     let (columns, height) = (area.width as usize, area.height as usize);
     let offset = clock.utc_offset_secs;
     let conversation = model.conversation_mut();
-    let Some(scroll) = conversation.scroll() else {
-        // Following: only the newest lines are laid out.
-        let mut shown = Vec::new();
-        for line in conversation.lines().iter().rev() {
-            if shown.len() >= height {
-                break;
-            }
-            shown.splice(0..0, rows(line, columns, offset));
-        }
-        let skip = shown.len().saturating_sub(height);
-        frame.render_widget(Paragraph::new(shown.split_off(skip)), area);
+    let Some((shown, below)) = scrolled(conversation, columns, height, offset) else {
+        let shown = newest(conversation, columns, height, offset);
+        frame.render_widget(Paragraph::new(shown), area);
         return;
     };
+    let [text, marker] = Layout::vertical([Constraint::Min(0), Constraint::Length(1)]).areas(area);
+    frame.render_widget(Paragraph::new(shown), text);
+    let what = match below {
+        0 => "more below".to_owned(),
+        n => format!("{n} new below"),
+    };
+    frame.render_widget(
+        Paragraph::new(format!("── {what} · PgDn ──"))
+            .alignment(Alignment::Center)
+            .style(Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD)),
+        marker,
+    );
+}
+
+/// The rows of the newest lines that fill `height` rows; only those lines
+/// are laid out.
+fn newest(
+    conversation: &Conversation,
+    columns: usize,
+    height: usize,
+    offset: i32,
+) -> Vec<Row<'static>> {
+    let mut shown = Vec::new();
+    for line in conversation.lines().iter().rev() {
+        if shown.len() >= height {
+            break;
+        }
+        shown.splice(0..0, rows(line, columns, offset));
+    }
+    let skip = shown.len().saturating_sub(height);
+    shown.split_off(skip)
+}
+
+/// Where a conversation scrolled up is: the rows above the marker row and
+/// how many lines that arrived since it was scrolled are below them.
+/// `None` when it follows the newest line (or has scrolled back to it).
+fn scrolled(
+    conversation: &mut Conversation,
+    columns: usize,
+    height: usize,
+    offset: i32,
+) -> Option<(Vec<Row<'static>>, usize)> {
+    let scroll = conversation.scroll()?;
     let laid: Vec<Vec<Row>> = conversation
         .lines()
         .iter()
@@ -195,39 +230,21 @@ fn conversation(frame: &mut Frame, area: Rect, model: &mut Model, clock: &Clock)
         .sum();
     let up = (scroll.rows_up + arrived).min(total.saturating_sub(content));
     conversation.settle_scroll(up);
+    if up == 0 {
+        return None;
+    }
     let end = total - up;
-    let start = end.saturating_sub(content);
-    // Lines that arrived while scrolled up and start below the pane.
     let mut first_row = 0;
-    let mut new_below = 0;
+    let mut below = 0;
     for (index, line_rows) in laid.iter().enumerate() {
         if index >= scroll.new_from && first_row >= end {
-            new_below += 1;
+            below += 1;
         }
         first_row += line_rows.len();
     }
-    let shown: Vec<Row> = laid
-        .into_iter()
-        .flatten()
-        .skip(start)
-        .take(content)
-        .collect();
-    let [text, marker] =
-        Layout::vertical([Constraint::Length(content as u16), Constraint::Length(1)]).areas(area);
-    frame.render_widget(Paragraph::new(shown), text);
-    if up > 0 {
-        let what = match new_below {
-            0 => "more below".to_owned(),
-            n => format!("{n} new below"),
-        };
-        let row = format!("── {what} · PgDn ──");
-        frame.render_widget(
-            Paragraph::new(row)
-                .alignment(Alignment::Center)
-                .style(Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD)),
-            marker,
-        );
-    }
+    let start = end.saturating_sub(content);
+    let shown = laid.into_iter().flatten().skip(start).take(content);
+    Some((shown.collect(), below))
 }
 
 /// The line being typed, after a prompt, scrolled sideways to keep the

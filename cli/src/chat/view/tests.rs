@@ -428,3 +428,21 @@ fn without_groups_the_pane_says_how_to_start() {
     let screen = screen(&mut model);
     row_with(&screen, "no groups yet: /new NAME");
 }
+
+#[test]
+fn a_tiny_terminal_is_drawn_without_panicking() {
+    let mut model = model();
+    numbered(&mut model, 0..30);
+    model.push_line(
+        &OPS,
+        Line::message(at(9, 0), "bob/phone", "日本語\n\x1b[2J"),
+    );
+    for c in "a long line being typed 日本語".chars() {
+        press(&mut model, KeyCode::Char(c));
+    }
+    for (columns, rows) in [(1, 1), (2, 2), (10, 3), (20, 6), (7, 40)] {
+        draw(&mut model, &clock(), columns, rows);
+        press(&mut model, KeyCode::PageUp);
+        draw(&mut model, &clock(), columns, rows);
+    }
+}
