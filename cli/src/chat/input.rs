@@ -148,6 +148,19 @@ impl InputLine {
         }
     }
 
+    /// Inserts pasted text at the cursor, on this one line: a line break
+    /// (`\n`, `\r\n`, or `\r`, as many terminals paste one) or a tab is a
+    /// space and other control characters are left out, so a pasted
+    /// paragraph is one message, not one per line.
+    pub fn paste(&mut self, text: &str) {
+        for c in text.replace("\r\n", "\n").chars() {
+            match c {
+                '\n' | '\r' | '\t' => self.edit(Intent::Insert(' ')),
+                c => self.edit(Intent::Insert(c)),
+            }
+        }
+    }
+
     /// Takes the line to send, remembering it for Up, and empties it.
     pub fn take(&mut self) -> String {
         self.browsing = None;
@@ -289,6 +302,14 @@ mod tests {
     fn control_characters_are_not_inserted() {
         let line = typed("a\x1b[2J\nb");
         assert_eq!(line.text(), "a[2Jb");
+    }
+
+    #[test]
+    fn pasted_lines_become_one_line_at_the_cursor() {
+        let mut line = typed("say: ");
+        line.paste("first line\r\nsecond\tline\rthird\nfourth\x1b[2J");
+        line.edit(Intent::Insert('!'));
+        assert_eq!(line.text(), "say: first line second line third fourth[2J!");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! The adapter owns the loop: it feeds the model what the client
 //! reports ([`model::Model`]'s `set_groups`, `push_line`, `set_status`, `set_safety_code`,
 //! `info`/`error` for a command's answer) and each key press
-//! (`handle_key`), runs the [`model::Action`]s the model hands back
+//! (`handle_key`, and `handle_paste` for a paste), runs the [`model::Action`]s the model hands back
 //! (`take_actions`: send, a slash [`command::Command`], a group read, quit), and
 //! draws with [`terminal::Terminal::draw`] (or [`view::render`] on any backend).
 //!
@@ -15,7 +15,7 @@
 //!   line; `command`: slash-command parsing;
 //! - `view`: drawing; `rows`: one conversation line laid out in rows
 //!   (time, sender, escaped and wrapped text);
-//! - `terminal`: raw mode and the alternate screen, restored on exit and
+//! - `terminal`: raw mode, the alternate screen and bracketed paste, restored on exit and
 //!   on panic.
 //!
 //! Every string from the network is kept raw in the model and escaped as

@@ -382,6 +382,12 @@ impl Model {
         }
     }
 
+    /// Inserts what the user pasted (the terminal's bracketed paste) into
+    /// the input line, as one line.
+    pub fn handle_paste(&mut self, text: &str) {
+        self.input.paste(text);
+    }
+
     /// What the user asked for since the last call, oldest first.
     pub fn take_actions(&mut self) -> Vec<Action> {
         std::mem::take(&mut self.actions)
