@@ -1,7 +1,8 @@
 //! How a conversation line is laid out in rows of the pane: the local
 //! time, the sender (or a system marker), and the text, escaped with
 //! [`safe`] and wrapped under itself, so that no row of a message's text
-//! starts where a line of its own would.
+//! starts where a line of its own would; and the date, where the day
+//! changes.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -34,14 +35,44 @@ pub fn alert_style() -> Style {
     Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)
 }
 
-/// `HH:MM` of `at`, `utc_offset_secs` east of UTC.
-pub fn hhmm(at: SystemTime, utc_offset_secs: i32) -> String {
+/// Seconds since the epoch of `at` on a clock `utc_offset_secs` east of UTC.
+fn local_secs(at: SystemTime, utc_offset_secs: i32) -> i64 {
     let secs = match at.duration_since(UNIX_EPOCH) {
         Ok(since) => since.as_secs() as i64,
         Err(before) => -(before.duration().as_secs() as i64),
     };
-    let local = (secs + i64::from(utc_offset_secs)).rem_euclid(86_400);
+    secs + i64::from(utc_offset_secs)
+}
+
+/// `HH:MM` of `at`, `utc_offset_secs` east of UTC.
+pub fn hhmm(at: SystemTime, utc_offset_secs: i32) -> String {
+    let local = local_secs(at, utc_offset_secs).rem_euclid(86_400);
     format!("{:02}:{:02}", local / 3600, local % 3600 / 60)
+}
+
+/// The local day of `at`, in days since 1970-01-01.
+fn day(at: SystemTime, utc_offset_secs: i32) -> i64 {
+    local_secs(at, utc_offset_secs).div_euclid(86_400)
+}
+
+/// `YYYY-MM-DD` of a day since 1970-01-01 (the proleptic Gregorian
+/// calendar; Howard Hinnant's `civil_from_days`).
+fn date(days: i64) -> String {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let march_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * march_month + 2) / 5 + 1;
+    let month = if march_month < 10 {
+        march_month + 3
+    } else {
+        march_month - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
 }
 
 /// Untrusted text for a place that has one row (a name, a topic): escaped,
@@ -76,8 +107,27 @@ pub fn truncate(text: &str, max: usize) -> String {
     out
 }
 
+/// The rows `line` takes in a pane `width` columns wide, after the line
+/// before it: a line on another day than that one starts with the date,
+/// since each line shows only its time.
+pub fn rows_after(
+    line: &Line,
+    before: Option<&Line>,
+    width: usize,
+    utc_offset_secs: i32,
+) -> Vec<Row<'static>> {
+    let today = day(line.at, utc_offset_secs);
+    let mut out = Vec::new();
+    if before.is_some_and(|before| day(before.at, utc_offset_secs) != today) {
+        let row = format!("── {} ──", date(today));
+        out.push(Row::styled(row, time_style()));
+    }
+    out.extend(rows(line, width, utc_offset_secs));
+    out
+}
+
 /// The rows `line` takes in a pane `width` columns wide.
-pub fn rows(line: &Line, width: usize, utc_offset_secs: i32) -> Vec<Row<'static>> {
+fn rows(line: &Line, width: usize, utc_offset_secs: i32) -> Vec<Row<'static>> {
     let width = width.max(1);
     let mut head = vec![
         Span::styled(hhmm(line.at, utc_offset_secs), time_style()),
@@ -182,6 +232,16 @@ mod tests {
         assert_eq!(hhmm(at, 0), "13:07");
         assert_eq!(hhmm(at, 3600 + 1800), "14:37");
         assert_eq!(hhmm(at, -14 * 3600), "23:07");
+    }
+
+    #[test]
+    fn days_are_calendar_dates() {
+        assert_eq!(date(0), "1970-01-01");
+        assert_eq!(date(-1), "1969-12-31");
+        assert_eq!(date(11_016), "2000-02-29");
+        assert_eq!(date(19_675), "2023-11-14");
+        assert_eq!(date(19_782), "2024-02-29");
+        assert_eq!(date(20_789), "2026-12-02");
     }
 
     #[test]

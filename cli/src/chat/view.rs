@@ -13,7 +13,7 @@ use ratatui::text::{Line as Row, Span};
 use ratatui::widgets::{Block, Borders, Paragraph};
 
 use super::model::{Connection, Conversation, Model};
-use super::rows::{self, inline, rows, truncate, width};
+use super::rows::{self, inline, rows_after, truncate, width};
 
 /// What drawing needs to know of the time: now, for the retry countdown,
 /// and the local time zone, for each line's time. Passed in, so that the
@@ -196,12 +196,14 @@ fn newest(
     height: usize,
     offset: i32,
 ) -> Vec<Row<'static>> {
+    let lines = conversation.lines();
     let mut shown = Vec::new();
-    for line in conversation.lines().iter().rev() {
+    for (index, line) in lines.iter().enumerate().rev() {
         if shown.len() >= height {
             break;
         }
-        shown.splice(0..0, rows(line, columns, offset));
+        let before = index.checked_sub(1).map(|before| &lines[before]);
+        shown.splice(0..0, rows_after(line, before, columns, offset));
     }
     let skip = shown.len().saturating_sub(height);
     shown.split_off(skip)
@@ -217,10 +219,14 @@ fn scrolled(
     offset: i32,
 ) -> Option<(Vec<Row<'static>>, usize)> {
     let scroll = conversation.scroll()?;
-    let laid: Vec<Vec<Row>> = conversation
-        .lines()
+    let lines = conversation.lines();
+    let laid: Vec<Vec<Row>> = lines
         .iter()
-        .map(|line| rows(line, columns, offset))
+        .enumerate()
+        .map(|(index, line)| {
+            let before = index.checked_sub(1).map(|before| &lines[before]);
+            rows_after(line, before, columns, offset)
+        })
         .collect();
     let total: usize = laid.iter().map(Vec::len).sum();
     let content = height.saturating_sub(1);

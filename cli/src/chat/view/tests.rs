@@ -150,6 +150,24 @@ fn times_are_shown_in_the_local_time_zone() {
 }
 
 #[test]
+fn a_line_on_another_day_than_the_one_before_starts_with_the_date() {
+    let mut model = model();
+    let next_day = at(9, 30) + Duration::from_secs(86_400);
+    model.push_line(&OPS, Line::message(at(23, 59), "bob/phone", "late"));
+    model.push_line(&OPS, Line::message(next_day, "bob/phone", "early"));
+    model.push_line(&OPS, Line::message(next_day, "bob/phone", "again"));
+    assert_eq!(
+        shown(&mut model)[..4],
+        [
+            "23:59 bob/phone: late",
+            "── 2023-11-15 ──",
+            "09:30 bob/phone: early",
+            "09:30 bob/phone: again",
+        ]
+    );
+}
+
+#[test]
 fn own_messages_are_shown_and_marked_as_yours() {
     let mut model = model();
     model.push_line(&OPS, Line::message(at(9, 5), "bob/phone", "ready?"));
