@@ -184,7 +184,7 @@ fn rows(line: &Line, width: usize, utc_offset_secs: i32) -> Vec<Row<'static>> {
 /// `text` in chunks of at most `first` columns, then `rest` (`rest >=
 /// first`), broken after the last space that fits or, in a word longer
 /// than a row, anywhere.
-fn wrap(text: &str, first: usize, rest: usize) -> Vec<String> {
+pub fn wrap(text: &str, first: usize, rest: usize) -> Vec<String> {
     let mut chunks = Vec::new();
     let mut limit = first;
     if limit == 0 {

@@ -2,7 +2,7 @@
 //! the selected conversation on the right, the input line and a key hint
 //! at the bottom. Every string that came from the network is drawn
 //! escaped (`rows::inline`, or [`confide_client::display::safe`] through
-//! `rows::rows`), never raw.
+//! `rows::rows_after`), never raw.
 
 use std::time::Instant;
 
@@ -32,8 +32,10 @@ const HINT: &str =
 /// depends on the pane's size: how far PageUp goes, and where a scrolled
 /// conversation settled.
 pub fn render(frame: &mut Frame, model: &mut Model, clock: &Clock) {
-    let [status, body, rule, input, hint] = Layout::vertical([
+    let safety = safety_rows(model, frame.area().width);
+    let [status, safety_area, body, rule, input, hint] = Layout::vertical([
         Constraint::Length(1),
+        Constraint::Length(safety.len() as u16),
         Constraint::Min(1),
         Constraint::Length(1),
         Constraint::Length(1),
@@ -47,6 +49,7 @@ pub fn render(frame: &mut Frame, model: &mut Model, clock: &Clock) {
         Paragraph::new(status_row(model, clock)).style(Style::new().bg(Color::Black)),
         status,
     );
+    frame.render_widget(Paragraph::new(safety), safety_area);
     groups(frame, list, model);
     conversation(frame, pane, model, clock);
     frame.render_widget(Block::new().borders(Borders::TOP), rule);
@@ -93,16 +96,26 @@ fn status_row(model: &Model, clock: &Clock) -> Row<'static> {
         };
         spans.extend([separator(), Span::raw(members)]);
     }
-    if let Some(code) = model.safety_code() {
-        spans.extend([
-            separator(),
-            Span::styled(
-                format!("safety code {} (Esc hides)", inline(code)),
-                Style::new().fg(Color::Magenta).add_modifier(Modifier::BOLD),
-            ),
-        ]);
-    }
     Row::from(spans)
+}
+
+/// The rows under the status line that show the safety code the user
+/// asked for, whole (twelve groups of five digits do not fit beside the
+/// rest, nor always on one row).
+fn safety_rows(model: &Model, columns: u16) -> Vec<Row<'static>> {
+    let Some(code) = model.safety_code() else {
+        return Vec::new();
+    };
+    let text = format!(
+        "safety code {} (compare it with the other members; Esc hides)",
+        inline(code)
+    );
+    let style = Style::new().fg(Color::Magenta).add_modifier(Modifier::BOLD);
+    let columns = usize::from(columns).max(1);
+    rows::wrap(&text, columns, columns)
+        .into_iter()
+        .map(|row| Row::styled(row, style))
+        .collect()
 }
 
 /// The group list: each group's name (or id) and unread count, the

@@ -380,15 +380,23 @@ fn the_status_line_shows_a_reconnection_with_its_reason_and_countdown() {
 }
 
 #[test]
-fn the_safety_code_is_shown_when_asked_for() {
+fn the_safety_code_is_shown_whole_when_asked_for() {
     let mut model = model();
-    model.set_safety_code(&OPS, Some("12345 67890 13579".into()));
-    let screen = text(&draw(&mut model, &clock(), 120, 14));
-    assert!(
-        screen[0].ends_with("3 members │ safety code 12345 67890 13579 (Esc hides)"),
-        "{}",
-        screen[0]
+    let code = "12345 67890 13579 24680 11111 22222 33333 44444 55555 66666 77777 88888";
+    model.set_safety_code(&OPS, Some(code.into()));
+    let screen = screen(&mut model);
+    assert_eq!(
+        screen[0],
+        "○ connecting… │ alice/laptop │ Ops: deploys at 5 │ 3 members"
     );
+    assert_eq!(
+        screen[1..3].join(" "),
+        format!("safety code {code} (compare it with the other members; Esc hides)")
+    );
+    assert!(screen[3].contains("Ops"), "{screen:?}");
+    press(&mut model, KeyCode::Esc);
+    let screen = self::screen(&mut model);
+    assert!(screen[1].starts_with("> Ops"), "{screen:?}");
 }
 
 #[test]
