@@ -123,10 +123,11 @@ impl Line {
 pub enum Connection {
     Connecting,
     Connected,
-    /// The stream broke for `reason`; the next attempt is at `retry_at`
-    /// (`None` while one is under way).
+    /// The stream broke for `reason`; attempt number `attempt` (1 for the
+    /// first) is made at `retry_at` (`None` while it is under way).
     Reconnecting {
         reason: String,
+        attempt: u32,
         retry_at: Option<Instant>,
     },
 }

@@ -65,15 +65,23 @@ fn status_row(model: &Model, clock: &Clock) -> Row<'static> {
             "○ connecting…",
             Style::new().fg(Color::Yellow),
         )],
-        Connection::Reconnecting { reason, retry_at } => {
+        Connection::Reconnecting {
+            reason,
+            attempt,
+            retry_at,
+        } => {
             let when = match retry_at.map(|at| at.saturating_duration_since(clock.now)) {
                 Some(wait) if !wait.is_zero() => {
                     format!("in {}s", wait.as_millis().div_ceil(1000))
                 }
                 _ => "now".to_owned(),
             };
+            let attempt = match attempt {
+                0 | 1 => String::new(),
+                n => format!(", attempt {n}"),
+            };
             vec![Span::styled(
-                format!("○ reconnecting {when} ({})", inline(reason)),
+                format!("○ reconnecting {when} ({}{attempt})", inline(reason)),
                 Style::new().fg(Color::Yellow),
             )]
         }

@@ -363,6 +363,7 @@ fn the_status_line_shows_a_reconnection_with_its_reason_and_countdown() {
     let clock = clock();
     model.set_status(Connection::Reconnecting {
         reason: "connection refused".into(),
+        attempt: 1,
         retry_at: Some(clock.now + Duration::from_millis(4_200)),
     });
     let screen = text(&draw(&mut model, &clock, 100, 14));
@@ -372,11 +373,16 @@ fn the_status_line_shows_a_reconnection_with_its_reason_and_countdown() {
         screen[0]
     );
     model.set_status(Connection::Reconnecting {
-        reason: "connection refused".into(),
+        reason: "no answer within 10s".into(),
+        attempt: 3,
         retry_at: None,
     });
     let screen = text(&draw(&mut model, &clock, 100, 14));
-    assert!(screen[0].starts_with("○ reconnecting now (connection refused)"));
+    assert!(
+        screen[0].starts_with("○ reconnecting now (no answer within 10s, attempt 3)"),
+        "{}",
+        screen[0]
+    );
 }
 
 #[test]
