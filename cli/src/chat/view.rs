@@ -114,16 +114,13 @@ fn safety_rows(model: &Model, columns: u16) -> Vec<Row<'static>> {
     let Some(code) = model.safety_code() else {
         return Vec::new();
     };
-    let text = format!(
-        "safety code {} (compare it with the other members; Esc hides)",
-        inline(code)
-    );
     let style = Style::new().fg(Color::Magenta).add_modifier(Modifier::BOLD);
     let columns = usize::from(columns).max(1);
-    rows::wrap(&text, columns, columns)
-        .into_iter()
-        .map(|row| Row::styled(row, style))
-        .collect()
+    let about = "safety code of this epoch: compare it with the other members (Esc hides)";
+    let mut shown = vec![Row::styled(about, style.remove_modifier(Modifier::BOLD))];
+    let code = rows::wrap(&inline(code), columns, columns);
+    shown.extend(code.into_iter().map(|row| Row::styled(row, style)));
+    shown
 }
 
 /// The group list: each group's name (or id) and unread count, the

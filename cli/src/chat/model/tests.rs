@@ -277,3 +277,16 @@ fn own_messages_never_count_as_unread() {
     assert!(!model.push_line(&[2; 16], Line::own(now(), "alice/laptop", "sent from here")));
     assert_eq!(unread(&model), [0, 0]);
 }
+
+#[test]
+fn the_first_group_listed_is_selected_and_its_unread_lines_reported_read() {
+    let mut model = Model::new("alice/laptop");
+    let ops = GroupSummary {
+        unread: 3,
+        ..group(1, "Ops")
+    };
+    model.set_groups(vec![ops, group(2, "Lunch")]);
+    assert_eq!(model.selected().map(|g| g.label()), Some("Ops".into()));
+    assert_eq!(unread(&model), [0, 0]);
+    assert_eq!(model.take_actions(), [Action::Read { group: vec![1; 16] }]);
+}
