@@ -6,12 +6,14 @@ use confide_client::Client;
 
 use crate::args::Conn;
 use crate::commands::{execute, line, open};
-use crate::handoff::{self, Answer, Request, Server};
+use crate::handoff::{self, Answer, Handed, Request, Server};
+use crate::json::Printer;
+use crate::json::event_json;
 use crate::output;
 
 /// Prints events as they arrive, and runs the commands other processes hand
 /// over between two entries, never inside one.
-pub async fn listen(conn: &Conn) -> anyhow::Result<()> {
+pub async fn listen(conn: &Conn, json: bool) -> anyhow::Result<()> {
     let mut client = open(conn).await?;
     let server = match Server::bind(&conn.state) {
         Ok(server) => Some(server),
@@ -26,7 +28,10 @@ pub async fn listen(conn: &Conn) -> anyhow::Result<()> {
     let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
     loop {
         while let Some(event) = client.take_event()? {
-            output::println(line(&event));
+            match json {
+                true => output::println(event_json(&event)),
+                false => output::println(line(&event)),
+            }
         }
         tokio::select! {
             incoming = client.receive() => client.process(incoming?).await?,
@@ -43,7 +48,10 @@ pub async fn listen(conn: &Conn) -> anyhow::Result<()> {
 /// Runs one handed-over command and answers with what it printed.
 async fn serve(conn: &Conn, client: &mut Client, mut connection: handoff::Connection) {
     let answer = match connection.request().await {
-        Ok(Request::Sync) => Answer {
+        Ok(Handed {
+            request: Request::Sync,
+            ..
+        }) => Answer {
             stdout: String::new(),
             error: Some(format!(
                 "{} is held by process {} (confide listen), which prints its events as they arrive",
@@ -51,11 +59,11 @@ async fn serve(conn: &Conn, client: &mut Client, mut connection: handoff::Connec
                 std::process::id()
             )),
         },
-        Ok(request) => {
-            let mut stdout = String::new();
+        Ok(Handed { request, json }) => {
+            let mut stdout = Printer::new(json);
             let result = execute(client, &request, &mut stdout).await;
             Answer {
-                stdout,
+                stdout: stdout.into_string(),
                 error: result.err().map(|e| format!("{e:?}")),
             }
         }
