@@ -10,7 +10,8 @@
 //! the user does (`handle_key`, `handle_paste`), runs the
 //! [`model::Action`]s the model hands back (`take_actions`: send, a slash
 //! [`command::Command`], a group read, quit), and draws with
-//! [`terminal::Terminal::draw`] (or [`view::render`] on any backend).
+//! [`terminal::Terminal::draw`] (or [`view::render`] on any backend), at
+//! [`view::Clock::local`].
 //!
 //! - `model`: the view model and its updates; `input`: keys and the input
 //!   line; `command`: slash-command parsing;

@@ -6,6 +6,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use chrono::{Local, TimeZone};
 use confide_client::display::safe;
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line as Row, Span};
@@ -35,24 +36,48 @@ pub fn alert_style() -> Style {
     Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)
 }
 
-/// Seconds since the epoch of `at` on a clock `utc_offset_secs` east of UTC.
-fn local_secs(at: SystemTime, utc_offset_secs: i32) -> i64 {
+/// The time zone lines' times are shown in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Zone {
+    /// This system's (`TZ`, `/etc/localtime`), daylight saving included:
+    /// each time with the offset in force then, as `confide history` shows
+    /// them.
+    Local,
+    /// Seconds east of UTC, all year: a screen that does not depend on
+    /// where it is drawn (tests).
+    Fixed(i32),
+}
+
+impl Zone {
+    fn offset_at(self, unix_secs: i64) -> i32 {
+        match self {
+            Zone::Fixed(offset) => offset,
+            Zone::Local => Local
+                .timestamp_opt(unix_secs, 0)
+                .single()
+                .map_or(0, |local| local.offset().local_minus_utc()),
+        }
+    }
+}
+
+/// Seconds since the epoch of `at` on the clocks of `zone`.
+fn local_secs(at: SystemTime, zone: Zone) -> i64 {
     let secs = match at.duration_since(UNIX_EPOCH) {
         Ok(since) => since.as_secs() as i64,
         Err(before) => -(before.duration().as_secs() as i64),
     };
-    secs + i64::from(utc_offset_secs)
+    secs + i64::from(zone.offset_at(secs))
 }
 
-/// `HH:MM` of `at`, `utc_offset_secs` east of UTC.
-pub fn hhmm(at: SystemTime, utc_offset_secs: i32) -> String {
-    let local = local_secs(at, utc_offset_secs).rem_euclid(86_400);
+/// `HH:MM` of `at` in `zone`.
+pub fn hhmm(at: SystemTime, zone: Zone) -> String {
+    let local = local_secs(at, zone).rem_euclid(86_400);
     format!("{:02}:{:02}", local / 3600, local % 3600 / 60)
 }
 
-/// The local day of `at`, in days since 1970-01-01.
-fn day(at: SystemTime, utc_offset_secs: i32) -> i64 {
-    local_secs(at, utc_offset_secs).div_euclid(86_400)
+/// The day of `at` in `zone`, in days since 1970-01-01.
+fn day(at: SystemTime, zone: Zone) -> i64 {
+    local_secs(at, zone).div_euclid(86_400)
 }
 
 /// `YYYY-MM-DD` of a day since 1970-01-01 (the proleptic Gregorian
@@ -114,23 +139,23 @@ pub fn rows_after(
     line: &Line,
     before: Option<&Line>,
     width: usize,
-    utc_offset_secs: i32,
+    zone: Zone,
 ) -> Vec<Row<'static>> {
-    let today = day(line.at, utc_offset_secs);
+    let today = day(line.at, zone);
     let mut out = Vec::new();
-    if before.is_some_and(|before| day(before.at, utc_offset_secs) != today) {
+    if before.is_some_and(|before| day(before.at, zone) != today) {
         let row = format!("── {} ──", date(today));
         out.push(Row::styled(row, time_style()));
     }
-    out.extend(rows(line, width, utc_offset_secs));
+    out.extend(rows(line, width, zone));
     out
 }
 
 /// The rows `line` takes in a pane `width` columns wide.
-fn rows(line: &Line, width: usize, utc_offset_secs: i32) -> Vec<Row<'static>> {
+fn rows(line: &Line, width: usize, zone: Zone) -> Vec<Row<'static>> {
     let width = width.max(1);
     let mut head = vec![
-        Span::styled(hhmm(line.at, utc_offset_secs), time_style()),
+        Span::styled(hhmm(line.at, zone), time_style()),
         Span::raw(" "),
     ];
     let (text, style) = match &line.kind {
@@ -229,9 +254,18 @@ mod tests {
     #[test]
     fn time_is_local_hours_and_minutes() {
         let at = UNIX_EPOCH + std::time::Duration::from_secs(86_400 * 365 + 13 * 3600 + 7 * 60);
-        assert_eq!(hhmm(at, 0), "13:07");
-        assert_eq!(hhmm(at, 3600 + 1800), "14:37");
-        assert_eq!(hhmm(at, -14 * 3600), "23:07");
+        assert_eq!(hhmm(at, Zone::Fixed(0)), "13:07");
+        assert_eq!(hhmm(at, Zone::Fixed(3600 + 1800)), "14:37");
+        assert_eq!(hhmm(at, Zone::Fixed(-14 * 3600)), "23:07");
+    }
+
+    #[test]
+    fn local_time_is_this_systems_with_the_offset_in_force_then() {
+        for secs in [0, 1_688_200_000, 1_700_000_000] {
+            let at = UNIX_EPOCH + std::time::Duration::from_secs(secs);
+            let expected = Local.timestamp_opt(secs as i64, 0).single().expect("a time");
+            assert_eq!(hhmm(at, Zone::Local), expected.format("%H:%M").to_string());
+        }
     }
 
     #[test]

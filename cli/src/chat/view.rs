@@ -13,16 +13,25 @@ use ratatui::text::{Line as Row, Span};
 use ratatui::widgets::{Block, Borders, Paragraph};
 
 use super::model::{Connection, Conversation, Model};
-use super::rows::{self, inline, rows_after, truncate, width};
+use super::rows::{self, Zone, inline, rows_after, truncate, width};
 
 /// What drawing needs to know of the time: now, for the retry countdown,
-/// and the local time zone, for each line's time. Passed in, so that the
-/// same model always draws the same screen.
+/// and the time zone, for each line's time. Passed in, so that the same
+/// model always draws the same screen.
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
     pub now: Instant,
-    /// Seconds east of UTC.
-    pub utc_offset_secs: i32,
+    pub zone: Zone,
+}
+
+impl Clock {
+    /// Now, in this system's time zone: what the chat draws with.
+    pub fn local() -> Self {
+        Clock {
+            now: Instant::now(),
+            zone: Zone::Local,
+        }
+    }
 }
 
 const HINT: &str =
@@ -185,10 +194,10 @@ fn conversation(frame: &mut Frame, area: Rect, model: &mut Model, clock: &Clock)
         return;
     }
     let (columns, height) = (area.width as usize, area.height as usize);
-    let offset = clock.utc_offset_secs;
+    let zone = clock.zone;
     let conversation = model.conversation_mut();
-    let Some((shown, below)) = scrolled(conversation, columns, height, offset) else {
-        let shown = newest(conversation, columns, height, offset);
+    let Some((shown, below)) = scrolled(conversation, columns, height, zone) else {
+        let shown = newest(conversation, columns, height, zone);
         frame.render_widget(Paragraph::new(shown), area);
         return;
     };
@@ -212,7 +221,7 @@ fn newest(
     conversation: &Conversation,
     columns: usize,
     height: usize,
-    offset: i32,
+    zone: Zone,
 ) -> Vec<Row<'static>> {
     let lines = conversation.lines();
     let mut shown = Vec::new();
@@ -221,7 +230,7 @@ fn newest(
             break;
         }
         let before = index.checked_sub(1).map(|before| &lines[before]);
-        shown.splice(0..0, rows_after(line, before, columns, offset));
+        shown.splice(0..0, rows_after(line, before, columns, zone));
     }
     let skip = shown.len().saturating_sub(height);
     shown.split_off(skip)
@@ -234,7 +243,7 @@ fn scrolled(
     conversation: &mut Conversation,
     columns: usize,
     height: usize,
-    offset: i32,
+    zone: Zone,
 ) -> Option<(Vec<Row<'static>>, usize)> {
     let scroll = conversation.scroll()?;
     let lines = conversation.lines();
@@ -243,7 +252,7 @@ fn scrolled(
         .enumerate()
         .map(|(index, line)| {
             let before = index.checked_sub(1).map(|before| &lines[before]);
-            rows_after(line, before, columns, offset)
+            rows_after(line, before, columns, zone)
         })
         .collect();
     let total: usize = laid.iter().map(Vec::len).sum();

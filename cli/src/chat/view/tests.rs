@@ -17,7 +17,7 @@ fn at(hh: u64, mm: u64) -> SystemTime {
 fn clock() -> Clock {
     Clock {
         now: Instant::now(),
-        utc_offset_secs: 0,
+        zone: Zone::Fixed(0),
     }
 }
 
@@ -142,7 +142,7 @@ fn times_are_shown_in_the_local_time_zone() {
     let mut model = model();
     model.push_line(&OPS, Line::message(at(9, 5), "bob/phone", "hi"));
     let clock = Clock {
-        utc_offset_secs: -5 * 3600 - 1800,
+        zone: Zone::Fixed(-5 * 3600 - 1800),
         ..clock()
     };
     let screen = text(&draw(&mut model, &clock, 80, 14));
