@@ -6,7 +6,9 @@
 //!
 //! Every string in these types is kept as it came (from the network, most
 //! of them): the view escapes each one as it draws it, so the adapter
-//! never escapes and cannot forget to.
+//! never escapes and cannot forget to. It builds system lines from the raw
+//! names and texts, not from `Event`'s `Display`, which has escaped them
+//! already (its continuation lines would be marked twice).
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Instant, SystemTime};
