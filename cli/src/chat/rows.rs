@@ -263,7 +263,10 @@ mod tests {
     fn local_time_is_this_systems_with_the_offset_in_force_then() {
         for secs in [0, 1_688_200_000, 1_700_000_000] {
             let at = UNIX_EPOCH + std::time::Duration::from_secs(secs);
-            let expected = Local.timestamp_opt(secs as i64, 0).single().expect("a time");
+            let expected = Local
+                .timestamp_opt(secs as i64, 0)
+                .single()
+                .expect("a time");
             assert_eq!(hhmm(at, Zone::Local), expected.format("%H:%M").to_string());
         }
     }
