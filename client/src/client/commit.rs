@@ -223,6 +223,10 @@ impl Client {
         group_id: &[u8],
         answer: Result<v1::SubmitCommitResponse, tonic::Status>,
     ) -> ClientResult<Option<v1::SubmitCommitResponse>> {
+        let before = match &answer {
+            Ok(_) => self.roster(group_id)?,
+            Err(_) => Vec::new(),
+        };
         let group = self
             .groups
             .get_mut(group_id)
@@ -242,8 +246,11 @@ impl Client {
                 group.merge_pending_commit(&self.provider).map_err(mls)?;
                 self.db.mark_own(group_id, accepted.seq)?;
                 self.db.forget_commit_in_doubt(group_id)?;
+                let leavers: Vec<ClientId> = left.iter().map(|m| m.client.clone()).collect();
+                self.record_own_commit(group_id, accepted.seq, &before, &leavers)?;
                 if !left.is_empty() {
-                    self.emit(Event::MembersLeft {
+                    // In the history already (`record_own_commit`).
+                    self.push_event(Event::MembersLeft {
                         group: group_id.to_vec(),
                         members: left,
                     })?;

@@ -3,11 +3,13 @@
 //! unread; and sending the MIMI content those are made of
 //! ([`confide_core::content`]).
 
+use confide_core::ClientId;
 use confide_core::content::{Body, Content, GroupProfile};
 
 use super::Client;
 use crate::error::{ClientError, ClientResult};
 use crate::events::{Event, GroupId};
+use crate::roster::{self, GroupMember};
 use crate::store::{GroupProfileRecord, HistoryEntry, now_ms};
 
 impl Client {
@@ -50,6 +52,18 @@ impl Client {
     /// arrived and what this device sent, with when it recorded each.
     pub fn history(&self, group_id: &[u8], limit: usize) -> ClientResult<Vec<HistoryEntry>> {
         self.db.history(group_id, limit)
+    }
+
+    /// What every group's history gained after entry `after` (its
+    /// [`HistoryEntry::id`]), in the order this device recorded it, at most
+    /// `limit` entries: for a live view, which shows messages this device
+    /// sent once the DS has them, even after a reconnection.
+    pub fn history_since(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> ClientResult<Vec<(GroupId, HistoryEntry)>> {
+        self.db.history_since(after, limit)
     }
 
     /// Every group with a history on this device, including those it has
@@ -116,6 +130,57 @@ impl Client {
             return Ok(());
         }
         self.record_history(&event, Some(seq))
+    }
+
+    /// Keeps what this device's own commit, entry `seq`, changed in the
+    /// group's history: the members it added and removed (read off the
+    /// roster `before` it and now; those in `left` left, on their own
+    /// proposal) and the new epoch, as the others see it.
+    pub(super) fn record_own_commit(
+        &self,
+        group_id: &[u8],
+        seq: u64,
+        before: &[GroupMember],
+        left: &[ClientId],
+    ) -> ClientResult<()> {
+        let (added, removed) = roster::diff(before, &self.roster(group_id)?);
+        // Those whose own proposal to leave the commit carried left; the
+        // committer did not remove them.
+        let (left, removed): (Vec<_>, Vec<_>) = removed
+            .into_iter()
+            .partition(|member| left.contains(&member.client));
+        let group = group_id.to_vec();
+        let by = self.id.clone();
+        let mut events = Vec::new();
+        if !added.is_empty() {
+            events.push(Event::MembersAdded {
+                group: group.clone(),
+                by: by.clone(),
+                members: added,
+            });
+        }
+        if !left.is_empty() {
+            events.push(Event::MembersLeft {
+                group: group.clone(),
+                members: left,
+            });
+        }
+        if !removed.is_empty() {
+            events.push(Event::MembersRemoved {
+                group: group.clone(),
+                by: by.clone(),
+                members: removed,
+            });
+        }
+        events.push(Event::EpochChanged {
+            group,
+            epoch: self.epoch(group_id)?,
+            by,
+        });
+        for event in &events {
+            self.record_history(event, Some(seq))?;
+        }
+        Ok(())
     }
 }
 

@@ -72,7 +72,9 @@ impl Client {
         self.push_event(event)
     }
 
-    fn push_event(&mut self, event: Event) -> ClientResult<()> {
+    /// Keeps an event until it is handed over, without recording it in
+    /// the group's history (its caller did).
+    pub(super) fn push_event(&mut self, event: Event) -> ClientResult<()> {
         let id = self.db.push_event(&event)?;
         self.events.push_back((id, event));
         Ok(())

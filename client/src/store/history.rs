@@ -34,6 +34,16 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+fn entry(id: i64, at_ms: i64, json: &str) -> ClientResult<HistoryEntry> {
+    let event = serde_json::from_str(json)
+        .map_err(|e| ClientError::Invalid(format!("a stored history entry: {e}")))?;
+    Ok(HistoryEntry {
+        id,
+        at_ms: at_ms as u64,
+        event,
+    })
+}
+
 impl StateDb {
     /// Adds an event to its group's history; `unread` if it is a message
     /// from another member (what unread counts count). History is in the
@@ -82,13 +92,34 @@ impl StateDb {
         })?;
         rows.map(|row| {
             let (id, at_ms, json) = row?;
-            let event = serde_json::from_str(&json)
-                .map_err(|e| ClientError::Invalid(format!("a stored history entry: {e}")))?;
-            Ok(HistoryEntry {
-                id,
-                at_ms: at_ms as u64,
-                event,
-            })
+            entry(id, at_ms, &json)
+        })
+        .collect()
+    }
+
+    /// Every group's entries recorded after entry `after` (by
+    /// [`HistoryEntry::id`]), in the order they were recorded: what a live
+    /// view shows next. At most `limit`.
+    pub fn history_since(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> ClientResult<Vec<(Vec<u8>, HistoryEntry)>> {
+        let mut statement = self.conn.prepare(
+            "SELECT group_id, id, at_ms, event FROM confide_history WHERE id > ?1
+             ORDER BY id LIMIT ?2",
+        )?;
+        let rows = statement.query_map(params![after, limit as i64], |row| {
+            Ok((
+                row.get::<_, Vec<u8>>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, i64>(2)?,
+                row.get::<_, String>(3)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (group, id, at_ms, json) = row?;
+            Ok((group, entry(id, at_ms, &json)?))
         })
         .collect()
     }

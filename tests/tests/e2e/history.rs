@@ -45,6 +45,16 @@ async fn a_name_set_by_any_member_reaches_everyone_and_a_member_added_later_lear
     // name by the member who added her; the others are not told again.
     let mut carol = app.client("carol", "laptop").await;
     alice.add_users(&group, &["carol"]).await?;
+    // Alice's own commit is in her history as the others see it.
+    assert!(
+        alice
+            .history(&group, 100)?
+            .iter()
+            .any(|entry| matches!(&entry.event,
+            Event::MembersAdded { by, members, .. }
+                if by == alice.id() && members.iter().any(|m| m.client.user() == "carol"))),
+        "alice's history shows that she added carol"
+    );
     carol.wait_until("the name", |m| !names(m).is_empty()).await;
     assert_eq!(names(&carol), [("Ops team".to_string(), None)]);
     alice.send(&group, b"welcome carol").await?;
