@@ -315,6 +315,20 @@ async fn a_member_who_leaves_is_committed_out_by_the_others_syncing_and_reads_no
     bob.wait_until("being out", |m| saw_removed(m, &group))
         .await;
     assert!(!bob.groups().contains(&group), "bob forgot the group");
+    // The committer's history too says bob left; nobody removed him.
+    for member in [&alice, &carol] {
+        let history = member.history(&group, 100)?;
+        let events: Vec<&Event> = history.iter().map(|entry| &entry.event).collect();
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::MembersLeft { .. }))
+                && !events
+                    .iter()
+                    .any(|e| matches!(e, Event::MembersRemoved { .. })),
+            "{events:#?}"
+        );
+    }
 
     let seq = alice.send(&group, b"after bob left").await?;
     carol.expect_messages(&group, 1).await;
@@ -343,6 +357,14 @@ async fn a_user_leaving_takes_every_device_of_theirs_along() -> anyhow::Result<(
     };
     devices.sort();
     assert_eq!(devices, [laptop.id().clone(), phone.id().clone()]);
+    // The phone, on its way out, cannot commit anything: the commit would
+    // have to carry its own removal.
+    phone.catch_up().await;
+    let update = phone.self_update(&group).await;
+    assert!(
+        matches!(update, Err(ClientError::RemovalPending)),
+        "{update:?}"
+    );
     alice
         .wait_until("bob leaving", |m| saw_leave(m, &group, "bob"))
         .await;
