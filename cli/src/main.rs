@@ -3,11 +3,14 @@
 //! `args` is the command line; `commands` runs the one-shot commands (on
 //! the state file, or handed to the `confide listen` that holds it, through
 //! `handoff`); `link` links a new device (`confide link`, `confide
-//! approve`) and lists and revokes devices; `listen` is the long-running listener; `demo` plays a
+//! approve`) and lists and revokes devices; `listen` is the long-running listener, kept connected
+//! by `connection` (pausing as `backoff` says); `demo` plays a
 //! conversation on an in-process delivery service.
 
 mod args;
+mod backoff;
 mod commands;
+mod connection;
 mod demo;
 mod handoff;
 mod link;
