@@ -15,6 +15,10 @@ use confide_client::{Api, TlsOptions};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Print JSON instead of text: one object per line (a stream of
+    /// events, a list, or a command's result).
+    #[arg(long, global = true)]
+    pub json: bool,
 }
 
 #[derive(clap::Args)]
@@ -66,8 +70,8 @@ impl Conn {
 /// `--group`, as every command on one group takes it.
 #[derive(clap::Args)]
 pub struct Group {
-    /// The group: its id, as `confide create-group` printed it, or the
-    /// start of it no other group of this device shares.
+    /// The group: its name (as `confide groups` lists it), its id, or the
+    /// start of the id no other group of this device shares.
     #[arg(long = "group", value_name = "GROUP")]
     pub id: String,
 }
@@ -169,6 +173,37 @@ pub enum Command {
     CreateGroup {
         #[command(flatten)]
         conn: Conn,
+        /// A name for the group, shown to every member (end-to-end
+        /// encrypted, like messages: the server never sees it).
+        #[arg(long)]
+        name: Option<String>,
+        /// A topic for the group, shown with its name.
+        #[arg(long, requires = "name")]
+        topic: Option<String>,
+    },
+    /// Names the group (and sets its topic) for every member; the server
+    /// never sees either.
+    Rename {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(flatten)]
+        group: Group,
+        /// The new name.
+        name: String,
+        /// The group's topic; without it, the group has none.
+        #[arg(long)]
+        topic: Option<String>,
+    },
+    /// Prints the group's history on this device, your own messages
+    /// included, and marks it read.
+    History {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(flatten)]
+        group: Group,
+        /// Only the last N events.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
     },
     /// Adds every device of the users to a group.
     Add {
@@ -218,7 +253,8 @@ pub enum Command {
         #[command(flatten)]
         group: Group,
     },
-    /// Lists this device's groups: id, epoch and members, one line each.
+    /// Lists this device's groups: name, id, members and unread messages,
+    /// one line each.
     Groups {
         #[command(flatten)]
         conn: Conn,

@@ -9,8 +9,11 @@ use confide_client::display::safe;
 use confide_client::roster::fingerprint;
 use confide_client::{Backup, Client, ClientError, ClientId, Event, StateLocation};
 
+use serde_json::json;
+
 use crate::args::Conn;
 use crate::handoff::{self, Answer, HandoffError, Request};
+use crate::json::Printer;
 use crate::output;
 
 /// `confide register`: a new device identity in a new state file.
@@ -19,6 +22,7 @@ pub async fn register(
     user: String,
     device: String,
     token: &str,
+    json: bool,
 ) -> anyhow::Result<()> {
     let api = conn.api().await?;
     let client = Client::register(
@@ -40,7 +44,10 @@ pub async fn register(
             false => error,
         }
     })?;
-    output::println(format_args!("registered {}", client.id()));
+    match json {
+        true => output::println(json!({ "registered": client.id().to_string() })),
+        false => output::println(format_args!("registered {}", client.id())),
+    }
     Ok(())
 }
 
@@ -121,18 +128,42 @@ pub async fn open(conn: &Conn) -> anyhow::Result<Client> {
     }
 }
 
-/// The group `--group` names: its id, as `confide create-group` printed
-/// it, or the start of it that no other group of this device shares.
+/// The group `--group` names: a group of this device by its name (as its
+/// members set it), or by its id, as `confide create-group` printed it, or
+/// the start of the id that no other group of this device shares.
 fn group_id(client: &Client, given: &str) -> anyhow::Result<Vec<u8>> {
+    let groups = client.groups();
+    let named: Vec<&Vec<u8>> = groups
+        .iter()
+        .filter(|group| {
+            client
+                .group_profile(group)
+                .is_ok_and(|profile| profile.name.as_deref() == Some(given))
+        })
+        .collect();
+    match named.as_slice() {
+        [group] => return Ok(group.to_vec()),
+        [] => {}
+        several => {
+            let mut ids: Vec<String> = several.iter().map(hex::encode).collect();
+            ids.sort();
+            anyhow::bail!(
+                "{} groups of this device are named {:?} ({}): give the start of an id instead",
+                several.len(),
+                safe(given),
+                ids.join(", ")
+            )
+        }
+    }
     let prefix = given.to_ascii_lowercase();
     if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
         anyhow::bail!(
-            "{:?} is not a group id: an id is hexadecimal, as `confide create-group` printed it",
+            "no group of this device is named {:?}, and it is not a group id (ids are \
+             hexadecimal): `confide groups` lists your groups",
             safe(given)
         );
     }
-    let mut matching: Vec<Vec<u8>> = client
-        .groups()
+    let mut matching: Vec<Vec<u8>> = groups
         .into_iter()
         .filter(|group| hex::encode(group).starts_with(&prefix))
         .collect();
@@ -181,19 +212,19 @@ pub fn line(event: &Event) -> String {
 
 /// Runs a one-shot command on the state file, or hands it to the process
 /// holding the file (`confide listen`), and prints what it printed there.
-pub async fn one_shot(conn: &Conn, request: Request) -> anyhow::Result<()> {
+pub async fn one_shot(conn: &Conn, request: Request, json: bool) -> anyhow::Result<()> {
     // A listener holding the file takes the command over its socket, with
     // its own connection: this one's endpoint does not matter then.
-    match handoff::hand_over(&conn.state, &request).await {
+    match handoff::hand_over(&conn.state, &request, json).await {
         Ok(answer) => return print_answer(answer),
         Err(HandoffError::NoHolder { .. }) => {}
         Err(error) => return Err(error.into()),
     }
     let locked = match open(conn).await {
         Ok(mut client) => {
-            let mut out = String::new();
+            let mut out = Printer::new(json);
             let result = execute(&mut client, &request, &mut out).await;
-            output::print(&out);
+            output::print(out.into_string());
             return result;
         }
         Err(error) => match error.downcast_ref::<ClientError>() {
@@ -201,7 +232,7 @@ pub async fn one_shot(conn: &Conn, request: Request) -> anyhow::Result<()> {
             _ => return Err(error),
         },
     };
-    match handoff::hand_over(&conn.state, &request).await {
+    match handoff::hand_over(&conn.state, &request, json).await {
         Ok(answer) => print_answer(answer),
         Err(HandoffError::NoHolder { .. }) => {
             anyhow::bail!("{locked}; try again when it finishes")
@@ -226,10 +257,23 @@ fn print_answer(answer: Answer) -> anyhow::Result<()> {
 pub async fn execute(
     client: &mut Client,
     request: &Request,
-    out: &mut String,
+    out: &mut Printer,
 ) -> anyhow::Result<()> {
     match request {
-        Request::CreateGroup => create_group(client, out).await,
+        Request::CreateGroup { name, topic } => {
+            create_group(client, name.as_deref(), topic.as_deref(), out).await
+        }
+        Request::Rename { group, name, topic } => {
+            rename(
+                client,
+                &group_id(client, group)?,
+                name,
+                topic.as_deref(),
+                out,
+            )
+            .await
+        }
+        Request::History { group, limit } => history(client, group, *limit, out).await,
         Request::Add { group, users } => add(client, &group_id(client, group)?, users, out).await,
         Request::Remove { group, users } => {
             remove(client, &group_id(client, group)?, users, out).await
@@ -245,19 +289,127 @@ pub async fn execute(
     }
 }
 
-async fn create_group(client: &mut Client, out: &mut String) -> anyhow::Result<()> {
-    writeln!(out, "{}", hex::encode(client.create_group().await?))?;
+async fn create_group(
+    client: &mut Client,
+    name: Option<&str>,
+    topic: Option<&str>,
+    out: &mut Printer,
+) -> anyhow::Result<()> {
+    let group = client.create_group().await?;
+    writeln!(out, "{}", hex::encode(&group))?;
+    out.json(json!({ "group": hex::encode(&group), "name": name, "topic": topic }));
+    if let Some(name) = name {
+        client
+            .rename(&group, name, topic)
+            .await
+            .context("the group was made, but naming it failed: try `confide rename`")?;
+    }
     Ok(())
+}
+
+async fn rename(
+    client: &mut Client,
+    group: &[u8],
+    name: &str,
+    topic: Option<&str>,
+    out: &mut Printer,
+) -> anyhow::Result<()> {
+    let seq = client.rename(group, name, topic).await?;
+    writeln!(out, "named the group \"{}\" (#{seq})", safe(name))?;
+    out.json(json!({ "group": hex::encode(group), "seq": seq, "name": name, "topic": topic }));
+    Ok(())
+}
+
+/// The group's history on this device; it is read then.
+async fn history(
+    client: &mut Client,
+    group: &str,
+    limit: usize,
+    out: &mut Printer,
+) -> anyhow::Result<()> {
+    // What arrived since is history too; the events stay for `sync`.
+    client.catch_up().await?;
+    let group = history_group(client, group)?;
+    for entry in client.history(&group, limit)? {
+        writeln!(out, "{}", history_line(client, &entry))?;
+        let mut event = crate::json::event_json(&entry.event);
+        event["recorded_at_ms"] = json!(entry.at_ms);
+        event["own"] =
+            json!(matches!(&entry.event, Event::Message { sender, .. } if sender == client.id()));
+        out.json(event);
+    }
+    client.mark_read(&group)?;
+    Ok(())
+}
+
+/// Like [`group_id`], also among groups this device has left but kept the
+/// history of.
+fn history_group(client: &Client, given: &str) -> anyhow::Result<Vec<u8>> {
+    match group_id(client, given) {
+        Ok(group) if !client.history(&group, 1)?.is_empty() => Ok(group),
+        found => {
+            let prefix = given.to_ascii_lowercase();
+            let former: Vec<Vec<u8>> = client
+                .groups_with_history()?
+                .into_iter()
+                .filter(|group| {
+                    hex::encode(group).starts_with(&prefix)
+                        || client
+                            .group_profile(group)
+                            .is_ok_and(|p| p.name.as_deref() == Some(given))
+                })
+                .collect();
+            match (former.as_slice(), found) {
+                ([group], _) => Ok(group.clone()),
+                (_, Ok(group)) => Ok(group),
+                (_, Err(error)) => Err(error),
+            }
+        }
+    }
+}
+
+/// One entry of `confide history`: when, who, what.
+fn history_line(client: &Client, entry: &confide_client::HistoryEntry) -> String {
+    match &entry.event {
+        Event::Message {
+            sender,
+            body,
+            sent_at_ms,
+            ..
+        } => {
+            let you = match sender == client.id() {
+                true => " (you)",
+                false => "",
+            };
+            format!(
+                "{}  {}{you}: {}",
+                crate::time::date_time(sent_at_ms.unwrap_or(entry.at_ms)),
+                safe(&sender.to_string()),
+                safe(&String::from_utf8_lossy(body))
+            )
+        }
+        other => format!("{}  * {other}", crate::time::date_time(entry.at_ms)),
+    }
 }
 
 async fn add(
     client: &mut Client,
     group: &[u8],
     users: &[String],
-    out: &mut String,
+    out: &mut Printer,
 ) -> anyhow::Result<()> {
     let users: Vec<&str> = users.iter().map(String::as_str).collect();
     let added = client.add_users(group, &users).await?;
+    out.json(json!({
+        "group": hex::encode(group),
+        "epoch": added.commit.epoch,
+        "added": added.clients.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "refused": added.refused.iter().map(|ghost| json!({
+            "client": ghost.client.to_string(),
+            "fingerprint": ghost.fingerprint,
+            "reason": ghost.reason,
+        })).collect::<Vec<_>>(),
+    }));
     for member in added.clients {
         writeln!(out, "added {}", safe(&member.to_string()))?;
     }
@@ -277,11 +429,12 @@ async fn remove(
     client: &mut Client,
     group: &[u8],
     users: &[String],
-    out: &mut String,
+    out: &mut Printer,
 ) -> anyhow::Result<()> {
     let users: Vec<&str> = users.iter().map(String::as_str).collect();
     let summary = client.remove_users(group, &users).await?;
     writeln!(out, "removed; group is at epoch {}", summary.epoch)?;
+    out.json(json!({ "group": hex::encode(group), "removed": users, "epoch": summary.epoch }));
     Ok(())
 }
 
@@ -289,10 +442,13 @@ async fn send(
     client: &mut Client,
     group: &[u8],
     text: &str,
-    out: &mut String,
+    out: &mut Printer,
 ) -> anyhow::Result<()> {
-    match client.send(group, text.as_bytes()).await {
-        Ok(seq) => writeln!(out, "sent as #{seq}")?,
+    match client.send_text(group, text).await {
+        Ok(seq) => {
+            writeln!(out, "sent as #{seq}")?;
+            out.json(json!({ "group": hex::encode(group), "seq": seq }));
+        }
         Err(error) if error.is_in_doubt() => anyhow::bail!(
             "no answer from the delivery service ({error}); the message is saved in the \
              state file and will be resent, once, by the next `confide send` (of the \
@@ -303,18 +459,32 @@ async fn send(
     Ok(())
 }
 
-async fn sync(client: &mut Client, out: &mut String) -> anyhow::Result<()> {
+async fn sync(client: &mut Client, out: &mut Printer) -> anyhow::Result<()> {
     for event in client.sync().await? {
-        writeln!(out, "{}", line(&event))?;
+        out.event(&event);
     }
     Ok(())
 }
 
-async fn members(client: &mut Client, group: &[u8], out: &mut String) -> anyhow::Result<()> {
+async fn members(client: &mut Client, group: &[u8], out: &mut Printer) -> anyhow::Result<()> {
     // Brings the roster up to date; the events stay for `sync`.
     client.catch_up().await?;
-    writeln!(out, "epoch {}", client.epoch(group)?)?;
-    for member in client.roster(group)? {
+    let epoch = client.epoch(group)?;
+    let roster = client.roster(group)?;
+    let safety_code = client.safety_code(group)?;
+    out.json(json!({
+        "group": hex::encode(group),
+        "epoch": epoch,
+        "members": roster.iter().map(|member| json!({
+            "client": member.client.to_string(),
+            "fingerprint": member.fingerprint,
+            "certified": member.certified,
+            "this_device": &member.client == client.id(),
+        })).collect::<Vec<_>>(),
+        "safety_code": safety_code,
+    }));
+    writeln!(out, "epoch {epoch}")?;
+    for member in roster {
         let you = match (&member.client == client.id(), member.certified) {
             (true, _) => "  (this device)",
             (false, true) => "",
@@ -327,12 +497,13 @@ async fn members(client: &mut Client, group: &[u8], out: &mut String) -> anyhow:
             member.fingerprint
         )?;
     }
-    writeln!(out, "safety code {}", client.safety_code(group)?)?;
+    writeln!(out, "safety code {safety_code}")?;
     Ok(())
 }
 
-/// Every group of this device: its id, epoch and members, one line each.
-async fn groups(client: &mut Client, out: &mut String) -> anyhow::Result<()> {
+/// Every group of this device: its name, id, members and unread messages,
+/// one line each.
+async fn groups(client: &mut Client, out: &mut Printer) -> anyhow::Result<()> {
     // Takes in the groups this device was added to; the events stay for
     // `sync`.
     client.catch_up().await?;
@@ -340,7 +511,7 @@ async fn groups(client: &mut Client, out: &mut String) -> anyhow::Result<()> {
     if groups.is_empty() {
         writeln!(
             out,
-            "no groups yet: `confide create-group` makes one, or a member adds you"
+            "no groups yet: `confide create-group --name NAME` makes one, or a member adds you"
         )?;
     }
     groups.sort();
@@ -350,24 +521,44 @@ async fn groups(client: &mut Client, out: &mut String) -> anyhow::Result<()> {
             .iter()
             .map(|member| safe(&member.to_string()))
             .collect();
+        let profile = client.group_profile(&group)?;
+        let unread = client.unread(&group)?;
+        out.json(json!({
+            "group": hex::encode(&group),
+            "name": profile.name,
+            "topic": profile.topic,
+            "epoch": client.epoch(&group)?,
+            "members": client.members(&group)?.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "unread": unread,
+        }));
+        let name = match profile.name {
+            Some(name) => format!("\"{}\"", safe(&name)),
+            None => "(no name)".into(),
+        };
         writeln!(
             out,
-            "{}  epoch {}  {} members: {}",
+            "{name}  {}  {} members: {}  {} unread",
             hex::encode(&group),
-            client.epoch(&group)?,
             members.len(),
-            members.join(", ")
+            members.join(", "),
+            unread
         )?;
     }
     Ok(())
 }
 
-fn contacts(client: &mut Client, out: &mut String) -> anyhow::Result<()> {
+fn contacts(client: &mut Client, out: &mut Printer) -> anyhow::Result<()> {
     let contacts = client.contacts()?;
     if contacts.is_empty() {
         writeln!(out, "no contacts yet")?;
     }
     for contact in contacts {
+        out.json(json!({
+            "user": contact.user,
+            "identity_key": fingerprint(&contact.identity_key),
+            "verified": contact.verified,
+            "changed_to": contact.changed_to.as_deref().map(fingerprint),
+        }));
         let verified = match contact.verified {
             true => "verified",
             false => "not verified",
@@ -386,7 +577,7 @@ fn contacts(client: &mut Client, out: &mut String) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn verify(client: &mut Client, user: &str, accept: bool, out: &mut String) -> anyhow::Result<()> {
+fn verify(client: &mut Client, user: &str, accept: bool, out: &mut Printer) -> anyhow::Result<()> {
     let contact = match accept {
         true => client.accept_identity_key(user)?,
         false => client.contact(user)?.with_context(|| {
@@ -396,6 +587,14 @@ fn verify(client: &mut Client, user: &str, accept: bool, out: &mut String) -> an
             )
         })?,
     };
+    let key = contact.changed_to.as_ref().unwrap_or(&contact.identity_key);
+    out.json(json!({
+        "user": contact.user,
+        "identity_key": fingerprint(&contact.identity_key),
+        "changed_to": contact.changed_to.as_deref().map(fingerprint),
+        "verified": contact.verified,
+        "safety_number": client.safety_number(&contact.user, key),
+    }));
     let user = safe(user);
     match &contact.changed_to {
         Some(new) => {

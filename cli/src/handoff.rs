@@ -9,7 +9,8 @@
 //! answers with what the command would have printed.
 //!
 //! Wire format: one JSON line each way. The request is a [`Request`], e.g.
-//! `{"command":"send","group":"ab12…","text":"hi"}`; the answer an
+//! `{"command":"send","group":"ab12…","text":"hi","json":false}` (a
+//! [`Handed`]); the answer an
 //! [`Answer`], `{"stdout":"sent as #7\n","error":null}`, where `error` is
 //! what the command would have printed after `Error: ` (it then exits 1).
 
@@ -34,17 +35,59 @@ const MAX_REQUEST_BYTES: u64 = 4 << 20;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "kebab-case")]
 pub enum Request {
-    CreateGroup,
-    Add { group: String, users: Vec<String> },
-    Remove { group: String, users: Vec<String> },
-    Send { group: String, text: String },
-    Members { group: String },
+    CreateGroup {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        topic: Option<String>,
+    },
+    Rename {
+        group: String,
+        name: String,
+        topic: Option<String>,
+    },
+    History {
+        group: String,
+        limit: usize,
+    },
+    Add {
+        group: String,
+        users: Vec<String>,
+    },
+    Remove {
+        group: String,
+        users: Vec<String>,
+    },
+    Send {
+        group: String,
+        text: String,
+    },
+    Members {
+        group: String,
+    },
     Groups,
     Contacts,
-    Verify { user: String, accept: bool },
+    Verify {
+        user: String,
+        accept: bool,
+    },
     Sync,
-    Devices { user: Option<String> },
-    RemoveDevice { device: String },
+    Devices {
+        user: Option<String>,
+    },
+    RemoveDevice {
+        device: String,
+    },
+}
+
+/// A request as it goes over the socket: the command, and whether its
+/// output is `--json`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Handed {
+    #[serde(flatten)]
+    pub request: Request,
+    #[serde(default)]
+    pub json: bool,
 }
 
 /// What a command printed, and its error if it failed.
@@ -127,7 +170,7 @@ pub struct Connection {
 
 impl Connection {
     /// Reads its request (it writes it as soon as it connects).
-    pub async fn request(&mut self) -> io::Result<Request> {
+    pub async fn request(&mut self) -> io::Result<Handed> {
         let mut line = String::new();
         let mut limited = (&mut self.stream).take(MAX_REQUEST_BYTES);
         tokio::time::timeout(REQUEST_TIMEOUT, limited.read_line(&mut line))
@@ -145,14 +188,22 @@ impl Connection {
 }
 
 /// Hands `request` to the process holding `state` and waits for its answer.
-pub async fn hand_over(state: &Path, request: &Request) -> Result<Answer, HandoffError> {
+pub async fn hand_over(
+    state: &Path,
+    request: &Request,
+    json: bool,
+) -> Result<Answer, HandoffError> {
     let path = beside(state, "sock");
     let stream = UnixStream::connect(&path)
         .await
         .map_err(|source| HandoffError::NoHolder { path, source })?;
     let no_answer = |e: io::Error| HandoffError::NoAnswer(e.to_string());
     let mut stream = BufReader::new(stream);
-    let mut line = serde_json::to_vec(request).map_err(|e| no_answer(e.into()))?;
+    let handed = Handed {
+        request: request.clone(),
+        json,
+    };
+    let mut line = serde_json::to_vec(&handed).map_err(|e| no_answer(e.into()))?;
     line.push(b'\n');
     stream.get_mut().write_all(&line).await.map_err(no_answer)?;
     let mut answer = String::new();

@@ -12,6 +12,7 @@ use confide_client::{Client, ClientId, DeviceStatus, StateLocation};
 
 use crate::args::Conn;
 use crate::commands::open;
+use crate::json::Printer;
 
 /// How long `confide approve` waits for the new device to register and
 /// publish key packages once it has its certificate.
@@ -99,16 +100,29 @@ pub async fn approve(conn: &Conn, code: &str, sas: Option<String>) -> anyhow::Re
 pub async fn devices(
     client: &mut Client,
     user: Option<&str>,
-    out: &mut String,
+    out: &mut Printer,
 ) -> anyhow::Result<()> {
     let user = user.unwrap_or(client.id().user()).to_string();
     for device in client.devices(&user).await? {
-        let status = match device.status {
+        let status = match &device.status {
             DeviceStatus::Certified => "certified".to_string(),
             DeviceStatus::Revoked => "revoked".to_string(),
-            DeviceStatus::Uncertified(why) => format!("NOT CERTIFIED ({})", safe(&why)),
+            DeviceStatus::Uncertified(why) => format!("NOT CERTIFIED ({})", safe(why)),
         };
         writeln!(out, "{}  {}  {status}", device.client, device.fingerprint)?;
+        out.json(serde_json::json!({
+            "client": device.client.to_string(),
+            "fingerprint": device.fingerprint,
+            "status": match &device.status {
+                DeviceStatus::Certified => "certified",
+                DeviceStatus::Revoked => "revoked",
+                DeviceStatus::Uncertified(_) => "not-certified",
+            },
+            "reason": match &device.status {
+                DeviceStatus::Uncertified(why) => Some(why.as_str()),
+                _ => None,
+            },
+        }));
     }
     Ok(())
 }
@@ -118,11 +132,19 @@ pub async fn devices(
 pub async fn remove_device(
     client: &mut Client,
     target: &str,
-    out: &mut String,
+    out: &mut Printer,
 ) -> anyhow::Result<()> {
     let target = ClientId::from_identity(target.as_bytes())?;
     let removals = client.remove_device(&target).await?;
     writeln!(out, "revoked {target}")?;
+    out.json(serde_json::json!({
+        "revoked": target.to_string(),
+        "groups": removals.iter().map(|removal| serde_json::json!({
+            "group": hex::encode(&removal.group),
+            "epoch": removal.outcome.as_ref().ok().map(|commit| commit.epoch),
+            "error": removal.outcome.as_ref().err().map(ToString::to_string),
+        })).collect::<Vec<_>>(),
+    }));
     for removal in removals {
         let group = hex::encode(&removal.group);
         match removal.outcome {

@@ -8,13 +8,15 @@ use confide_client::Client;
 use crate::args::Conn;
 use crate::commands::{execute, line, open};
 use crate::connection::{Connection, Status};
-use crate::handoff::{self, Answer, Request, Server};
+use crate::handoff::{self, Answer, Handed, Request, Server};
+use crate::json::Printer;
+use crate::json::event_json;
 use crate::output;
 
 /// Prints events as they arrive, and runs the commands other processes hand
 /// over between two entries, never inside one. Ends at Ctrl-C, or at a
 /// permanent error (see `connection`).
-pub async fn listen(conn: &Conn) -> anyhow::Result<()> {
+pub async fn listen(conn: &Conn, json: bool) -> anyhow::Result<()> {
     let mut client = open(conn).await?;
     let server = match Server::bind(&conn.state) {
         Ok(server) => Some(server),
@@ -30,7 +32,10 @@ pub async fn listen(conn: &Conn) -> anyhow::Result<()> {
     let mut ds = Connection::new(conn);
     loop {
         while let Some(event) = client.take_event()? {
-            output::println(line(&event));
+            match json {
+                true => output::println(event_json(&event)),
+                false => output::println(line(&event)),
+            }
         }
         tokio::select! {
             wake = ds.wait(&mut client) => {
@@ -62,7 +67,10 @@ async fn serve(
         _ => None,
     };
     let answer = match connection.request().await {
-        Ok(Request::Sync) => Answer {
+        Ok(Handed {
+            request: Request::Sync,
+            ..
+        }) => Answer {
             stdout: String::new(),
             error: Some(format!(
                 "{} is held by process {} (confide listen), which prints its events as they arrive",
@@ -79,11 +87,11 @@ async fn serve(
                 lost.map(String::as_str).unwrap_or_default()
             )),
         },
-        Ok(request) => {
-            let mut stdout = String::new();
+        Ok(Handed { request, json }) => {
+            let mut stdout = Printer::new(json);
             let result = execute(client, &request, &mut stdout).await;
             Answer {
-                stdout,
+                stdout: stdout.into_string(),
                 error: result.err().map(|e| format!("{e:?}")),
             }
         }

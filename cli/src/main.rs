@@ -13,9 +13,11 @@ mod commands;
 mod connection;
 mod demo;
 mod handoff;
+mod json;
 mod link;
 mod listen;
 mod output;
+mod time;
 
 use std::io::{IsTerminal, Read};
 use std::time::Duration;
@@ -35,7 +37,8 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .init();
-    match Cli::parse().command {
+    let Cli { command, json } = Cli::parse();
+    match command {
         Command::Demo => demo::run(&mut std::io::stdout()).await?,
         Command::Register {
             conn,
@@ -43,7 +46,7 @@ async fn main() -> anyhow::Result<()> {
             device,
             token,
             restore_identity: None,
-        } => commands::register(&conn, user, device, &token).await?,
+        } => commands::register(&conn, user, device, &token, json).await?,
         Command::Register {
             conn,
             user,
@@ -63,12 +66,42 @@ async fn main() -> anyhow::Result<()> {
         } => link::link(&conn, user, device, &token, Duration::from_secs(timeout)).await?,
         Command::Approve { conn, code, sas } => link::approve(&conn, &code, sas).await?,
         Command::Devices { conn, user } => {
-            commands::one_shot(&conn, Request::Devices { user }).await?
+            commands::one_shot(&conn, Request::Devices { user }, json).await?
         }
         Command::RemoveDevice { conn, device } => {
-            commands::one_shot(&conn, Request::RemoveDevice { device }).await?
+            commands::one_shot(&conn, Request::RemoveDevice { device }, json).await?
         }
-        Command::CreateGroup { conn } => commands::one_shot(&conn, Request::CreateGroup).await?,
+        Command::CreateGroup { conn, name, topic } => {
+            commands::one_shot(&conn, Request::CreateGroup { name, topic }, json).await?
+        }
+        Command::Rename {
+            conn,
+            group,
+            name,
+            topic,
+        } => {
+            commands::one_shot(
+                &conn,
+                Request::Rename {
+                    group: group.id,
+                    name,
+                    topic,
+                },
+                json,
+            )
+            .await?
+        }
+        Command::History { conn, group, limit } => {
+            commands::one_shot(
+                &conn,
+                Request::History {
+                    group: group.id,
+                    limit,
+                },
+                json,
+            )
+            .await?
+        }
         Command::Add { conn, group, users } => {
             commands::one_shot(
                 &conn,
@@ -76,6 +109,7 @@ async fn main() -> anyhow::Result<()> {
                     group: group.id,
                     users,
                 },
+                json,
             )
             .await?
         }
@@ -86,6 +120,7 @@ async fn main() -> anyhow::Result<()> {
                     group: group.id,
                     users,
                 },
+                json,
             )
             .await?
         }
@@ -97,19 +132,20 @@ async fn main() -> anyhow::Result<()> {
                     group: group.id,
                     text,
                 },
+                json,
             )
             .await?
         }
-        Command::Sync { conn } => commands::one_shot(&conn, Request::Sync).await?,
+        Command::Sync { conn } => commands::one_shot(&conn, Request::Sync, json).await?,
         Command::Members { conn, group } => {
-            commands::one_shot(&conn, Request::Members { group: group.id }).await?
+            commands::one_shot(&conn, Request::Members { group: group.id }, json).await?
         }
-        Command::Groups { conn } => commands::one_shot(&conn, Request::Groups).await?,
-        Command::Contacts { conn } => commands::one_shot(&conn, Request::Contacts).await?,
+        Command::Groups { conn } => commands::one_shot(&conn, Request::Groups, json).await?,
+        Command::Contacts { conn } => commands::one_shot(&conn, Request::Contacts, json).await?,
         Command::Verify { conn, user, accept } => {
-            commands::one_shot(&conn, Request::Verify { user, accept }).await?
+            commands::one_shot(&conn, Request::Verify { user, accept }, json).await?
         }
-        Command::Listen { conn } => listen::listen(&conn).await?,
+        Command::Listen { conn } => listen::listen(&conn, json).await?,
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "confide", &mut script);

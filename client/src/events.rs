@@ -21,6 +21,28 @@ pub enum Event {
         seq: u64,
         sender: ClientId,
         body: Vec<u8>,
+        /// When the sender says it sent it (its clock, ms since 1970), from
+        /// inside the ciphertext; `None` from a sender that did not say
+        /// (a payload that is not MIMI content).
+        #[serde(default)]
+        sent_at_ms: Option<u64>,
+    },
+    /// A member named the group, or changed its name or topic. Sent inside
+    /// the ciphertext like a message: the DS never sees either.
+    GroupRenamed {
+        group: GroupId,
+        seq: u64,
+        by: ClientId,
+        name: String,
+        topic: Option<String>,
+    },
+    /// A message of a type this version cannot show (a reaction, an
+    /// attachment, …), named by its MIMI content type.
+    Unsupported {
+        group: GroupId,
+        seq: u64,
+        sender: ClientId,
+        content_type: String,
     },
     /// This client joined a group through a Welcome; `members` is the
     /// roster it joined, credentials and key fingerprints included.
@@ -138,6 +160,29 @@ impl fmt::Display for Event {
                 name(sender),
                 Untrusted(&String::from_utf8_lossy(body))
             ),
+            Event::GroupRenamed {
+                by,
+                name: new,
+                topic,
+                ..
+            } => {
+                write!(f, "{} named the group \"{}\"", name(by), Untrusted(new))?;
+                match topic {
+                    Some(topic) => write!(f, " (topic: {})", Untrusted(topic)),
+                    None => Ok(()),
+                }
+            }
+            Event::Unsupported {
+                seq,
+                sender,
+                content_type,
+                ..
+            } => write!(
+                f,
+                "#{seq} from {}: a message of type {} that this version cannot show",
+                name(sender),
+                Untrusted(content_type)
+            ),
             Event::Joined { members, epoch, .. } => {
                 write!(f, "joined at epoch {epoch} with {}", names(members))
             }
@@ -161,7 +206,15 @@ impl fmt::Display for Event {
                 write!(f, "could not process #{seq}: {}", Untrusted(reason))
             }
             Event::Gap { after, next, .. } => {
-                write!(f, "the server withheld #{}..#{}", after + 1, next - 1)
+                let missing = match next - after {
+                    2 => format!("#{}", after + 1),
+                    _ => format!("#{}..#{}", after + 1, next - 1),
+                };
+                write!(
+                    f,
+                    "{missing} of the group's log never arrived: the server withheld it, or \
+                     pruned it before this device read it"
+                )
             }
             Event::Resyncing { reason, .. } => {
                 write!(f, "stuck in the group ({}); re-joining", Untrusted(reason))
@@ -214,6 +267,8 @@ impl Event {
     pub fn group(&self) -> Option<&GroupId> {
         match self {
             Event::Message { group, .. }
+            | Event::GroupRenamed { group, .. }
+            | Event::Unsupported { group, .. }
             | Event::Joined { group, .. }
             | Event::MembersAdded { group, .. }
             | Event::MembersRemoved { group, .. }

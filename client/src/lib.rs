@@ -28,5 +28,5 @@ pub use error::{ClientError, ClientResult};
 pub use events::{Event, GroupId};
 pub use identity::{Backup, UserIdentity};
 pub use roster::GroupMember;
-pub use store::{Contact, StateLocation};
+pub use store::{Contact, GroupProfileRecord, HistoryEntry, StateLocation};
 pub use verify::Ghost;

@@ -11,15 +11,19 @@
 //!   the sealed offer and answer of linking a new device.
 //! - [`fingerprint`]: key fingerprints and the group safety code that
 //!   members compare out of band.
+//! - [`content`]: what an application message carries inside its
+//!   ciphertext (MIMI content: type, sending time, text, a group's name).
 //!
 //! The byte-level definitions ([`auth::challenge_signing_payload`],
 //! [`certificate::certificate_signing_payload`],
 //! [`certificate::revocation_signing_payload`],
-//! [`fingerprint::fingerprint`], [`fingerprint::safety_code`]) each have a
+//! [`fingerprint::fingerprint`], [`fingerprint::safety_code`],
+//! [`content::Content::to_bytes`]) each have a
 //! test vector: another implementation must produce the same bytes.
 
 pub mod auth;
 pub mod certificate;
+pub mod content;
 pub mod fingerprint;
 pub mod ids;
 pub mod link;

@@ -80,6 +80,7 @@ impl Member {
                     seq,
                     sender,
                     body,
+                    ..
                 } if g == group => Some(Received {
                     seq: *seq,
                     sender: sender.clone(),

@@ -214,7 +214,78 @@ async fn a_group_is_named_by_any_start_of_its_id_and_a_non_hex_id_is_refused() {
     let refused = confide(&ds.endpoint, &alice, &["members", "--group", "my-group"]).await;
     assert!(!refused.status.success());
     let error = String::from_utf8_lossy(&refused.stderr);
-    assert!(error.contains("\"my-group\" is not a group id"), "{error}");
+    assert!(
+        error.contains("no group of this device is named \"my-group\", and it is not a group id"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_group_is_addressed_by_its_name_and_its_history_reads_back_with_unread_counts() {
+    let ds = spawn_ds().await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (alice, bob, group) = alice_and_bob_in_a_group(&ds, dir.path()).await;
+
+    let named = confide_ok(
+        &ds.endpoint,
+        &alice,
+        &["rename", "--group", &group, "Ops", "--topic", "on call"],
+    )
+    .await;
+    assert!(named.starts_with("named the group \"Ops\""), "{named:?}");
+    confide_ok(&ds.endpoint, &alice, &["send", "--group", "Ops", "hello"]).await;
+    confide_ok(&ds.endpoint, &alice, &["send", "--group", "Ops", "anyone?"]).await;
+
+    let printed = confide_ok(&ds.endpoint, &bob, &["sync"]).await;
+    assert!(
+        printed.contains("alice/laptop named the group \"Ops\" (topic: on call)"),
+        "{printed:?}"
+    );
+    let listed = confide_ok(&ds.endpoint, &bob, &["groups"]).await;
+    assert_eq!(
+        listed,
+        format!("\"Ops\"  {group}  2 members: alice/laptop, bob/laptop  2 unread\n")
+    );
+    confide_ok(&ds.endpoint, &bob, &["send", "--group", "Ops", "me"]).await;
+
+    // Bob's history: the rename, alice's messages and his own, in order,
+    // each with its time; reading it clears the unread count.
+    let history = confide_ok(&ds.endpoint, &bob, &["history", "--group", "Ops"]).await;
+    let lines: Vec<&str> = history.lines().collect();
+    let tails: Vec<&str> = lines
+        .iter()
+        .map(|line| line.split_once("  ").map_or(*line, |(_time, rest)| rest))
+        .filter(|rest| !rest.starts_with("* joined"))
+        .collect();
+    assert_eq!(
+        tails,
+        [
+            "* alice/laptop named the group \"Ops\" (topic: on call)",
+            "alice/laptop: hello",
+            "alice/laptop: anyone?",
+            "bob/laptop (you): me",
+        ],
+        "{history}"
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|line| line.as_bytes()[..4].iter().all(u8::is_ascii_digit)),
+        "each line starts with its date: {history}"
+    );
+    let limited = confide_ok(
+        &ds.endpoint,
+        &bob,
+        &["history", "--group", "Ops", "--limit", "1"],
+    )
+    .await;
+    assert!(
+        limited.trim_end().ends_with("bob/laptop (you): me"),
+        "{limited:?}"
+    );
+    assert_eq!(limited.lines().count(), 1);
+    let listed = confide_ok(&ds.endpoint, &bob, &["groups"]).await;
+    assert!(listed.ends_with("  0 unread\n"), "{listed:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -225,7 +296,7 @@ async fn groups_lists_each_group_of_the_device_with_its_members_once_it_is_added
     register(&ds, &carol, "carol").await;
     assert_eq!(
         confide_ok(&ds.endpoint, &carol, &["groups"]).await,
-        "no groups yet: `confide create-group` makes one, or a member adds you\n"
+        "no groups yet: `confide create-group --name NAME` makes one, or a member adds you\n"
     );
     let (alice, _bob, group) = alice_and_bob_in_a_group(&ds, dir.path()).await;
     confide_ok(&ds.endpoint, &alice, &["add", "--group", &group, "carol"]).await;
@@ -234,7 +305,9 @@ async fn groups_lists_each_group_of_the_device_with_its_members_once_it_is_added
     let listed = confide_ok(&ds.endpoint, &carol, &["groups"]).await;
     assert_eq!(
         listed,
-        format!("{group}  epoch 2  3 members: alice/laptop, bob/laptop, carol/laptop\n")
+        format!(
+            "(no name)  {group}  3 members: alice/laptop, bob/laptop, carol/laptop  0 unread\n"
+        )
     );
     let events = confide_ok(&ds.endpoint, &carol, &["sync"]).await;
     assert!(

@@ -192,3 +192,100 @@ async fn a_reader_that_closes_the_pipe_ends_confide_quietly_without_a_panic() {
         assert_eq!(output.status.code(), Some(141), "{error}");
     }
 }
+
+/// Each line a command prints with `--json` is one JSON object.
+fn json_lines(printed: &str) -> Vec<serde_json::Value> {
+    printed
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?} is not JSON: {e}"))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_json_every_command_prints_one_json_object_per_line() {
+    let ds = spawn_ds().await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (alice, bob, group) = alice_and_bob_in_a_group(&ds, dir.path()).await;
+    let alice = Device {
+        endpoint: ds.endpoint.clone(),
+        state: alice,
+    };
+    let bob = Device {
+        endpoint: ds.endpoint.clone(),
+        state: bob,
+    };
+
+    let named = json_lines(
+        &alice
+            .ok(&["rename", "--group", &group, "Ops", "--json"])
+            .await,
+    );
+    assert_eq!(named[0]["name"], "Ops");
+    let sent = json_lines(
+        &alice
+            .ok(&["send", "--json", "--group", "Ops", "hi \x1b[2J"])
+            .await,
+    );
+    assert_eq!(sent[0]["group"], group.as_str());
+    let seq = sent[0]["seq"].as_u64().expect("a seq");
+
+    let events = json_lines(&bob.ok(&["sync", "--json"]).await);
+    let message = events
+        .iter()
+        .find(|event| event["type"] == "message")
+        .unwrap_or_else(|| panic!("a message among {events:?}"));
+    assert_eq!(message["seq"], seq);
+    assert_eq!(message["sender"], "alice/laptop");
+    assert_eq!(
+        message["text"], "hi \x1b[2J",
+        "the text as sent, JSON-escaped"
+    );
+    assert!(message["sent_at_ms"].as_u64().is_some());
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "group-renamed" && e["name"] == "Ops")
+    );
+
+    let groups = json_lines(&bob.ok(&["groups", "--json"]).await);
+    assert_eq!(groups.len(), 1);
+    assert_eq!(groups[0]["group"], group.as_str());
+    assert_eq!(groups[0]["name"], "Ops");
+    assert_eq!(groups[0]["unread"], 1);
+    assert_eq!(
+        groups[0]["members"],
+        serde_json::json!(["alice/laptop", "bob/laptop"])
+    );
+
+    let members = json_lines(&bob.ok(&["members", "--json", "--group", "Ops"]).await);
+    assert_eq!(members.len(), 1);
+    assert_eq!(members[0]["members"].as_array().map(Vec::len), Some(2));
+    assert!(
+        members[0]["safety_code"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty())
+    );
+
+    let history = json_lines(&bob.ok(&["history", "--json", "--group", "Ops"]).await);
+    assert!(
+        history
+            .iter()
+            .any(|e| e["type"] == "message" && e["own"] == false)
+    );
+    let contacts = json_lines(&bob.ok(&["contacts", "--json"]).await);
+    assert_eq!(contacts[0]["user"], "alice");
+
+    // A stream: `listen --json` prints each event as it arrives.
+    let mut listener = bob.spawn(&["listen", "--json"]);
+    alice.ok(&["send", "--group", "Ops", "live"]).await;
+    listener.expect_line("\"text\":\"live\"").await;
+    for line in &listener.printed {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("{line:?} is not JSON: {e}"));
+    }
+    // A command handed to the listener answers in JSON too.
+    let handed = json_lines(&bob.ok(&["groups", "--json"]).await);
+    assert_eq!(handed[0]["name"], "Ops");
+}

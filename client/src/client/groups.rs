@@ -147,6 +147,7 @@ impl Client {
             ));
         }
         let commit = self.commit(group_id, Change::Add(key_packages)).await?;
+        self.announce_profile(group_id).await;
         Ok(Added {
             clients: added,
             refused,

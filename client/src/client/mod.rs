@@ -16,8 +16,10 @@
 //! stream and catching up), `processing.rs` (applying what arrives),
 //! `linking.rs` (a new device waiting to be linked), `approve.rs` (an
 //! existing device linking it and adding it to its groups), `devices.rs`
-//! (listing a user's devices, revoking one) and `resync.rs` (rejoining a
-//! group by external commit when stuck or restored).
+//! (listing a user's devices, revoking one), `resync.rs` (rejoining a
+//! group by external commit when stuck or restored) and `history.rs` (each
+//! group's history, name and unread messages, and the MIMI content messages
+//! are sent as).
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
@@ -42,6 +44,7 @@ mod commit;
 mod contacts;
 mod devices;
 mod groups;
+mod history;
 mod key_packages;
 mod linking;
 mod outbox;

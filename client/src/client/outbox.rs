@@ -6,20 +6,34 @@
 //! it again with the same key and bytes, so the DS stores it once (it answers
 //! a retry with the original seq), even from a restarted process.
 
+use confide_core::content::{Body, Content};
 use confide_proto::v1;
 use rand::RngCore;
 
+use super::history::new_content;
 use super::{Client, MAX_COMMIT_ATTEMPTS, to_bytes};
 use crate::error::{ClientError, ClientResult, in_doubt, mls, wrong_epoch};
 use crate::store::Outgoing;
 
 impl Client {
-    /// Encrypts and sends an application message; returns its sequence
-    /// number. If an earlier send of the same text to the same group is still
-    /// unanswered, this is taken as its retry: that message goes again, with
-    /// its id and bytes, and its original seq is returned.
-    pub async fn send(&mut self, group_id: &[u8], body: &[u8]) -> ClientResult<u64> {
-        let message_id = match self.db.outgoing_by_body(group_id, body)? {
+    /// Encrypts and sends an application message (as MIMI content: text if
+    /// `payload` is UTF-8, bytes otherwise, with the time it was sent);
+    /// returns its sequence number. If an earlier send of the same text to
+    /// the same group is still unanswered, this is taken as its retry: that
+    /// message goes again, with its id and bytes, and its original seq is
+    /// returned.
+    pub async fn send(&mut self, group_id: &[u8], payload: &[u8]) -> ClientResult<u64> {
+        self.send_body(group_id, Body::from_payload(payload)).await
+    }
+
+    /// [`Client::send`] of any kind of content.
+    pub(super) async fn send_body(&mut self, group_id: &[u8], body: Body) -> ClientResult<u64> {
+        let unanswered = self
+            .db
+            .unanswered_outgoing(group_id)?
+            .into_iter()
+            .find(|outgoing| stored_body(&outgoing.body) == body);
+        let message_id = match unanswered {
             Some(unanswered) => unanswered.message_id,
             None => {
                 let mut message_id = vec![0u8; 16];
@@ -27,7 +41,7 @@ impl Client {
                 message_id
             }
         };
-        self.send_with_id(group_id, &message_id, body).await
+        self.send_body_with_id(group_id, &message_id, body).await
     }
 
     /// Like [`Client::send`] with a caller-chosen idempotency key. Sending the
@@ -38,12 +52,22 @@ impl Client {
         &mut self,
         group_id: &[u8],
         message_id: &[u8],
-        body: &[u8],
+        payload: &[u8],
+    ) -> ClientResult<u64> {
+        self.send_body_with_id(group_id, message_id, Body::from_payload(payload))
+            .await
+    }
+
+    async fn send_body_with_id(
+        &mut self,
+        group_id: &[u8],
+        message_id: &[u8],
+        body: Body,
     ) -> ClientResult<u64> {
         // Not in the epoch before a commit the group may have taken.
         self.settle_commit_in_doubt(group_id).await?;
         let place = match self.db.outgoing_by_id(group_id, message_id)? {
-            Some(answered) if answered.answered && answered.body == body => {
+            Some(answered) if answered.answered && stored_body(&answered.body) == body => {
                 // A retry of a message the DS answered: the same bytes again
                 // get its original answer.
                 let request = self.api.request(v1::SendMessageRequest {
@@ -59,17 +83,18 @@ impl Client {
                     .into_inner()
                     .seq);
             }
-            Some(unanswered) if unanswered.body == body => unanswered.id,
+            Some(unanswered) if stored_body(&unanswered.body) == body => unanswered.id,
             Some(_) => {
                 return Err(ClientError::Invalid(
                     "that message id is taken by another message".into(),
                 ));
             }
             None => {
-                let message = self.encrypt_message(group_id, body)?;
+                let content = new_content(body);
+                let message = self.encrypt_message(group_id, &content)?;
                 let epoch = self.epoch(group_id)?;
                 self.db
-                    .push_outgoing(group_id, message_id, &message, epoch, body)?
+                    .push_outgoing(group_id, message_id, &message, epoch, &content)?
             }
         };
         self.flush_outbox_through(Some(place))
@@ -131,6 +156,7 @@ impl Client {
     async fn deliver(&mut self, mut outgoing: Outgoing) -> ClientResult<u64> {
         if let Some(seq) = outgoing.seq {
             // Found in the log already (and applied as our own).
+            self.record_own(&outgoing.group_id, seq, &outgoing.body)?;
             self.db.outgoing_answered(outgoing.id, seq)?;
             return Ok(seq);
         }
@@ -145,6 +171,7 @@ impl Client {
                 Ok(response) => {
                     let seq = response.into_inner().seq;
                     self.db.mark_own(&group_id, seq)?;
+                    self.record_own(&group_id, seq, &outgoing.body)?;
                     self.db.outgoing_answered(outgoing.id, seq)?;
                     return Ok(seq);
                 }
@@ -172,4 +199,12 @@ impl Client {
         }
         Err(ClientError::TooManyRetries(MAX_COMMIT_ATTEMPTS))
     }
+}
+
+/// What a message kept in the outbox says: its MIMI content's body (a
+/// state file from before content was MIMI kept the bare payload).
+fn stored_body(content: &[u8]) -> Body {
+    Content::from_bytes(content)
+        .map(|content| content.body)
+        .unwrap_or_else(|_| Body::from_payload(content))
 }

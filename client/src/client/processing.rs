@@ -4,6 +4,7 @@
 
 use confide_core::ClientId;
 use confide_core::certificate::certified_client;
+use confide_core::content::{Body, Content};
 use confide_core::profile::client_of;
 use confide_proto::v1;
 use openmls::prelude::tls_codec::Deserialize as _;
@@ -83,7 +84,12 @@ impl Client {
                 }
                 for event in events {
                     removed |= matches!(event, Event::Removed { .. });
-                    self.emit(event)?;
+                    if self.is_known_profile(&event)? {
+                        // A member re-announcing the name (for members it
+                        // added): nothing changed for this one.
+                        continue;
+                    }
+                    self.emit_entry(event, entry.seq)?;
                 }
             }
             Err(reason) => {
@@ -101,11 +107,14 @@ impl Client {
                     }
                     None => None,
                 };
-                self.emit(Event::Undecryptable {
-                    group: group_id.clone(),
-                    seq: entry.seq,
-                    reason,
-                })?;
+                self.emit_entry(
+                    Event::Undecryptable {
+                        group: group_id.clone(),
+                        seq: entry.seq,
+                        reason,
+                    },
+                    entry.seq,
+                )?;
             }
         }
         if let Some(reason) = stuck {
@@ -159,6 +168,61 @@ impl Client {
     }
 }
 
+/// The event an application message is: its MIMI content read (a text, a
+/// name for the group, or a type this version cannot show), or, for a
+/// payload that is not MIMI content (a client of another make), the bytes
+/// as they came.
+pub(super) fn application_event(
+    group: GroupId,
+    seq: u64,
+    sender: ClientId,
+    payload: Vec<u8>,
+) -> Event {
+    let content = match Content::from_bytes(&payload) {
+        Ok(content) => content,
+        Err(error) => {
+            tracing::debug!(seq, %error, "an application message that is not MIMI content");
+            return Event::Message {
+                group,
+                seq,
+                sender,
+                body: payload,
+                sent_at_ms: None,
+            };
+        }
+    };
+    let sent_at_ms = content.sent_at_ms;
+    match content.body {
+        Body::Text(text) => Event::Message {
+            group,
+            seq,
+            sender,
+            body: text.into_bytes(),
+            sent_at_ms,
+        },
+        Body::Bytes(body) => Event::Message {
+            group,
+            seq,
+            sender,
+            body,
+            sent_at_ms,
+        },
+        Body::GroupProfile(profile) => Event::GroupRenamed {
+            group,
+            seq,
+            by: sender,
+            name: profile.name,
+            topic: profile.topic,
+        },
+        Body::Other { content_type, .. } => Event::Unsupported {
+            group,
+            seq,
+            sender,
+            content_type,
+        },
+    }
+}
+
 /// What judges the leaves a commit brings: the verifier and the pinned keys.
 #[derive(Clone, Copy)]
 struct Trust<'a> {
@@ -202,12 +266,12 @@ fn process_entry(
     let external_commit = matches!(processed.sender(), Sender::NewMemberCommit);
     let sender = client_of(processed.credential()).map_err(|e| e.to_string())?;
     match processed.into_content() {
-        ProcessedMessageContent::ApplicationMessage(message) => Ok(vec![Event::Message {
-            group: group_id,
-            seq: entry.seq,
+        ProcessedMessageContent::ApplicationMessage(message) => Ok(vec![application_event(
+            group_id,
+            entry.seq,
             sender,
-            body: message.into_bytes(),
-        }]),
+            message.into_bytes(),
+        )]),
         ProcessedMessageContent::ProposalMessage(proposal) => {
             group
                 .store_pending_proposal(provider.storage(), *proposal)

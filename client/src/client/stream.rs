@@ -60,6 +60,18 @@ impl Client {
 
     /// Keeps an event (in the state file too) until it is handed over.
     pub(super) fn emit(&mut self, event: Event) -> ClientResult<()> {
+        self.record_history(&event, None)?;
+        self.push_event(event)
+    }
+
+    /// [`Client::emit`] for an event of entry `seq` of its group's log,
+    /// which places it in the group's history.
+    pub(super) fn emit_entry(&mut self, event: Event, seq: u64) -> ClientResult<()> {
+        self.record_history(&event, Some(seq))?;
+        self.push_event(event)
+    }
+
+    fn push_event(&mut self, event: Event) -> ClientResult<()> {
         let id = self.db.push_event(&event)?;
         self.events.push_back((id, event));
         Ok(())

@@ -2,9 +2,10 @@
 //! state, plus Confide's tables (identity and per-stream progress) in the same
 //! database file, so a client restarted from its file resumes every group.
 //! The schema is made here ([`StateDb`]); the tables for commits in doubt,
-//! the outbox, re-syncs, pinned identity keys and revoked devices have their
-//! queries in `in_doubt.rs`, `outbox.rs`, `resync.rs`, `contacts.rs` and
-//! `revoked.rs`.
+//! the outbox, re-syncs, pinned identity keys, revoked devices and each
+//! group's history, name and read position have their queries in
+//! `in_doubt.rs`, `outbox.rs`, `resync.rs`, `contacts.rs`, `revoked.rs` and
+//! `history.rs`.
 
 use std::path::{Path, PathBuf};
 
@@ -17,12 +18,15 @@ use crate::error::{ClientError, ClientResult};
 use crate::events::Event;
 
 mod contacts;
+mod history;
 mod in_doubt;
 mod outbox;
 mod resync;
 mod revoked;
 
 pub use contacts::Contact;
+pub(crate) use history::now_ms;
+pub use history::{GroupProfileRecord, HistoryEntry};
 pub use in_doubt::CommitInDoubt;
 pub use outbox::Outgoing;
 
@@ -282,7 +286,21 @@ impl StateDb {
                  identity_key BLOB NOT NULL,
                  first_seen INTEGER NOT NULL,
                  verified INTEGER NOT NULL DEFAULT 0,
-                 changed_to BLOB);",
+                 changed_to BLOB);
+             CREATE TABLE IF NOT EXISTS confide_history (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT,
+                 group_id BLOB NOT NULL,
+                 position INTEGER NOT NULL,
+                 at_ms INTEGER NOT NULL,
+                 counts_unread INTEGER NOT NULL,
+                 event TEXT NOT NULL);
+             CREATE INDEX IF NOT EXISTS confide_history_by_group
+                 ON confide_history (group_id, position, id);
+             CREATE TABLE IF NOT EXISTS confide_group_profiles (
+                 group_id BLOB PRIMARY KEY,
+                 name TEXT,
+                 topic TEXT,
+                 read_up_to INTEGER NOT NULL DEFAULT 0);",
         )?;
         Ok(Self { conn })
     }

@@ -20,8 +20,8 @@ pub struct Outgoing {
     pub message: Vec<u8>,
     /// The epoch `message` was encrypted in.
     pub epoch: u64,
-    /// The plaintext, to encrypt again if the DS refused `message` for its
-    /// epoch (it then never stored it).
+    /// The plaintext (MIMI content), to encrypt again if the DS refused
+    /// `message` for its epoch (it then never stored it).
     pub body: Vec<u8>,
     /// Where it is in the group's log, once it was found there unanswered
     /// or the DS answered.
@@ -76,15 +76,9 @@ impl StateDb {
             .pop())
     }
 
-    /// The oldest unanswered message of the group with this plaintext.
-    pub fn outgoing_by_body(&self, group_id: &[u8], body: &[u8]) -> ClientResult<Option<Outgoing>> {
-        Ok(self
-            .outgoing_where(
-                "answered = 0 AND group_id = ?1 AND body = ?2",
-                params![group_id, body],
-            )?
-            .into_iter()
-            .next())
+    /// The group's unanswered messages, oldest first.
+    pub fn unanswered_outgoing(&self, group_id: &[u8]) -> ClientResult<Vec<Outgoing>> {
+        self.outgoing_where("answered = 0 AND group_id = ?1", params![group_id])
     }
 
     fn outgoing_where(

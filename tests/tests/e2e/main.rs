@@ -11,6 +11,7 @@ mod devices;
 mod epochs;
 mod ghost;
 mod handshakes;
+mod history;
 mod hostile;
 mod in_doubt;
 mod ingress;

@@ -84,7 +84,11 @@ async fn no_plaintext_or_key_material_in_the_database_logs_or_metrics() -> anyho
     let canaries: Vec<String> = (0..5)
         .map(|i| format!("canary {i} {}", Uuid::new_v4()))
         .collect();
+    // The group's name and topic travel like messages: encrypted.
+    let name = format!("canary name {}", Uuid::new_v4());
+    let topic = format!("canary topic {}", Uuid::new_v4());
 
+    alice.rename(&group, &name, Some(&topic)).await?;
     alice.send(&group, canaries[0].as_bytes()).await?;
     bob.send(&group, canaries[1].as_bytes()).await?;
     carol.send(&group, canaries[2].as_bytes()).await?;
@@ -113,6 +117,14 @@ async fn no_plaintext_or_key_material_in_the_database_logs_or_metrics() -> anyho
     let mut said: Vec<Vec<u8>> = canaries.iter().map(|c| c.clone().into_bytes()).collect();
     said.sort();
     assert_eq!(decrypted, said);
+    for member in [&bob, &carol] {
+        assert!(
+            member.events().iter().any(|e| matches!(e,
+                Event::GroupRenamed { name: n, topic: Some(t), .. } if n == &name && t == &topic)),
+            "{} learnt the group's name and topic",
+            member.id()
+        );
+    }
 
     let dump = pg_dump(&app.database_url).await;
     let ciphertext = app
@@ -135,6 +147,7 @@ async fn no_plaintext_or_key_material_in_the_database_logs_or_metrics() -> anyho
     );
     let mut secrets: Vec<(String, Vec<u8>)> = canaries
         .iter()
+        .chain([&name, &topic])
         .map(|c| (format!("canary {c:?}"), c.clone().into_bytes()))
         .collect();
     for member in [&alice, &bob, &carol] {

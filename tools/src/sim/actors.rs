@@ -440,6 +440,7 @@ fn observe(
             seq,
             sender,
             body,
+            ..
         } => {
             let Some(&index) = directory.index_of.get(group) else {
                 observed.plaintext_mismatches += 1;
