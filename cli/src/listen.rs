@@ -1,18 +1,21 @@
 //! `confide listen`: prints events as they arrive and runs the commands
 //! other `confide` processes hand over (`handoff`) on the state file it
-//! holds.
+//! holds. It stays up through a lost connection or an expired session
+//! (`connection`), telling so on standard error.
 
 use confide_client::Client;
 
 use crate::args::Conn;
 use crate::commands::{execute, line, open};
+use crate::connection::{Connection, Status};
 use crate::handoff::{self, Answer, Handed, Request, Server};
 use crate::json::Printer;
 use crate::json::event_json;
 use crate::output;
 
 /// Prints events as they arrive, and runs the commands other processes hand
-/// over between two entries, never inside one.
+/// over between two entries, never inside one. Ends at Ctrl-C, or at a
+/// permanent error (see `connection`).
 pub async fn listen(conn: &Conn, json: bool) -> anyhow::Result<()> {
     let mut client = open(conn).await?;
     let server = match Server::bind(&conn.state) {
@@ -26,6 +29,7 @@ pub async fn listen(conn: &Conn, json: bool) -> anyhow::Result<()> {
         }
     };
     let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
+    let mut ds = Connection::new(conn);
     loop {
         while let Some(event) = client.take_event()? {
             match json {
@@ -34,9 +38,13 @@ pub async fn listen(conn: &Conn, json: bool) -> anyhow::Result<()> {
             }
         }
         tokio::select! {
-            incoming = client.receive() => client.process(incoming?).await?,
+            wake = ds.wait(&mut client) => {
+                if let Some(status) = ds.handle(&mut client, wake).await? {
+                    eprintln!("{status}");
+                }
+            }
             connection = accept(server.as_ref()) => match connection {
-                Ok(connection) => serve(conn, &mut client, connection).await,
+                Ok(connection) => serve(conn, &mut client, ds.reconnecting(), connection).await,
                 Err(error) => tracing::warn!(%error, "accepting a handed-over command"),
             },
             _ = &mut ctrl_c => break,
@@ -45,8 +53,19 @@ pub async fn listen(conn: &Conn, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs one handed-over command and answers with what it printed.
-async fn serve(conn: &Conn, client: &mut Client, mut connection: handoff::Connection) {
+/// Runs one handed-over command and answers with what it printed; while
+/// the connection is lost (`reconnecting`), answers at once that it did not
+/// run.
+async fn serve(
+    conn: &Conn,
+    client: &mut Client,
+    reconnecting: Option<&Status>,
+    mut connection: handoff::Connection,
+) {
+    let lost = match reconnecting {
+        Some(Status::Reconnecting { reason, .. }) => Some(reason),
+        _ => None,
+    };
     let answer = match connection.request().await {
         Ok(Handed {
             request: Request::Sync,
@@ -57,6 +76,15 @@ async fn serve(conn: &Conn, client: &mut Client, mut connection: handoff::Connec
                 "{} is held by process {} (confide listen), which prints its events as they arrive",
                 conn.state.display(),
                 std::process::id()
+            )),
+        },
+        Ok(_) if lost.is_some() => Answer {
+            stdout: String::new(),
+            error: Some(format!(
+                "the command did not run: {} is held by process {} (confide listen), which is reconnecting to the delivery service ({}); try again when it is back",
+                conn.state.display(),
+                std::process::id(),
+                lost.map(String::as_str).unwrap_or_default()
             )),
         },
         Ok(Handed { request, json }) => {

@@ -3,15 +3,15 @@
 //! `args` is the command line; `commands` runs the one-shot commands (on
 //! the state file, or handed to the `confide listen` that holds it, through
 //! `handoff`); `link` links a new device (`confide link`, `confide
-//! approve`) and lists and revokes devices; `listen` is the long-running listener; `demo` plays a
-//! conversation on an in-process delivery service.
+//! approve`) and lists and revokes devices; `listen` is the long-running listener and `chat` the
+//! interactive chat, both kept connected by `connection` (pausing as `backoff` says); `demo`
+//! plays a conversation on an in-process delivery service.
 
 mod args;
-// The view layer of `confide chat`: its adapter to the client, which uses
-// it, comes next; until then only its tests do.
-#[allow(dead_code)]
+mod backoff;
 mod chat;
 mod commands;
+mod connection;
 mod demo;
 mod handoff;
 mod json;

@@ -29,6 +29,13 @@ pub enum ClientError {
     TooManyRetries(u32),
     #[error("the event stream ended")]
     StreamEnded,
+    /// The DS refused to sign this device in: it no longer knows the
+    /// device with this signature key (removed by its user or the operator,
+    /// or registered again with another key). Signing in again cannot help.
+    #[error(
+        "the delivery service refused to sign this device in ({0}): it was removed from the server or registered again with another key"
+    )]
+    SignInRefused(String),
     #[error("nothing is pending to commit")]
     NothingToCommit,
     /// A proposal to remove this device waits in the group (it is leaving,
@@ -101,6 +108,25 @@ impl ClientError {
             Self::Transport(_) | Self::StreamEnded | Self::CommitInDoubt => true,
             _ => false,
         }
+    }
+
+    /// Whether the connection to the DS is gone or the DS gave no verdict
+    /// (it restarted, the network dropped, its database failed): a
+    /// long-running caller pauses, connects again
+    /// ([`crate::Client::reconnect`]) and catches up. The same errors as
+    /// [`ClientError::is_in_doubt`], asked for another reason: not whether
+    /// to repeat one call, but whether to wait for the DS rather than give
+    /// up.
+    pub fn is_connection_lost(&self) -> bool {
+        self.is_in_doubt()
+    }
+
+    /// Whether the DS refused the session token (expired, say after the
+    /// computer slept past [`crate::Client::session_renew_at`], or revoked):
+    /// [`crate::Client::authenticate`] again and go on. A refused sign-in
+    /// itself is [`ClientError::SignInRefused`], not this.
+    pub fn needs_new_session(&self) -> bool {
+        matches!(self, Self::Rpc(status) if status.code() == tonic::Code::Unauthenticated)
     }
 }
 

@@ -33,6 +33,8 @@ pub struct TestApp {
     /// The DS's own store, to inspect what the server holds.
     pub store: Arc<dyn Store>,
     settings: Settings,
+    /// Where the gRPC port listens, which a restart binds again.
+    addr: std::net::SocketAddr,
     server: RunningApp,
     /// `127.0.0.1:<port>` of this DS's Prometheus endpoint.
     metrics_addr: std::net::SocketAddr,
@@ -105,7 +107,8 @@ impl TestApp {
     }
 
     fn start(app: App, settings: Settings) -> Self {
-        let port = app.addr().port();
+        let addr = app.addr();
+        let port = addr.port();
         // A TLS DS is reached by the name its test certificate carries.
         let endpoint = match settings.tls {
             Some(_) => format!("https://localhost:{port}"),
@@ -122,6 +125,7 @@ impl TestApp {
             database_url: settings.database.url.clone(),
             store,
             settings,
+            addr,
             server: app.spawn(),
         }
     }
@@ -200,6 +204,25 @@ impl TestApp {
         (group, members)
     }
 
+    /// Removes (deprovisions) `client` as the operator, with the DS's
+    /// configured `admin_token`.
+    pub async fn remove_as_operator(
+        &self,
+        admin_token: &str,
+        client: &ClientId,
+    ) -> Result<(), tonic::Status> {
+        let mut request = tonic::Request::new(confide_proto::v1::RemoveClientRequest {
+            client: Some(client.into()),
+            ..Default::default()
+        });
+        request.metadata_mut().insert(
+            confide_proto::ADMIN_TOKEN_HEADER,
+            admin_token.parse().expect("an ASCII admin token"),
+        );
+        self.api().await.auth().remove_client(request).await?;
+        Ok(())
+    }
+
     /// The group's log as the DS stored it, read as `reader` may see it.
     pub async fn group_log(&self, reader: &ClientId, group: &[u8]) -> Vec<GroupEntry> {
         let group_id = domain::GroupId::new(group.to_vec()).expect("a valid group id");
@@ -264,12 +287,38 @@ impl TestApp {
             .expect("the DS failed while serving");
     }
 
-    /// Stops this DS and starts a new one on the same database, the way a
-    /// restarted process does: a new connection pool, empty caches and no
-    /// live subscribers, on a new port.
+    /// Stops this DS and starts a new one on the same database and port,
+    /// the way a restarted process does: a new connection pool, empty
+    /// caches and no live subscribers, at the endpoint clients already have.
     pub async fn restart(self) -> Self {
-        let settings = self.settings.clone();
+        self.stop_for_restart().await.start().await
+    }
+
+    /// Stops this DS, to start it again later ([`StoppedApp::start`]) on
+    /// the same database and port: clients meanwhile find nobody there.
+    pub async fn stop_for_restart(self) -> StoppedApp {
+        let stopped = StoppedApp {
+            settings: self.settings.clone(),
+            addr: self.addr,
+        };
         self.stop().await;
-        Self::open(settings).await
+        stopped
+    }
+}
+
+/// A DS that was stopped, with what starting it again needs.
+pub struct StoppedApp {
+    settings: Settings,
+    addr: std::net::SocketAddr,
+}
+
+impl StoppedApp {
+    /// Starts the DS again on its database and port (its replicas still
+    /// take ports of their own).
+    pub async fn start(self) -> TestApp {
+        let mut bound = with_test_ports(self.settings.clone());
+        bound.listen = self.addr.to_string();
+        let app = App::build(bound).await.expect("building the DS");
+        TestApp::start(app, self.settings)
     }
 }

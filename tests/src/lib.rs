@@ -25,7 +25,7 @@ pub mod rpc;
 
 use std::time::Duration;
 
-pub use app::{TestApp, database_behind, spawn_app, spawn_app_on, spawn_app_with};
+pub use app::{StoppedApp, TestApp, database_behind, spawn_app, spawn_app_on, spawn_app_with};
 pub use db_proxy::DbProxy;
 pub use hostile::{HostileDs, Lost, Via};
 pub use logs::captured_ds_logs;

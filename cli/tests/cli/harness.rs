@@ -159,63 +159,133 @@ impl Device {
     }
 
     /// Starts a long-running command (`confide listen`, `confide link`),
-    /// reading what it prints line by line.
+    /// reading what it prints line by line, on standard output and (status
+    /// lines, errors) on standard error.
     pub fn spawn(&self, args: &[&str]) -> Listener {
         let mut child = self
             .command(args)
             .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("starting confide listen");
-        let stdout = child.stdout.take().expect("a piped stdout");
-        let (sender, lines) = mpsc::unbounded_channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = lines_of(child.stdout.take().expect("a piped stdout"));
+        let errors = lines_of(child.stderr.take().expect("a piped stderr"));
         Listener {
             child,
             lines,
+            errors,
             printed: Vec::new(),
+            complained: Vec::new(),
         }
     }
+}
+
+/// Each line `reader` yields, read on a thread of its own until it ends.
+fn lines_of(reader: impl std::io::Read + Send + 'static) -> mpsc::UnboundedReceiver<String> {
+    let (sender, lines) = mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(reader).lines() {
+            let Ok(line) = line else { break };
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
 }
 
 /// A running `confide listen` and every line it printed.
 pub struct Listener {
     child: Child,
     lines: mpsc::UnboundedReceiver<String>,
+    errors: mpsc::UnboundedReceiver<String>,
+    /// What it printed on standard output, as far as read.
     pub printed: Vec<String>,
+    /// What it printed on standard error, as far as read.
+    pub complained: Vec<String>,
 }
 
 impl Listener {
     /// Waits until the listener prints a line containing `text`.
     pub async fn expect_line(&mut self, text: &str) {
+        self.expect_on(Out::Stdout, text).await
+    }
+
+    /// Waits until the listener prints a line containing `text` on
+    /// standard error (a status line).
+    pub async fn expect_status(&mut self, text: &str) {
+        self.expect_on(Out::Stderr, text).await
+    }
+
+    async fn expect_on(&mut self, out: Out, text: &str) {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let line = tokio::time::timeout_at(deadline, self.lines.recv())
-                .await
-                .unwrap_or_else(|_| {
-                    panic!(
-                        "confide listen printed no line with {text:?} within {WAIT:?}; it printed {:#?}",
-                        self.printed
-                    )
-                })
-                .unwrap_or_else(|| {
-                    panic!(
-                        "confide listen stopped before printing {text:?}; it printed {:#?}",
-                        self.printed
-                    )
-                });
-            self.printed.push(line);
-            if self.printed.last().is_some_and(|l| l.contains(text)) {
+            let (lines, seen) = match out {
+                Out::Stdout => (&mut self.lines, &mut self.printed),
+                Out::Stderr => (&mut self.errors, &mut self.complained),
+            };
+            let line = tokio::time::timeout_at(deadline, lines.recv()).await;
+            let line = match line {
+                Ok(Some(line)) => line,
+                Ok(None) => panic!(
+                    "confide listen stopped before printing {text:?} on {out:?}; {}",
+                    self.describe()
+                ),
+                Err(_) => panic!(
+                    "confide listen printed no line with {text:?} on {out:?} within {WAIT:?}; {}",
+                    self.describe()
+                ),
+            };
+            let found = line.contains(text);
+            seen.push(line);
+            if found {
                 return;
             }
         }
     }
+
+    /// Every line it printed on standard error so far.
+    pub fn status_lines(&mut self) -> &[String] {
+        while let Ok(line) = self.errors.try_recv() {
+            self.complained.push(line);
+        }
+        &self.complained
+    }
+
+    /// Waits for it to exit by itself (its standard error closes); its
+    /// exit status.
+    pub async fn expect_exit(&mut self) -> std::process::ExitStatus {
+        let errors = &mut self.errors;
+        let complained = &mut self.complained;
+        let closed = tokio::time::timeout(WAIT, async {
+            while let Some(line) = errors.recv().await {
+                complained.push(line);
+            }
+        })
+        .await;
+        if closed.is_err() {
+            panic!(
+                "confide listen did not exit within {WAIT:?}; {}",
+                self.describe()
+            );
+        }
+        self.child.wait().expect("waiting for confide")
+    }
+
+    /// What it printed, for a failure's message.
+    fn describe(&mut self) -> String {
+        let complained = self.status_lines().to_vec();
+        format!(
+            "it printed {:#?} and on standard error {complained:#?}",
+            self.printed
+        )
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Out {
+    Stdout,
+    Stderr,
 }
 
 impl Drop for Listener {

@@ -7,11 +7,13 @@
 //! PostgreSQL and clients of the library), and linking a second device
 //! (`linking`, two state files against an in-process DS), and what scripts
 //! rely on: standard input, help on every flag, completions, a closed pipe
-//! (`scripting`).
+//! (`scripting`), and `confide listen` staying up through a restarted DS
+//! and expired sessions (`reconnecting`, against a real DS on PostgreSQL).
 
 mod commands;
 mod contacts;
 mod harness;
 mod linking;
+mod reconnecting;
 mod scripting;
 mod state_file;

@@ -97,6 +97,9 @@ pub struct Client {
     undecryptable_run: HashMap<GroupId, u32>,
     /// The pause before the first resend of an unanswered commit.
     commit_resend_after: Duration,
+    /// When the current session should be renewed, if the DS said when it
+    /// ends.
+    session_renew_at: Option<std::time::Instant>,
     /// The state file's lock, held as long as the client lives (last, so
     /// it is released after the state's connections close).
     _lock: Option<StateLock>,

@@ -3,6 +3,7 @@
 //! token.
 
 use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use confide_core::ClientId;
 use confide_core::certificate::DeviceCertificate;
@@ -279,6 +280,7 @@ impl Client {
             pending_removals: BTreeSet::new(),
             undecryptable_run: HashMap::new(),
             commit_resend_after: COMMIT_RESEND_AFTER,
+            session_renew_at: None,
             _lock: lock,
         })
     }
@@ -290,7 +292,22 @@ impl Client {
         self.authenticate().await
     }
 
-    /// Proves possession of the signature key and takes a fresh session token.
+    /// When a long-running caller should renew the session
+    /// ([`Client::authenticate`]), a margin before the DS ends it; `None`
+    /// if the DS named no expiry. A monotonic instant, which stands still
+    /// while the computer sleeps: a session that expired meanwhile fails
+    /// the next call with [`ClientError::needs_new_session`].
+    pub fn session_renew_at(&self) -> Option<Instant> {
+        self.session_renew_at
+    }
+
+    /// Proves possession of the signature key and takes a fresh session
+    /// token. The live stream is dropped with the old session; the next
+    /// [`Client::receive`] opens it again, and the DS replays what came
+    /// after this client's acknowledged cursors (entries already processed
+    /// are skipped by their sequence numbers), so renewing loses and
+    /// repeats nothing. A DS that no longer knows this device fails it with
+    /// [`ClientError::SignInRefused`].
     pub async fn authenticate(&mut self) -> ClientResult<()> {
         let challenge = self
             .api
@@ -313,10 +330,78 @@ impl Client {
                 challenge,
                 signature: signature.into(),
             })
-            .await?
+            .await
+            .map_err(|status| match status.code() {
+                tonic::Code::Unauthenticated => {
+                    ClientError::SignInRefused(status.message().to_owned())
+                }
+                _ => status.into(),
+            })?
             .into_inner();
         self.api.set_token(&session.session_token)?;
         self.stream = None;
+        self.session_renew_at = renew_after(session.expires_at_unix_ms, SystemTime::now())
+            .map(|after| Instant::now() + after);
         Ok(())
+    }
+}
+
+/// The shortest margin before a session's expiry at which it is renewed:
+/// room for a slow sign-in and a clock a little ahead of the DS's.
+const MIN_RENEW_MARGIN: Duration = Duration::from_secs(30);
+
+/// How long after `now` a session that expires at `expires_at_unix_ms`
+/// (0: never said) is renewed: a margin before its expiry of a tenth of
+/// what is left of it or [`MIN_RENEW_MARGIN`], whichever is longer, but
+/// never before half of it, so a short session is not renewed in a loop.
+/// None if it never expires, or if this computer's clock says it is over
+/// already (a clock far ahead of the DS's): renewing would loop, and the
+/// session's end shows as [`ClientError::needs_new_session`] instead.
+fn renew_after(expires_at_unix_ms: u64, now: SystemTime) -> Option<Duration> {
+    if expires_at_unix_ms == 0 {
+        return None;
+    }
+    let expires_at = UNIX_EPOCH + Duration::from_millis(expires_at_unix_ms);
+    let lifetime = expires_at
+        .duration_since(now)
+        .ok()
+        .filter(|l| !l.is_zero())?;
+    let margin = (lifetime / 10).max(MIN_RENEW_MARGIN).min(lifetime / 2);
+    Some(lifetime - margin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn renewal(lifetime: Duration) -> Option<Duration> {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let expires_at = (now + lifetime).duration_since(UNIX_EPOCH).unwrap();
+        renew_after(expires_at.as_millis() as u64, now)
+    }
+
+    #[test]
+    fn a_session_is_renewed_a_tenth_of_its_lifetime_or_30_seconds_before_it_expires() {
+        let hour = Duration::from_secs(3600);
+        assert_eq!(renewal(hour), Some(hour - Duration::from_secs(360)));
+        let two_minutes = Duration::from_secs(120);
+        assert_eq!(renewal(two_minutes), Some(Duration::from_secs(90)));
+    }
+
+    #[test]
+    fn a_short_session_is_renewed_halfway_never_at_once() {
+        assert_eq!(
+            renewal(Duration::from_secs(3)),
+            Some(Duration::from_millis(1500))
+        );
+    }
+
+    #[test]
+    fn a_session_without_an_expiry_or_over_by_this_clock_is_not_renewed_ahead() {
+        let now = SystemTime::now();
+        assert_eq!(renew_after(0, now), None);
+        let past = now.duration_since(UNIX_EPOCH).unwrap() - Duration::from_secs(5);
+        assert_eq!(renew_after(past.as_millis() as u64, now), None);
+        assert_eq!(renewal(Duration::ZERO), None);
     }
 }

@@ -1,6 +1,7 @@
 //! A live stream lasts as long as its session: it ends with UNAUTHENTICATED
 //! when the session is revoked, expires or its client is removed, on
-//! whichever replica the stream is open.
+//! whichever replica the stream is open. A client knows when to renew its
+//! session, and one whose session ended anyway signs in again and goes on.
 
 use confide_client::Api;
 use confide_proto::v1;
@@ -116,4 +117,29 @@ async fn a_deprovisioned_clients_stream_ends_on_another_replica() {
         .await
         .expect("the operator removes the laptop");
     expect_ended_unauthenticated(&mut stream, "removed").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_knows_to_renew_its_session_before_it_ends_and_signs_in_again_after_it_did() {
+    const SESSION: std::time::Duration = std::time::Duration::from_secs(3);
+    let app = spawn_app_with(|s| s.session_ttl_secs = SESSION.as_secs()).await;
+    let started = std::time::Instant::now();
+    let mut alice = app.client("alice", "phone").await;
+    let renew_at = alice
+        .session_renew_at()
+        .expect("the DS said when the session ends");
+    assert!(
+        renew_at < started + SESSION,
+        "renewed before the session ends"
+    );
+
+    // A computer that slept through the renewal: time passes.
+    tokio::time::sleep(SESSION).await;
+    let expired = alice.sync().await.expect_err("the session expired");
+    assert!(
+        expired.needs_new_session() && !expired.is_connection_lost(),
+        "{expired}"
+    );
+    alice.authenticate().await.expect("signing in again");
+    alice.sync().await.expect("the new session works");
 }
