@@ -247,6 +247,16 @@ pub enum Command {
         #[command(flatten)]
         conn: Conn,
     },
+    /// The interactive chat: your groups, their conversations and an
+    /// input line, in the terminal (`/help` lists its commands).
+    Chat {
+        #[command(flatten)]
+        conn: Conn,
+        /// Log to standard error instead of `STATE.log` (under the chat's
+        /// screen: for debugging).
+        #[arg(long)]
+        verbose: bool,
+    },
     /// Prints events as they arrive until interrupted.
     Listen {
         #[command(flatten)]

@@ -55,8 +55,8 @@ pub async fn listen(conn: &Conn, json: bool) -> anyhow::Result<()> {
 
 /// Runs one handed-over command and answers with what it printed; while
 /// the connection is lost (`reconnecting`), answers at once that it did not
-/// run.
-async fn serve(
+/// run. `confide chat` serves its handed-over commands with it too.
+pub(crate) async fn serve(
     conn: &Conn,
     client: &mut Client,
     reconnecting: Option<&Status>,
@@ -73,7 +73,7 @@ async fn serve(
         }) => Answer {
             stdout: String::new(),
             error: Some(format!(
-                "{} is held by process {} (confide listen), which prints its events as they arrive",
+                "{} is held by process {} (confide listen or chat), which shows its events as they arrive",
                 conn.state.display(),
                 std::process::id()
             )),
@@ -105,7 +105,7 @@ async fn serve(
     }
 }
 
-async fn accept(server: Option<&Server>) -> std::io::Result<handoff::Connection> {
+pub(crate) async fn accept(server: Option<&Server>) -> std::io::Result<handoff::Connection> {
     match server {
         Some(server) => server.accept().await,
         None => std::future::pending().await,

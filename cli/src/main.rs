@@ -31,14 +31,34 @@ use handoff::Request;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
-        .init();
     let Cli { command, json } = Cli::parse();
+    let filter =
+        || tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    match &command {
+        // The chat's screen is the terminal: its logs go to a file beside
+        // the state file, unless asked for on standard error.
+        Command::Chat {
+            conn,
+            verbose: false,
+        } if conn.state.is_file() => {
+            let path = confide_client::lock::beside(&conn.state, "log");
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .with_context(|| format!("opening the log file {}", path.display()))?;
+            tracing_subscriber::fmt()
+                .with_env_filter(filter())
+                .with_writer(std::sync::Mutex::new(file))
+                .with_ansi(false)
+                .init();
+        }
+        _ => tracing_subscriber::fmt()
+            .with_env_filter(filter())
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .init(),
+    }
     match command {
         Command::Demo => demo::run(&mut std::io::stdout()).await?,
         Command::Register {
@@ -150,6 +170,7 @@ async fn main() -> anyhow::Result<()> {
             commands::one_shot(&conn, Request::Verify { user, accept }, json).await?
         }
         Command::Listen { conn } => listen::listen(&conn, json).await?,
+        Command::Chat { conn, .. } => chat::session::run(&conn).await?,
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "confide", &mut script);

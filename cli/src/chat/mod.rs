@@ -28,5 +28,6 @@ pub mod command;
 pub mod input;
 pub mod model;
 pub mod rows;
+pub mod session;
 pub mod terminal;
 pub mod view;

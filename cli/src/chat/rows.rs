@@ -45,6 +45,7 @@ pub enum Zone {
     Local,
     /// Seconds east of UTC, all year: a screen that does not depend on
     /// where it is drawn (tests).
+    #[cfg_attr(not(test), allow(dead_code))]
     Fixed(i32),
 }
 

@@ -294,3 +294,119 @@ impl Drop for Listener {
         let _ = self.child.wait();
     }
 }
+
+/// Numbers this process's tmux servers apart.
+static SERVERS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// A tmux server of the test's own (its own socket), each session a
+/// terminal running one command, as a person's terminal window would.
+pub struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    /// A new tmux server; fails the test, saying how to get tmux, if there
+    /// is none.
+    pub fn new() -> Self {
+        let found = Command::new("tmux").arg("-V").output();
+        assert!(
+            found.is_ok_and(|output| output.status.success()),
+            "these tests drive `confide chat` in tmux: install it (`apt-get install tmux`; `.ci/run` does)"
+        );
+        Self {
+            socket: format!(
+                "confide-test-{}-{}",
+                std::process::id(),
+                SERVERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ),
+        }
+    }
+
+    fn tmux(&self, args: &[&str]) -> Output {
+        let output = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .env_remove("TMUX")
+            .output()
+            .expect("running tmux");
+        assert!(
+            output.status.success(),
+            "tmux {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    /// Opens a 120×30 terminal named `name` running `command`.
+    pub fn open(&self, name: &str, command: &Command) {
+        let mut line = String::new();
+        for variable in ENVIRONMENT {
+            line.push_str(&format!("-u {variable} "));
+        }
+        let mut shell = format!("env {line}");
+        shell.push_str(&shell_word(command.get_program().to_str().expect("UTF-8")));
+        for arg in command.get_args() {
+            shell.push(' ');
+            shell.push_str(&shell_word(arg.to_str().expect("UTF-8 arguments")));
+        }
+        // The pane stays when the command ends, so what it printed last can
+        // be read.
+        self.tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            name,
+            "-x",
+            "120",
+            "-y",
+            "30",
+            &shell,
+        ]);
+        self.tmux(&["set-option", "-t", name, "remain-on-exit", "on"]);
+    }
+
+    /// Types `text` into the terminal, then Enter.
+    pub fn type_line(&self, name: &str, text: &str) {
+        self.tmux(&["send-keys", "-t", name, "-l", text]);
+        self.tmux(&["send-keys", "-t", name, "Enter"]);
+    }
+
+    /// What the terminal shows now.
+    pub fn screen(&self, name: &str) -> String {
+        let output = self.tmux(&["capture-pane", "-p", "-t", name]);
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Waits until the terminal shows `text`, failing the test with the
+    /// screen after [`WAIT`].
+    pub async fn expect(&self, name: &str, text: &str) -> String {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let screen = self.screen(name);
+            if screen.contains(text) {
+                return screen;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name}'s terminal showed no {text:?} within {WAIT:?}; it shows:\n{screen}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .arg("kill-server")
+            .output();
+    }
+}
+
+/// `word`, quoted for the shell tmux runs a command with.
+fn shell_word(word: &str) -> String {
+    format!("'{}'", word.replace('\'', r"'\''"))
+}

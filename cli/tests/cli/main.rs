@@ -8,8 +8,11 @@
 //! (`linking`, two state files against an in-process DS), and what scripts
 //! rely on: standard input, help on every flag, completions, a closed pipe
 //! (`scripting`), and `confide listen` staying up through a restarted DS
-//! and expired sessions (`reconnecting`, against a real DS on PostgreSQL).
+//! and expired sessions (`reconnecting`, against a real DS on PostgreSQL),
+//! and `confide chat` as three people use it in terminals of their own
+//! (`chat`, in tmux, against a real DS that is restarted).
 
+mod chat;
 mod commands;
 mod contacts;
 mod harness;
