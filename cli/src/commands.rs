@@ -60,6 +60,7 @@ pub async fn restore(
     device: String,
     token: &str,
     identity: &Path,
+    json: bool,
 ) -> anyhow::Result<()> {
     let secret =
         std::fs::read(identity).with_context(|| format!("reading {}", identity.display()))?;
@@ -73,6 +74,13 @@ pub async fn restore(
         backup,
     )
     .await?;
+    if json {
+        output::println(json!({
+            "restored": client.id().to_string(),
+            "rejoined": groups.iter().map(hex::encode).collect::<Vec<_>>(),
+        }));
+        return Ok(());
+    }
     output::println(format_args!("restored {}", client.id()));
     for group in groups {
         output::println(format_args!("[{}] re-joined (resync)", hex::encode(group)));

@@ -73,7 +73,7 @@ pub(crate) async fn serve(
         }) => Answer {
             stdout: String::new(),
             error: Some(format!(
-                "{} is held by process {} (confide listen or chat), which shows its events as they arrive",
+                "{} is held by process {} (confide listen, or confide chat), which prints its events as they arrive",
                 conn.state.display(),
                 std::process::id()
             )),

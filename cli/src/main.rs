@@ -59,6 +59,11 @@ async fn main() -> anyhow::Result<()> {
             .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
             .init(),
     }
+    if json && !prints_json(&command) {
+        bail!(
+            "--json is not available for this command: it is interactive (chat, link, approve) or prints for a person or a shell (demo, identity export, completions)"
+        );
+    }
     match command {
         Command::Demo => demo::run(&mut std::io::stdout()).await?,
         Command::Register {
@@ -74,7 +79,7 @@ async fn main() -> anyhow::Result<()> {
             device,
             token,
             restore_identity: Some(identity),
-        } => commands::restore(&conn, user, device, &token, &identity).await?,
+        } => commands::restore(&conn, user, device, &token, &identity, json).await?,
         Command::Identity {
             command: IdentityCommand::Export { conn, out },
         } => commands::export_identity(&conn, out.as_deref()).await?,
@@ -178,6 +183,19 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether the command has a `--json` form.
+fn prints_json(command: &Command) -> bool {
+    !matches!(
+        command,
+        Command::Demo
+            | Command::Link { .. }
+            | Command::Approve { .. }
+            | Command::Identity { .. }
+            | Command::Chat { .. }
+            | Command::Completions { .. }
+    )
 }
 
 /// The message `confide send --group G -` sends: standard input, without

@@ -289,3 +289,24 @@ async fn with_json_every_command_prints_one_json_object_per_line() {
     let handed = json_lines(&bob.ok(&["groups", "--json"]).await);
     assert_eq!(handed[0]["name"], "Ops");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_is_refused_where_a_command_has_no_json_form() {
+    for args in [
+        &["completions", "bash", "--json"][..],
+        &["--json", "demo"][..],
+    ] {
+        let mut command = bare(args);
+        let output = tokio::task::spawn_blocking(move || command.output())
+            .await
+            .expect("the command's thread")
+            .expect("running confide");
+        assert!(!output.status.success(), "{args:?}");
+        assert!(output.stdout.is_empty(), "{args:?} printed nothing");
+        let error = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            error.contains("--json is not available for this command"),
+            "{error}"
+        );
+    }
+}
