@@ -301,9 +301,11 @@ impl Model {
 
     /// Adds a line to a group's conversation (a group not listed yet is
     /// added, unnamed). Returns whether the user sees it, its group being
-    /// selected; otherwise it counts as unread, unless this device sent it.
+    /// selected; otherwise a message from someone else counts as unread.
     pub fn push_line(&mut self, group: &[u8], line: Line) -> bool {
-        let own = matches!(line.kind, LineKind::Message { own: true, .. });
+        // Only others' messages count, as `confide groups` counts them: a
+        // system line (a join, a rename) is news, not something to read.
+        let counts = matches!(line.kind, LineKind::Message { own: false, .. });
         if self.index(group).is_none() {
             self.groups.push(GroupSummary::new(group.to_vec()));
             if self.selected.is_none() {
@@ -316,12 +318,22 @@ impl Model {
             .push(line);
         let seen = self.selected.as_deref() == Some(group);
         if !seen
-            && !own
+            && counts
             && let Some(index) = self.index(group)
         {
             self.groups[index].unread += 1;
         }
         seen
+    }
+
+    /// Puts lines from before the chat started (the group's history) in its
+    /// conversation: shown, never counted as unread; the group is listed
+    /// by [`Model::set_groups`], with the unread count the state file keeps.
+    pub fn restore(&mut self, group: &[u8], lines: Vec<Line>) {
+        let conversation = self.conversations.entry(group.to_vec()).or_default();
+        for line in lines {
+            conversation.push(line);
+        }
     }
 
     /// Shows a command's answer in `group`'s conversation, or the selected

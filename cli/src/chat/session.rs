@@ -138,12 +138,12 @@ impl Chat {
         while client.take_event()?.is_some() {}
         let groups = self.summaries(client)?;
         for group in &groups {
+            let mut lines = Vec::new();
             for entry in client.history(&group.id, HISTORY_SHOWN)? {
                 self.shown_up_to = self.shown_up_to.max(entry.id);
-                if let Some(line) = line_of(client, &entry) {
-                    self.model.push_line(&group.id, line);
-                }
+                lines.extend(line_of(client, &entry));
             }
+            self.model.restore(&group.id, lines);
         }
         self.model.set_groups(groups);
         Ok(())

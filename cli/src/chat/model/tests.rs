@@ -105,6 +105,8 @@ fn a_line_for_an_unknown_group_lists_it_unnamed() {
     ));
     assert_eq!(model.groups()[0].label(), "abcdef01");
     assert!(!model.push_line(&[9], Line::system(now(), "joined")));
+    assert_eq!(unread(&model), [0, 0], "a system line is not unread");
+    model.push_line(&[9], Line::message(now(), "bob/laptop", "hi"));
     assert_eq!(unread(&model), [0, 1]);
 }
 
@@ -289,4 +291,20 @@ fn the_first_group_listed_is_selected_and_its_unread_lines_reported_read() {
     assert_eq!(model.selected().map(|g| g.label()), Some("Ops".into()));
     assert_eq!(unread(&model), [0, 0]);
     assert_eq!(model.take_actions(), [Action::Read { group: vec![1; 16] }]);
+}
+
+#[test]
+fn history_restored_at_start_is_shown_but_only_the_kept_unread_count_counts() {
+    let mut model = Model::new("alice/laptop");
+    let old = vec![
+        Line::message(now(), "bob/laptop", "one"),
+        Line::message(now(), "bob/laptop", "two"),
+    ];
+    model.restore(&[1], old.clone());
+    model.restore(&[2], old);
+    let mut second = GroupSummary::new(vec![2]);
+    second.unread = 1;
+    model.set_groups(vec![GroupSummary::new(vec![1]), second]);
+    assert_eq!(unread(&model), [0, 1]);
+    assert_eq!(model.conversation().map(|c| c.lines().len()), Some(2));
 }
