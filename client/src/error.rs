@@ -20,7 +20,7 @@ pub enum ClientError {
     #[error("no state file at {}; run `confide register` first", .0.display())]
     NoStateFile(std::path::PathBuf),
     #[error(
-        "this device is in no group with that id: check the id; if you were just added, `confide sync` first; a removed device is out for good"
+        "this device is in no group with that id: `confide groups` lists its groups; if you were just added, `confide sync` first; a removed device is out for good"
     )]
     UnknownGroup,
     #[error(

@@ -95,6 +95,25 @@ pub async fn alice_and_bob_in_a_group(ds: &Ds, dir: &Path) -> (PathBuf, PathBuf,
     (alice, bob, group)
 }
 
+/// alice, a client of the library, who created a group and added bob, a
+/// `confide` device in `dir` whose `confide listen` printed that it joined:
+/// alice, bob's device, the group and bob's listener.
+pub async fn alice_and_a_listening_bob(
+    app: &TestApp,
+    dir: &Path,
+) -> (confide_tests::Member, Device, Vec<u8>, Listener) {
+    let mut alice = app.client("alice", "laptop").await;
+    let bob = Device::register(app, dir, "bob").await;
+    let group = alice.create_group().await.expect("alice creates a group");
+    alice
+        .add_users(&group, &["bob"])
+        .await
+        .expect("alice adds bob");
+    let mut listener = bob.listen();
+    listener.expect_line("joined at epoch 1").await;
+    (alice, bob, group, listener)
+}
+
 /// A device whose state is a file, driven through the `confide` CLI.
 pub struct Device {
     pub endpoint: String,

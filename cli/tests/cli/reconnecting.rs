@@ -9,19 +9,14 @@ use std::time::Duration;
 use confide_client::ClientId;
 use confide_tests::{spawn_app, spawn_app_with};
 
-use crate::harness::Device;
+use crate::harness::alice_and_a_listening_bob;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listen_survives_a_ds_restart_printing_every_message_once() -> anyhow::Result<()> {
     let app = spawn_app().await;
     let dir = tempfile::tempdir()?;
-    let mut alice = app.client("alice", "laptop").await;
-    let bob = Device::register(&app, dir.path(), "bob").await;
-    let group = alice.create_group().await?;
+    let (mut alice, bob, group, mut listener) = alice_and_a_listening_bob(&app, dir.path()).await;
     let g = hex::encode(&group);
-    alice.add_users(&group, &["bob"]).await?;
-    let mut listener = bob.listen();
-    listener.expect_line("joined at epoch 1").await;
     alice.send(&group, b"before the stop").await?;
     listener.expect_line("alice/laptop: before the stop").await;
     // Stored as the DS goes down: printed live or after the restart, once.
@@ -69,13 +64,8 @@ async fn listen_keeps_printing_and_running_commands_long_after_its_first_session
     const SESSION: Duration = Duration::from_secs(3);
     let app = spawn_app_with(|s| s.session_ttl_secs = SESSION.as_secs()).await;
     let dir = tempfile::tempdir()?;
-    let mut alice = app.client("alice", "laptop").await;
-    let bob = Device::register(&app, dir.path(), "bob").await;
-    let group = alice.create_group().await?;
+    let (mut alice, bob, group, mut listener) = alice_and_a_listening_bob(&app, dir.path()).await;
     let g = hex::encode(&group);
-    alice.add_users(&group, &["bob"]).await?;
-    let mut listener = bob.listen();
-    listener.expect_line("joined at epoch 1").await;
 
     for lifetime in 1..=3 {
         // The scenario is time passing: a session lifetime, each round.
@@ -106,12 +96,7 @@ async fn listen_ends_with_the_reason_when_its_device_is_removed_from_the_server(
     const ADMIN: &str = "operator secret";
     let app = spawn_app_with(|s| s.admin_token = Some(ADMIN.into())).await;
     let dir = tempfile::tempdir()?;
-    let mut alice = app.client("alice", "laptop").await;
-    let bob = Device::register(&app, dir.path(), "bob").await;
-    let group = alice.create_group().await?;
-    alice.add_users(&group, &["bob"]).await?;
-    let mut listener = bob.listen();
-    listener.expect_line("joined at epoch 1").await;
+    let (_alice, _bob, _group, mut listener) = alice_and_a_listening_bob(&app, dir.path()).await;
 
     app.remove_as_operator(ADMIN, &ClientId::new("bob", "phone")?)
         .await?;

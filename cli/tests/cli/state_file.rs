@@ -8,7 +8,7 @@
 use confide_client::{Client, StateLocation};
 use confide_tests::spawn_app;
 
-use crate::harness::Device;
+use crate::harness::{Device, alice_and_a_listening_bob};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_from_other_processes_while_listening_lose_nothing() -> anyhow::Result<()> {
@@ -155,12 +155,7 @@ async fn members_leaves_pending_events_for_a_later_sync() -> anyhow::Result<()> 
 async fn a_command_handed_to_a_listener_needs_no_connection_of_its_own() -> anyhow::Result<()> {
     let app = spawn_app().await;
     let dir = tempfile::tempdir()?;
-    let mut alice = app.client("alice", "laptop").await;
-    let bob = Device::register(&app, dir.path(), "bob").await;
-    let group = alice.create_group().await?;
-    alice.add_users(&group, &["bob"]).await?;
-    let mut listener = bob.listen();
-    listener.expect_line("joined at epoch 1").await;
+    let (mut alice, bob, group, _listener) = alice_and_a_listening_bob(&app, dir.path()).await;
 
     // A mistyped (or unreachable) endpoint: the listener's connection is
     // the one that sends.
