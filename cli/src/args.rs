@@ -50,20 +50,30 @@ pub struct Conn {
 
 impl Conn {
     pub async fn api(&self) -> anyhow::Result<Api> {
+        Api::connect_with(&self.endpoint, &self.tls()?)
+            .await
+            .with_context(|| format!("connecting to {}", self.endpoint))
+    }
+
+    /// The connection, made at its first call: for `confide chat`, which
+    /// starts without the DS.
+    pub fn lazy_api(&self) -> anyhow::Result<Api> {
+        Api::connect_lazily_with(&self.endpoint, &self.tls()?)
+            .with_context(|| format!("connecting to {}", self.endpoint))
+    }
+
+    fn tls(&self) -> anyhow::Result<TlsOptions> {
         let read = |path: &PathBuf| {
             std::fs::read(path).with_context(|| format!("reading {}", path.display()))
         };
-        let tls = TlsOptions {
+        Ok(TlsOptions {
             ca_certificate: self.ca_cert.as_ref().map(read).transpose()?,
             client_identity: match (&self.client_cert, &self.client_key) {
                 (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
                 _ => None,
             },
             allow_plaintext: self.allow_plaintext,
-        };
-        Api::connect_with(&self.endpoint, &tls)
-            .await
-            .with_context(|| format!("connecting to {}", self.endpoint))
+        })
     }
 }
 

@@ -47,35 +47,18 @@ impl Api {
     }
 
     pub async fn connect_with(endpoint: &str, tls: &TlsOptions) -> ClientResult<Self> {
-        let bad = |e: &dyn std::fmt::Display| {
-            ClientError::Invalid(format!("bad endpoint {endpoint}: {e}"))
-        };
-        let mut builder = Endpoint::from_shared(endpoint.to_string())
-            .map_err(|e| bad(&e))?
-            .tcp_nodelay(true);
-        let uri = builder.uri().clone();
-        match uri.scheme_str() {
-            Some("https") => {
-                let mut config = ClientTlsConfig::new().with_webpki_roots();
-                if let Some(ca) = &tls.ca_certificate {
-                    config = config.ca_certificate(Certificate::from_pem(ca));
-                }
-                if let Some((cert, key)) = &tls.client_identity {
-                    config = config.identity(Identity::from_pem(cert, key));
-                }
-                builder = builder.tls_config(config)?;
-            }
-            Some("http") => {
-                let loopback = uri.host().is_some_and(is_loopback);
-                if !loopback && !tls.allow_plaintext {
-                    return Err(ClientError::Invalid(format!(
-                        "refusing plaintext to {endpoint}: use https://, or allow plaintext explicitly"
-                    )));
-                }
-            }
-            _ => return Err(bad(&"the scheme must be https:// or http://")),
-        }
-        Ok(Self::from_channel(builder.connect().await?))
+        Ok(Self::from_channel(
+            endpoint_of(endpoint, tls)?.connect().await?,
+        ))
+    }
+
+    /// Like [`Api::connect_with`], connecting at the first call instead of
+    /// now: for a client that starts while the DS cannot be reached (and
+    /// shows what its state file holds until it can).
+    pub fn connect_lazily_with(endpoint: &str, tls: &TlsOptions) -> ClientResult<Self> {
+        Ok(Self::from_channel(
+            endpoint_of(endpoint, tls)?.connect_lazy(),
+        ))
     }
 
     /// Shares an existing HTTP/2 connection (many clients, one connection).
@@ -163,6 +146,39 @@ impl Api {
 }
 
 /// `localhost` or a loopback address (brackets of an IPv6 literal allowed).
+/// The endpoint `endpoint` names, with TLS for `https://`; plaintext only
+/// to loopback unless allowed.
+fn endpoint_of(endpoint: &str, tls: &TlsOptions) -> ClientResult<Endpoint> {
+    let bad =
+        |e: &dyn std::fmt::Display| ClientError::Invalid(format!("bad endpoint {endpoint}: {e}"));
+    let mut builder = Endpoint::from_shared(endpoint.to_string())
+        .map_err(|e| bad(&e))?
+        .tcp_nodelay(true);
+    let uri = builder.uri().clone();
+    match uri.scheme_str() {
+        Some("https") => {
+            let mut config = ClientTlsConfig::new().with_webpki_roots();
+            if let Some(ca) = &tls.ca_certificate {
+                config = config.ca_certificate(Certificate::from_pem(ca));
+            }
+            if let Some((cert, key)) = &tls.client_identity {
+                config = config.identity(Identity::from_pem(cert, key));
+            }
+            builder = builder.tls_config(config)?;
+        }
+        Some("http") => {
+            let loopback = uri.host().is_some_and(is_loopback);
+            if !loopback && !tls.allow_plaintext {
+                return Err(ClientError::Invalid(format!(
+                    "refusing plaintext to {endpoint}: use https://, or allow plaintext explicitly"
+                )));
+            }
+        }
+        _ => return Err(bad(&"the scheme must be https:// or http://")),
+    }
+    Ok(builder)
+}
+
 fn is_loopback(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")

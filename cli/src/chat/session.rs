@@ -7,7 +7,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use confide_client::{Client, Event, GroupMember, HistoryEntry};
+use confide_client::{Client, ClientError, Event, GroupMember, HistoryEntry, StateLocation};
 use ratatui::crossterm::event::{self as terminal_event, Event as TerminalEvent};
 use tokio::sync::mpsc;
 
@@ -28,7 +28,7 @@ const TICK: Duration = Duration::from_secs(1);
 
 /// Runs the chat until the user quits.
 pub async fn run(conn: &Conn) -> anyhow::Result<()> {
-    let mut client = open(conn).await?;
+    let (mut client, unreachable) = open_even_offline(conn).await?;
     let server = match Server::bind(&conn.state) {
         Ok(server) => Some(server),
         Err(error) => {
@@ -41,11 +41,21 @@ pub async fn run(conn: &Conn) -> anyhow::Result<()> {
         shown_up_to: 0,
         verifying: None,
     };
-    if let Err(error) = client.catch_up().await {
+    if unreachable.is_none()
+        && let Err(error) = client.catch_up().await
+    {
         tracing::warn!(%error, "catching up at start");
     }
     chat.start(&mut client)?;
-    chat.model.set_status(Shown::Connected);
+    chat.model.set_status(match unreachable {
+        // The first attempt to connect comes at once, through `connection`.
+        Some(reason) => Shown::Reconnecting {
+            reason,
+            attempt: 1,
+            retry_at: None,
+        },
+        None => Shown::Connected,
+    });
 
     let mut terminal = Terminal::enter()?;
     let mut keys = terminal_events();
@@ -87,6 +97,26 @@ pub async fn run(conn: &Conn) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The state file's client, signed in; or, when the DS cannot be reached,
+/// the client as its state file has it (its groups and history are shown
+/// at once) with why, for the connection to sign in once it can.
+async fn open_even_offline(conn: &Conn) -> anyhow::Result<(Client, Option<String>)> {
+    let error = match open(conn).await {
+        Ok(client) => return Ok((client, None)),
+        Err(error) => error,
+    };
+    let unreachable = error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<ClientError>())
+        .is_some_and(ClientError::is_connection_lost);
+    if !unreachable {
+        return Err(error);
+    }
+    tracing::warn!(error = %format!("{error:#}"), "starting without the delivery service");
+    let client = Client::open_offline(conn.lazy_api()?, &StateLocation::File(conn.state.clone()))?;
+    Ok((client, Some(format!("{error:#}"))))
 }
 
 /// Terminal input, read on a thread of its own (crossterm's `read`

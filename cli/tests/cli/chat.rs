@@ -78,3 +78,28 @@ async fn three_people_chat_through_a_ds_restart_and_the_removed_one_sees_why() -
     drop(app);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_started_while_the_ds_is_down_shows_its_history_and_connects_once_it_is_back()
+-> anyhow::Result<()> {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir()?;
+    let alice = Device::register(&app, dir.path(), "alice").await;
+    alice
+        .ok(&["create-group", "--name", "Ops", "--topic", "on call"])
+        .await;
+    alice
+        .ok(&["send", "--group", "Ops", "kept on this device"])
+        .await;
+
+    let stopped = app.stop_for_restart().await;
+    let tmux = Tmux::new();
+    tmux.open("alice", &alice.command(&["chat"]));
+    let screen = tmux.expect("alice", "kept on this device").await;
+    assert!(screen.contains("reconnecting"), "{screen}");
+    let _app = stopped.start().await;
+    tmux.expect("alice", "connected │").await;
+    tmux.type_line("alice", "sent once it was back");
+    tmux.expect("alice", "(you): sent once it was back").await;
+    Ok(())
+}

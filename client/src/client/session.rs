@@ -196,6 +196,16 @@ impl Client {
     /// belonged to resumes where it left off. Fails at once with
     /// [`ClientError::StateLocked`] if another client holds the state file.
     pub async fn open(api: Api, location: &StateLocation) -> ClientResult<Self> {
+        let mut client = Self::open_offline(api, location)?;
+        client.authenticate().await?;
+        Ok(client)
+    }
+
+    /// Restores a client from its state without signing in, for an
+    /// application that starts while the DS cannot be reached: what the
+    /// state holds (groups, history) is there at once, and the first call
+    /// that needs the DS fails until [`Client::reconnect`] signs in.
+    pub fn open_offline(api: Api, location: &StateLocation) -> ClientResult<Self> {
         if let StateLocation::File(path) = location
             && !path.is_file()
         {
@@ -241,7 +251,6 @@ impl Client {
             }
             client.groups.insert(group_id, group);
         }
-        client.authenticate().await?;
         Ok(client)
     }
 
