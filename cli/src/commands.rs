@@ -136,6 +136,26 @@ pub async fn open(conn: &Conn) -> anyhow::Result<Client> {
     }
 }
 
+/// The state file's client, signed in; or, when the DS cannot be reached,
+/// the client as its state file has it (its groups and history are shown
+/// at once) with why, for the connection to sign in once it can.
+pub async fn open_even_offline(conn: &Conn) -> anyhow::Result<(Client, Option<String>)> {
+    let error = match open(conn).await {
+        Ok(client) => return Ok((client, None)),
+        Err(error) => error,
+    };
+    let unreachable = error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<ClientError>())
+        .is_some_and(ClientError::is_connection_lost);
+    if !unreachable {
+        return Err(error);
+    }
+    tracing::info!(error = %format!("{error:#}"), "starting without the delivery service");
+    let client = Client::open_offline(conn.lazy_api()?, &StateLocation::File(conn.state.clone()))?;
+    Ok((client, Some(format!("{error:#}"))))
+}
+
 /// The group `--group` names: a group of this device by its name (as its
 /// members set it), or by its id, as `confide create-group` printed it, or
 /// the start of the id that no other group of this device shares.
@@ -228,7 +248,12 @@ pub async fn one_shot(conn: &Conn, request: Request, json: bool) -> anyhow::Resu
         Err(HandoffError::NoHolder { .. }) => {}
         Err(error) => return Err(error.into()),
     }
-    let locked = match open(conn).await {
+    // What this device holds is readable without the DS.
+    let opened = match request {
+        Request::History { .. } => open_even_offline(conn).await.map(|(client, _)| client),
+        _ => open(conn).await,
+    };
+    let locked = match opened {
         Ok(mut client) => {
             let mut out = Printer::new(json);
             let result = execute(&mut client, &request, &mut out).await;
@@ -337,7 +362,12 @@ async fn history(
     out: &mut Printer,
 ) -> anyhow::Result<()> {
     // What arrived since is history too; the events stay for `sync`.
-    client.catch_up().await?;
+    match client.catch_up().await {
+        Err(error) if error.is_connection_lost() => {
+            eprintln!("warning: {error}; this is the history as this device has it")
+        }
+        caught_up => caught_up?,
+    }
     let group = history_group(client, group)?;
     for entry in client.history(&group, limit)? {
         writeln!(out, "{}", history_line(client, &entry))?;

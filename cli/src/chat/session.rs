@@ -7,7 +7,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use confide_client::{Client, ClientError, Event, GroupMember, HistoryEntry, StateLocation};
+use confide_client::{Client, Event, GroupMember, HistoryEntry};
 use ratatui::crossterm::event::{self as terminal_event, Event as TerminalEvent};
 use tokio::sync::mpsc;
 
@@ -16,7 +16,7 @@ use super::model::{Action, Connection as Shown, GroupKey, GroupSummary, Line, Mo
 use super::terminal::Terminal;
 use super::view::Clock;
 use crate::args::Conn;
-use crate::commands::open;
+use crate::commands::open_even_offline;
 use crate::connection::{Connection, Status};
 use crate::handoff::Server;
 
@@ -97,26 +97,6 @@ pub async fn run(conn: &Conn) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// The state file's client, signed in; or, when the DS cannot be reached,
-/// the client as its state file has it (its groups and history are shown
-/// at once) with why, for the connection to sign in once it can.
-async fn open_even_offline(conn: &Conn) -> anyhow::Result<(Client, Option<String>)> {
-    let error = match open(conn).await {
-        Ok(client) => return Ok((client, None)),
-        Err(error) => error,
-    };
-    let unreachable = error
-        .chain()
-        .find_map(|cause| cause.downcast_ref::<ClientError>())
-        .is_some_and(ClientError::is_connection_lost);
-    if !unreachable {
-        return Err(error);
-    }
-    tracing::warn!(error = %format!("{error:#}"), "starting without the delivery service");
-    let client = Client::open_offline(conn.lazy_api()?, &StateLocation::File(conn.state.clone()))?;
-    Ok((client, Some(format!("{error:#}"))))
 }
 
 /// Terminal input, read on a thread of its own (crossterm's `read`

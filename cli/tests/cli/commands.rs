@@ -347,3 +347,32 @@ async fn a_member_who_leaves_is_out_once_another_member_syncs() {
     assert!(members.contains("alice/laptop"), "{members}");
     assert!(!members.contains("bob"), "{members}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_is_read_from_the_device_when_the_ds_cannot_be_reached() {
+    let ds = spawn_ds().await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (alice, group) = alone_in_a_group(&ds, dir.path(), "alice").await;
+    let endpoint = ds.endpoint.clone();
+    confide_ok(&endpoint, &alice, &["rename", "--group", &group, "Notes"]).await;
+    confide_ok(
+        &endpoint,
+        &alice,
+        &["send", "--group", "Notes", "kept here"],
+    )
+    .await;
+    drop(ds);
+
+    let output = confide(&endpoint, &alice, &["history", "--group", "Notes"]).await;
+    assert!(output.status.success(), "{output:?}");
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        printed.contains("alice/laptop (you): kept here"),
+        "{printed}"
+    );
+    let warned = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        warned.contains("this is the history as this device has it"),
+        "{warned}"
+    );
+}
