@@ -200,7 +200,8 @@ pub enum Command {
         group: Group,
         /// The new name.
         name: String,
-        /// The group's topic; without it, the group has none.
+        /// A new topic for the group (`""` clears it); without it, the
+        /// topic stays.
         #[arg(long)]
         topic: Option<String>,
     },

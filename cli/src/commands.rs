@@ -147,13 +147,45 @@ pub async fn open_even_offline(conn: &Conn) -> anyhow::Result<(Client, Option<St
     let unreachable = error
         .chain()
         .find_map(|cause| cause.downcast_ref::<ClientError>())
-        .is_some_and(ClientError::is_connection_lost);
+        .is_some_and(|error| {
+            // A removed device can still read what it holds.
+            error.is_connection_lost() || matches!(error, ClientError::SignInRefused(_))
+        });
     if !unreachable {
         return Err(error);
     }
     tracing::info!(error = %format!("{error:#}"), "starting without the delivery service");
     let client = Client::open_offline(conn.lazy_api()?, &StateLocation::File(conn.state.clone()))?;
     Ok((client, Some(format!("{error:#}"))))
+}
+
+/// Catches up with the DS, or, when it cannot be reached, warns that what
+/// follows is `what` this device holds.
+async fn catch_up_if_reachable(client: &mut Client, what: &str) -> anyhow::Result<()> {
+    match client.catch_up().await {
+        Err(error) if error.is_connection_lost() || error.needs_new_session() => {
+            tracing::warn!("{error}; {what}");
+            Ok(())
+        }
+        caught_up => Ok(caught_up?),
+    }
+}
+
+/// An error as `main` prints it, with its causes, but never a backtrace
+/// (for an answer to a handed-over command).
+pub fn describe(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    let causes: Vec<String> = error.chain().skip(1).map(ToString::to_string).collect();
+    if !causes.is_empty() {
+        text.push_str("\n\nCaused by:");
+        for (i, cause) in causes.iter().enumerate() {
+            match causes.len() {
+                1 => text.push_str(&format!("\n    {cause}")),
+                _ => text.push_str(&format!("\n    {i}: {cause}")),
+            }
+        }
+    }
+    text
 }
 
 /// The group `--group` names: a group of this device by its name (as its
@@ -250,7 +282,9 @@ pub async fn one_shot(conn: &Conn, request: Request, json: bool) -> anyhow::Resu
     }
     // What this device holds is readable without the DS.
     let opened = match request {
-        Request::History { .. } => open_even_offline(conn).await.map(|(client, _)| client),
+        Request::History { .. } | Request::Groups => {
+            open_even_offline(conn).await.map(|(client, _)| client)
+        }
         _ => open(conn).await,
     };
     let locked = match opened {
@@ -348,6 +382,13 @@ async fn rename(
     topic: Option<&str>,
     out: &mut Printer,
 ) -> anyhow::Result<()> {
+    // The topic stays unless given; an empty one clears it.
+    let kept = client.group_profile(group)?.topic;
+    let topic = match topic {
+        Some("") => None,
+        Some(topic) => Some(topic),
+        None => kept.as_deref(),
+    };
     let seq = client.rename(group, name, topic).await?;
     writeln!(out, "named the group \"{}\" (#{seq})", safe(name))?;
     out.json(json!({ "group": hex::encode(group), "seq": seq, "name": name, "topic": topic }));
@@ -362,12 +403,7 @@ async fn history(
     out: &mut Printer,
 ) -> anyhow::Result<()> {
     // What arrived since is history too; the events stay for `sync`.
-    match client.catch_up().await {
-        Err(error) if error.is_connection_lost() => {
-            eprintln!("warning: {error}; this is the history as this device has it")
-        }
-        caught_up => caught_up?,
-    }
+    catch_up_if_reachable(client, "this is the history as this device has it").await?;
     let group = history_group(client, group)?;
     for entry in client.history(&group, limit)? {
         writeln!(out, "{}", history_line(client, &entry))?;
@@ -576,7 +612,7 @@ async fn members(client: &mut Client, group: &[u8], out: &mut Printer) -> anyhow
 async fn groups(client: &mut Client, out: &mut Printer) -> anyhow::Result<()> {
     // Takes in the groups this device was added to; the events stay for
     // `sync`.
-    client.catch_up().await?;
+    catch_up_if_reachable(client, "these are the groups as this device has them").await?;
     let mut groups = client.groups();
     if groups.is_empty() {
         writeln!(
@@ -607,9 +643,10 @@ async fn groups(client: &mut Client, out: &mut Printer) -> anyhow::Result<()> {
         };
         writeln!(
             out,
-            "{name}  {}  {} members: {}  {} unread",
+            "{name}  {}  {} member{}: {}  {} unread",
             hex::encode(&group),
             members.len(),
+            if members.len() == 1 { "" } else { "s" },
             members.join(", "),
             unread
         )?;

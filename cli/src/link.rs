@@ -103,7 +103,14 @@ pub async fn devices(
     out: &mut Printer,
 ) -> anyhow::Result<()> {
     let user = user.unwrap_or(client.id().user()).to_string();
-    for device in client.devices(&user).await? {
+    let devices = client.devices(&user).await?;
+    if devices.is_empty() {
+        anyhow::bail!(
+            "{} has no devices on this server: is the name right?",
+            safe(&user)
+        );
+    }
+    for device in devices {
         let status = match &device.status {
             DeviceStatus::Certified => "certified".to_string(),
             DeviceStatus::Revoked => "revoked".to_string(),

@@ -78,10 +78,10 @@ pub(crate) async fn serve(
                 std::process::id()
             )),
         },
-        Ok(_) if lost.is_some() => Answer {
+        Ok(handed) if lost.is_some() && !reads_the_device(&handed.request) => Answer {
             stdout: String::new(),
             error: Some(format!(
-                "the command did not run: {} is held by process {} (confide listen), which is reconnecting to the delivery service ({}); try again when it is back",
+                "the command did not run: {} is held by process {} (confide listen or chat), which is reconnecting to the delivery service ({}); try again when it is back",
                 conn.state.display(),
                 std::process::id(),
                 lost.map(String::as_str).unwrap_or_default()
@@ -92,7 +92,7 @@ pub(crate) async fn serve(
             let result = execute(client, &request, &mut stdout).await;
             Answer {
                 stdout: stdout.into_string(),
-                error: result.err().map(|e| format!("{e:?}")),
+                error: result.err().map(|e| crate::commands::describe(&e)),
             }
         }
         Err(error) => {
@@ -103,6 +103,12 @@ pub(crate) async fn serve(
     if let Err(error) = connection.answer(&answer).await {
         tracing::warn!(%error, "answering a handed-over command");
     }
+}
+
+/// Commands that read what the device holds, and so run while the
+/// connection is lost.
+fn reads_the_device(request: &Request) -> bool {
+    matches!(request, Request::History { .. } | Request::Groups)
 }
 
 pub(crate) async fn accept(server: Option<&Server>) -> std::io::Result<handoff::Connection> {

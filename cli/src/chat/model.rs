@@ -336,6 +336,17 @@ impl Model {
         }
     }
 
+    /// Replaces a group's conversation with `lines` (the group's history
+    /// again, in the group's order, when an entry arrived after a later
+    /// one), following the newest line; nothing counts as unread.
+    pub fn replace(&mut self, group: &[u8], lines: Vec<Line>) {
+        let mut conversation = Conversation::default();
+        for line in lines {
+            conversation.push(line);
+        }
+        self.conversations.insert(group.to_vec(), conversation);
+    }
+
     /// Shows a command's answer in `group`'s conversation, or the selected
     /// one's without a group; never counted as unread.
     pub fn info(&mut self, group: Option<&[u8]>, line_at: SystemTime, text: impl Into<String>) {
@@ -519,7 +530,7 @@ impl Model {
         self.info(
             None,
             now,
-            "commands (a message starting with / is sent as //):",
+            "commands (to send a message that starts with /, type // for it):",
         );
         let width = COMMANDS.iter().map(|c| c.usage.len()).max().unwrap_or(0);
         for spec in COMMANDS {

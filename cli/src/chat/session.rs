@@ -5,9 +5,10 @@
 //! the state file (so a message this device sent shows once the DS has it,
 //! even after a reconnection), and runs what the user asks for.
 
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use confide_client::{Client, Event, GroupMember, HistoryEntry};
+use confide_client::{Client, Event, GroupMember, HistoryEntry, Leave};
 use ratatui::crossterm::event::{self as terminal_event, Event as TerminalEvent};
 use tokio::sync::mpsc;
 
@@ -19,6 +20,10 @@ use crate::args::Conn;
 use crate::commands::open_even_offline;
 use crate::connection::{Connection, Status};
 use crate::handoff::Server;
+
+/// What a group this device is no longer in answers.
+const NOT_A_MEMBER: &str =
+    "this device is no longer in this group (it left or was removed): its history stays here";
 
 /// How many lines of each group's history the chat shows when it starts.
 const HISTORY_SHOWN: usize = 500;
@@ -39,6 +44,7 @@ pub async fn run(conn: &Conn) -> anyhow::Result<()> {
     let mut chat = Chat {
         model: Model::new(client.id().to_string()),
         shown_up_to: 0,
+        positions: HashMap::new(),
         verifying: None,
     };
     if unreachable.is_none()
@@ -132,6 +138,8 @@ struct Chat {
     model: Model,
     /// The last history entry the view shows.
     shown_up_to: i64,
+    /// Per group, the latest place in its order the view shows.
+    positions: HashMap<GroupKey, u64>,
     /// The group whose safety code `/verify` showed: the code is an
     /// epoch's, so it is shown anew when the group changes.
     verifying: Option<GroupKey>,
@@ -151,6 +159,8 @@ impl Chat {
             let mut lines = Vec::new();
             for entry in client.history(&group.id, HISTORY_SHOWN)? {
                 self.shown_up_to = self.shown_up_to.max(entry.id);
+                let last = self.positions.entry(group.id.clone()).or_default();
+                *last = (*last).max(entry.position);
                 lines.extend(line_of(client, &entry));
             }
             self.model.restore(&group.id, lines);
@@ -189,6 +199,8 @@ impl Chat {
     /// events that belong to no group (an identity key that changed).
     fn catch_up_view(&mut self, client: &mut Client) -> anyhow::Result<()> {
         let mut groups_changed = false;
+        let mut reorder = BTreeSet::new();
+        let mut seen = BTreeSet::new();
         while let Some(event) = client.take_event()? {
             if event.group().is_none() {
                 let alert = matches!(event, Event::IdentityKeyChanged { .. });
@@ -207,10 +219,32 @@ impl Chat {
             for (group, entry) in entries {
                 self.shown_up_to = entry.id;
                 groups_changed |= !matches!(entry.event, Event::Message { .. });
-                if let Some(line) = line_of(client, &entry) {
-                    self.model.push_line(&group, line);
+                let last = self.positions.entry(group.clone()).or_default();
+                if entry.position < *last {
+                    // It goes before what is shown (this device's own
+                    // message went first, the DS ordered another before
+                    // it): the group's order is the one every member sees.
+                    reorder.insert(group.clone());
+                }
+                *last = (*last).max(entry.position);
+                if let Some(line) = line_of(client, &entry)
+                    && self.model.push_line(&group, line)
+                {
+                    seen.insert(group);
                 }
             }
+        }
+        for group in &reorder {
+            let lines = client
+                .history(group, HISTORY_SHOWN)?
+                .iter()
+                .filter_map(|entry| line_of(client, entry))
+                .collect();
+            self.model.replace(group, lines);
+        }
+        // What arrives in the group on screen is read.
+        for group in &seen {
+            client.mark_read(group)?;
         }
         if groups_changed {
             let groups = self.summaries(client)?;
@@ -235,14 +269,18 @@ impl Chat {
     async fn act(&mut self, client: &mut Client, action: Action) {
         let now = SystemTime::now();
         match action {
+            Action::Send { group, .. } if !client.groups().contains(&group) => {
+                self.model.error(Some(&group), now, NOT_A_MEMBER)
+            }
             Action::Send { group, text } => match client.send_text(&group, &text).await {
                 Ok(_) => {}
                 Err(error) if error.is_in_doubt() => self.model.error(
                     Some(&group),
                     now,
                     format!(
-                        "not confirmed yet ({error}): it is kept and sent again when the \
-                         connection is back"
+                        "not sent yet, no answer from the delivery service: \"{}\" is kept \
+                         and goes out once the connection is back",
+                        text
                     ),
                 ),
                 Err(error) => self.model.error(Some(&group), now, error.to_string()),
@@ -251,6 +289,12 @@ impl Chat {
                 if let Err(error) = client.mark_read(&group) {
                     tracing::warn!(%error, "marking a group read");
                 }
+            }
+            Action::Command {
+                group: Some(group),
+                command,
+            } if command.needs_group() && !client.groups().contains(&group) => {
+                self.model.error(Some(&group), now, NOT_A_MEMBER)
             }
             Action::Command { group, command } => {
                 let result = self.command(client, group.as_deref(), command).await;
@@ -306,12 +350,19 @@ impl Chat {
             }
             Command::Leave => {
                 let group = selected()?;
-                client.leave(group).await?;
-                self.model.info(
-                    Some(group),
-                    now,
-                    "asked to leave: you are out once another member's device commits it",
-                );
+                let said = match client.leave(group).await? {
+                    Leave::Proposed { .. } => {
+                        "asked to leave: you are out once another member's device commits it"
+                    }
+                    Leave::Alone => {
+                        "nobody else was in the group: this device left it and forgot it \
+                         (its history stays here)"
+                    }
+                    Leave::Out => "this device is out of the group already",
+                };
+                self.model.info(Some(group), now, said);
+                let groups = self.summaries(client)?;
+                self.model.set_groups(groups);
             }
             Command::Rename { name } => {
                 let group = selected()?;
@@ -347,7 +398,11 @@ impl Chat {
             }
             Command::Devices { user } => {
                 let user = user.unwrap_or_else(|| client.id().user().to_string());
-                for device in client.devices(&user).await? {
+                let devices = client.devices(&user).await?;
+                if devices.is_empty() {
+                    anyhow::bail!("{user} has no devices on this server: is the name right?");
+                }
+                for device in devices {
                     let status = match device.status {
                         confide_client::DeviceStatus::Certified => "certified".to_string(),
                         confide_client::DeviceStatus::Revoked => "revoked".to_string(),
@@ -370,8 +425,8 @@ impl Chat {
 
 fn member_line(client: &Client, member: &GroupMember) -> String {
     let note = match (&member.client == client.id(), member.certified) {
-        (true, _) => "  (this device)",
-        (false, true) => "",
+        (true, _) => "  certified, this device",
+        (false, true) => "  certified by its user",
         (false, false) => "  GHOST: not certified by its user",
     };
     format!("  {}  key {}{note}", member.client, member.fingerprint)

@@ -34,6 +34,9 @@ async fn three_people_chat_through_a_ds_restart_and_the_removed_one_sees_why() -
     tmux.type_line("alice", "hello both");
     tmux.expect("bob", "hello both").await;
     tmux.expect("carol", "hello both").await;
+    // Bob has the group on screen: what he sees is read.
+    let listed = devices[1].ok(&["groups"]).await;
+    assert!(listed.trim_end().ends_with("0 unread"), "{listed}");
     tmux.type_line("bob", "hi alice");
     tmux.expect("alice", "hi alice").await;
     tmux.expect("bob", "hi alice").await;
@@ -43,9 +46,22 @@ async fn three_people_chat_through_a_ds_restart_and_the_removed_one_sees_why() -
     let stopped = app.stop_for_restart().await;
     tmux.type_line("carol", "sent while the server was down");
     tmux.expect("carol", "econnecting").await;
+    tmux.type_line("alice", "alice, also while it was down");
     let app = stopped.start().await;
-    tmux.expect("alice", "sent while the server was down").await;
-    tmux.expect("bob", "sent while the server was down").await;
+    // Every screen shows the two in the one order the DS gave them, the
+    // senders' own screens too (each had its own message first).
+    let mut orders = Vec::new();
+    for user in ["alice", "bob", "carol"] {
+        tmux.expect(user, "sent while the server was down").await;
+        let screen = tmux.expect(user, "alice, also while it was down").await;
+        let carol_first = screen.find("sent while the server was down")
+            < screen.find("alice, also while it was down");
+        orders.push(carol_first);
+    }
+    assert!(
+        orders.iter().all(|&o| o == orders[0]),
+        "the screens disagree on the order: {orders:?}"
+    );
     tmux.type_line("alice", "after the restart");
     tmux.expect("bob", "after the restart").await;
     tmux.expect("carol", "after the restart").await;
@@ -70,6 +86,7 @@ async fn three_people_chat_through_a_ds_restart_and_the_removed_one_sees_why() -
         "hello both",
         "hi alice",
         "sent while the server was down",
+        "alice, also while it was down",
         "after the restart",
         "just us now",
     ] {

@@ -286,6 +286,47 @@ async fn a_named_group_is_addressed_by_its_name_and_its_history_reads_back_with_
     assert_eq!(limited.lines().count(), 1);
     let listed = confide_ok(&ds.endpoint, &bob, &["groups"]).await;
     assert!(listed.ends_with("  0 unread\n"), "{listed:?}");
+
+    // A rename keeps the topic unless given another; `--topic ""` clears it.
+    confide_ok(
+        &ds.endpoint,
+        &bob,
+        &["rename", "--group", "Ops", "Ops team"],
+    )
+    .await;
+    let printed = confide_ok(&ds.endpoint, &alice, &["sync"]).await;
+    assert!(
+        printed.contains("bob/laptop named the group \"Ops team\" (topic: on call)"),
+        "{printed:?}"
+    );
+    confide_ok(
+        &ds.endpoint,
+        &bob,
+        &["rename", "--group", "Ops team", "Ops team", "--topic", ""],
+    )
+    .await;
+    let printed = confide_ok(&ds.endpoint, &alice, &["sync"]).await;
+    assert!(
+        printed
+            .trim_end()
+            .ends_with("bob/laptop named the group \"Ops team\""),
+        "{printed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_devices_of_a_user_nobody_registered_are_an_error_not_an_empty_list() {
+    let ds = spawn_ds().await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let alice = dir.path().join("alice.db");
+    register(&ds, &alice, "alice").await;
+    let output = confide(&ds.endpoint, &alice, &["devices", "nosuch"]).await;
+    assert!(!output.status.success());
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        error.contains("nosuch has no devices on this server"),
+        "{error}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

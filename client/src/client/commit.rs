@@ -328,7 +328,7 @@ impl Client {
 /// Whether a proposal queued in the group removes this client's own leaf
 /// (it is leaving, or being deprovisioned): no commit of its own can carry
 /// it.
-fn removal_of_self_pending(group: &MlsGroup) -> bool {
+pub(super) fn removal_of_self_pending(group: &MlsGroup) -> bool {
     let own = group.own_leaf_index();
     group
         .pending_proposals()

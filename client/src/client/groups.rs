@@ -164,6 +164,12 @@ impl Client {
         if users.is_empty() {
             return Err(ClientError::Invalid("no users to remove".into()));
         }
+        if users.contains(&self.id.user()) {
+            // openmls refuses a commit removing its committer.
+            return Err(ClientError::Invalid(
+                "you cannot remove yourself: leave the group instead (`confide leave`, or /leave in the chat)".into(),
+            ));
+        }
         self.commit(
             group_id,
             Change::Remove(users.iter().map(|u| u.to_string()).collect()),

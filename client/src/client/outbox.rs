@@ -10,6 +10,7 @@ use confide_core::content::{Body, Content};
 use confide_proto::v1;
 use rand::RngCore;
 
+use super::commit::{Change, removal_of_self_pending};
 use super::history::new_content;
 use super::{Client, MAX_COMMIT_ATTEMPTS, to_bytes};
 use crate::error::{ClientError, ClientResult, in_doubt, mls, wrong_epoch};
@@ -90,6 +91,7 @@ impl Client {
                 ));
             }
             None => {
+                self.commit_proposals_before_sending(group_id).await?;
                 let content = new_content(body);
                 let message = self.encrypt_message(group_id, &content)?;
                 let epoch = self.epoch(group_id)?;
@@ -100,6 +102,26 @@ impl Client {
         self.flush_outbox_through(Some(place))
             .await?
             .ok_or(ClientError::UnknownGroup)
+    }
+
+    /// openmls encrypts nothing while proposals wait in the group (a
+    /// member's leaving, the DS's removal): they are committed first, by
+    /// this device. A device whose own removal waits can send nothing more
+    /// there ([`ClientError::RemovalPending`]).
+    async fn commit_proposals_before_sending(&mut self, group_id: &[u8]) -> ClientResult<()> {
+        let Some(group) = self.groups.get(group_id) else {
+            return Err(ClientError::UnknownGroup);
+        };
+        if group.pending_proposals().next().is_none() {
+            return Ok(());
+        }
+        if removal_of_self_pending(group) {
+            return Err(ClientError::RemovalPending);
+        }
+        match self.commit(group_id, Change::PendingProposals).await {
+            Ok(_) | Err(ClientError::NothingToCommit) => Ok(()),
+            Err(error) => Err(error),
+        }
     }
 
     /// Encrypts `body` for the group's current epoch and returns the MLS

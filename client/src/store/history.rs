@@ -15,6 +15,9 @@ use crate::events::Event;
 pub struct HistoryEntry {
     /// When this device recorded it, among its other entries (increasing).
     pub id: i64,
+    /// Its place in the group's order (the log entry it came from; an
+    /// event of no entry takes the place of the last one before it).
+    pub position: u64,
     /// When this device recorded it (ms since 1970, this device's clock).
     pub at_ms: u64,
     pub event: Event,
@@ -34,11 +37,12 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn entry(id: i64, at_ms: i64, json: &str) -> ClientResult<HistoryEntry> {
+fn entry(id: i64, position: i64, at_ms: i64, json: &str) -> ClientResult<HistoryEntry> {
     let event = serde_json::from_str(json)
         .map_err(|e| ClientError::Invalid(format!("a stored history entry: {e}")))?;
     Ok(HistoryEntry {
         id,
+        position: position as u64,
         at_ms: at_ms as u64,
         event,
     })
@@ -78,7 +82,7 @@ impl StateDb {
     /// The last `limit` entries of the group's history, oldest first.
     pub fn history(&self, group_id: &[u8], limit: usize) -> ClientResult<Vec<HistoryEntry>> {
         let mut statement = self.conn.prepare(
-            "SELECT id, at_ms, event FROM (
+            "SELECT id, position, at_ms, event FROM (
                  SELECT id, position, at_ms, event FROM confide_history WHERE group_id = ?1
                  ORDER BY position DESC, id DESC LIMIT ?2)
              ORDER BY position, id",
@@ -87,12 +91,13 @@ impl StateDb {
             Ok((
                 row.get::<_, i64>(0)?,
                 row.get::<_, i64>(1)?,
-                row.get::<_, String>(2)?,
+                row.get::<_, i64>(2)?,
+                row.get::<_, String>(3)?,
             ))
         })?;
         rows.map(|row| {
-            let (id, at_ms, json) = row?;
-            entry(id, at_ms, &json)
+            let (id, position, at_ms, json) = row?;
+            entry(id, position, at_ms, &json)
         })
         .collect()
     }
@@ -106,7 +111,7 @@ impl StateDb {
         limit: usize,
     ) -> ClientResult<Vec<(Vec<u8>, HistoryEntry)>> {
         let mut statement = self.conn.prepare(
-            "SELECT group_id, id, at_ms, event FROM confide_history WHERE id > ?1
+            "SELECT group_id, id, position, at_ms, event FROM confide_history WHERE id > ?1
              ORDER BY id LIMIT ?2",
         )?;
         let rows = statement.query_map(params![after, limit as i64], |row| {
@@ -114,12 +119,13 @@ impl StateDb {
                 row.get::<_, Vec<u8>>(0)?,
                 row.get::<_, i64>(1)?,
                 row.get::<_, i64>(2)?,
-                row.get::<_, String>(3)?,
+                row.get::<_, i64>(3)?,
+                row.get::<_, String>(4)?,
             ))
         })?;
         rows.map(|row| {
-            let (group, id, at_ms, json) = row?;
-            Ok((group, entry(id, at_ms, &json)?))
+            let (group, id, position, at_ms, json) = row?;
+            Ok((group, entry(id, position, at_ms, &json)?))
         })
         .collect()
     }

@@ -468,3 +468,33 @@ async fn the_only_member_who_leaves_forgets_the_group_at_once() -> anyhow::Resul
         .await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_on_its_way_out_is_told_so_when_it_sends() -> anyhow::Result<()> {
+    let app = spawn_app().await;
+    let (group, [mut alice, mut bob]) = app.conversation(["alice", "bob"]).await;
+
+    bob.leave(&group).await?;
+    let refused = bob.send(&group, b"one last word").await;
+    assert!(
+        matches!(refused, Err(ClientError::RemovalPending)),
+        "{refused:?}"
+    );
+    alice.catch_up().await;
+    assert_eq!(users(&alice, &group), ["alice"]);
+    alice.send(&group, b"bye bob").await?;
+    bob.wait_until("being out", |m| saw_removed(m, &group))
+        .await;
+    assert!(bob.messages(&group).is_empty(), "{:#?}", bob.events());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_yourself_is_refused_with_the_way_to_leave() -> anyhow::Result<()> {
+    let app = spawn_app().await;
+    let (group, [mut alice, _bob]) = app.conversation(["alice", "bob"]).await;
+    let refused = alice.remove_users(&group, &["alice"]).await;
+    let error = refused.expect_err("removing oneself").to_string();
+    assert!(error.contains("leave the group instead"), "{error}");
+    Ok(())
+}
