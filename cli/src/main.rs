@@ -42,9 +42,11 @@ async fn main() -> anyhow::Result<()> {
             verbose: false,
         } if conn.state.is_file() => {
             let path = confide_client::lock::beside(&conn.state, "log");
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
+            let mut options = std::fs::OpenOptions::new();
+            options.create(true).append(true);
+            // As private as the state file: it names groups and members.
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let file = options
                 .open(&path)
                 .with_context(|| format!("opening the log file {}", path.display()))?;
             tracing_subscriber::fmt()

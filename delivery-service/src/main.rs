@@ -1,6 +1,7 @@
 //! `confide-ds`: reads configuration, sets up logging, installs signal
 //! handling, builds the server ([`confide_ds::App::build`]) and runs it.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -40,7 +41,11 @@ async fn main() -> anyhow::Result<()> {
             .json()
             .with_env_filter(filter)
             .init(),
-        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        // Colours only for a person at a terminal, not in a log file.
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .init(),
     }
     tracing::info!(?settings, "starting");
 
