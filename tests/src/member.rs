@@ -147,6 +147,29 @@ impl Member {
         }
     }
 
+    /// Creates a group, adds the users of `others` and waits until each has
+    /// joined it; the group's id.
+    pub async fn group_with(&mut self, others: &mut [&mut Member]) -> Vec<u8> {
+        let group = self
+            .client
+            .create_group()
+            .await
+            .expect("creating the group");
+        let users: Vec<String> = others
+            .iter()
+            .map(|other| other.client.id().user().to_string())
+            .collect();
+        let users: Vec<&str> = users.iter().map(String::as_str).collect();
+        self.client
+            .add_users(&group, &users)
+            .await
+            .unwrap_or_else(|e| panic!("adding {users:?}: {e}"));
+        for other in others {
+            other.expect_joined(&group).await;
+        }
+        group
+    }
+
     /// Waits until this member has joined `group` through a Welcome.
     pub async fn expect_joined(&mut self, group: &[u8]) {
         self.wait_until("joining the group", |m| {

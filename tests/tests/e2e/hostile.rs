@@ -216,13 +216,7 @@ async fn a_member_forked_onto_another_history_shows_another_safety_code() {
     let mut alice = app.client("alice", "phone").await;
     let mut bob = app.client("bob", "phone").await;
     let mut carol = hostile.client("carol", "phone").await;
-    let group = alice.create_group().await.expect("creating the group");
-    alice
-        .add_users(&group, &["bob", "carol"])
-        .await
-        .expect("adding bob and carol");
-    bob.expect_joined(&group).await;
-    carol.expect_joined(&group).await;
+    let group = alice.group_with(&mut [&mut bob, &mut carol]).await;
     let code = alice.safety_code(&group).expect("a member");
     assert_eq!(bob.safety_code(&group).expect("a member"), code);
     assert_eq!(carol.safety_code(&group).expect("a member"), code);

@@ -21,13 +21,7 @@ async fn alice_behind_a_lossy_link(
     alice.set_commit_resend_pause(Duration::from_millis(1));
     let mut bob = app.client("bob", "phone").await;
     let mut carol = app.client("carol", "phone").await;
-    let group = alice.create_group().await.expect("creating the group");
-    alice
-        .add_users(&group, &["bob", "carol"])
-        .await
-        .expect("adding bob and carol");
-    bob.expect_joined(&group).await;
-    carol.expect_joined(&group).await;
+    let group = alice.group_with(&mut [&mut bob, &mut carol]).await;
     (link, group, alice, bob, carol)
 }
 

@@ -388,13 +388,7 @@ async fn alice_behind_a_lossy_link_and_bob_in_a_file(
     alice.set_commit_resend_pause(Duration::from_millis(1));
     let mut bob = Member::new(app.register("bob", "phone", bob).await.expect("bob"));
     let mut carol = app.client("carol", "phone").await;
-    let group = alice.create_group().await.expect("creating the group");
-    alice
-        .add_users(&group, &["bob", "carol"])
-        .await
-        .expect("adding bob and carol");
-    bob.expect_joined(&group).await;
-    carol.expect_joined(&group).await;
+    let group = alice.group_with(&mut [&mut bob, &mut carol]).await;
     (link, group, alice, bob, carol)
 }
 
