@@ -306,14 +306,7 @@ async fn a_member_who_leaves_is_committed_out_by_the_others_syncing_and_reads_no
         "{asked:?}"
     );
     // Nobody is asked to commit it: syncing is enough, whoever is first.
-    for member in [&mut alice, &mut carol] {
-        member
-            .wait_until("bob leaving", |m| saw_leave(m, &group, "bob"))
-            .await;
-        assert_eq!(users(member, &group), ["alice", "carol"]);
-    }
-    bob.wait_until("being out", |m| saw_removed(m, &group))
-        .await;
+    bob_is_out(&group, [&mut alice, &mut carol], &mut bob).await;
     assert!(!bob.groups().contains(&group), "bob forgot the group");
     // The committer's history too says bob left; nobody removed him.
     for member in [&alice, &carol] {
@@ -436,14 +429,7 @@ async fn a_leave_overtaken_by_another_commit_is_proposed_again_even_after_a_rest
         .filter(|e| e.kind == EntryKind::Proposal && e.epoch == epoch + 1)
         .count();
     assert_eq!(proposals_after, 1, "bob proposed again in the new epoch");
-    for member in [&mut carol, &mut alice] {
-        member
-            .wait_until("bob leaving", |m| saw_leave(m, &group, "bob"))
-            .await;
-        assert_eq!(users(member, &group), ["alice", "carol"]);
-    }
-    bob.wait_until("being out", |m| saw_removed(m, &group))
-        .await;
+    bob_is_out(&group, [&mut carol, &mut alice], &mut bob).await;
     Ok(())
 }
 
@@ -491,4 +477,16 @@ async fn removing_yourself_is_refused_with_the_way_to_leave() -> anyhow::Result<
     let error = refused.expect_err("removing oneself").to_string();
     assert!(error.contains("leave the group instead"), "{error}");
     Ok(())
+}
+
+/// Waits until alice and carol (in `others`, syncing in that order) saw bob
+/// leave and have only each other left, and bob saw himself removed.
+async fn bob_is_out(group: &[u8], others: [&mut Member; 2], bob: &mut Member) {
+    for member in others {
+        member
+            .wait_until("bob leaving", |m| saw_leave(m, group, "bob"))
+            .await;
+        assert_eq!(users(member, group), ["alice", "carol"]);
+    }
+    bob.wait_until("being out", |m| saw_removed(m, group)).await;
 }
