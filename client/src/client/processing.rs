@@ -358,12 +358,18 @@ pub(super) fn left_members(
 fn leavers(group: &MlsGroup, staged: &StagedCommit) -> Vec<ClientId> {
     let client_at = |leaf: LeafNodeIndex| group.member(leaf).and_then(|c| client_of(c).ok());
     staged
-        .remove_proposals()
-        .filter_map(|proposal| {
-            let Sender::Member(proposer) = proposal.sender() else {
+        .queued_proposals()
+        // A standalone proposal, committed by reference; one the committer
+        // put in its commit is its own removal of the member (a revoked
+        // device), even of a device of its own user.
+        .filter(|queued| queued.proposal_or_ref_type() == ProposalOrRefType::Reference)
+        .filter_map(|queued| {
+            let (Proposal::Remove(remove), Sender::Member(proposer)) =
+                (queued.proposal(), queued.sender())
+            else {
                 return None;
             };
-            let removed = client_at(proposal.remove_proposal().removed())?;
+            let removed = client_at(remove.removed())?;
             let proposer = client_at(*proposer)?;
             (removed.user() == proposer.user()).then_some(removed)
         })

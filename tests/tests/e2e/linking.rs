@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use confide_client::{
-    Client, ClientError, ClientId, DeviceStatus, GroupId, StateLocation, UserIdentity,
+    Client, ClientError, ClientId, DeviceStatus, Event, GroupId, StateLocation, UserIdentity,
 };
 use confide_tests::rpc::claim_key_packages;
 use confide_tests::{HostileDs, Member, TestApp, WAIT, spawn_app};
@@ -212,6 +212,20 @@ async fn a_revoked_device_leaves_every_group_and_cannot_come_back() {
         assert!(!bob.members(group).expect("members").contains(&tablet_id));
         assert!(!laptop.members(group).expect("members").contains(&tablet_id));
     }
+    // Bob is told the laptop removed the tablet, not that the tablet left.
+    let removed_by_the_laptop = |event: &Event| {
+        matches!(event, Event::MembersRemoved { by, members, .. }
+            if by == laptop.id() && members.iter().any(|m| m.client == tablet_id))
+    };
+    assert!(
+        bob.events().iter().any(removed_by_the_laptop)
+            && !bob
+                .events()
+                .iter()
+                .any(|e| matches!(e, Event::MembersLeft { .. })),
+        "{:#?}",
+        bob.events()
+    );
     let listed = laptop.devices("alice").await.expect("listing");
     assert!(
         listed
