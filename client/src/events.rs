@@ -72,7 +72,14 @@ pub enum Event {
         members: Vec<GroupMember>,
     },
     /// This client was removed from the group; nothing more arrives from it.
-    Removed { group: GroupId, by: ClientId },
+    /// `left`: it had asked to leave ([`crate::Client::leave`]), and `by`'s
+    /// device committed that.
+    Removed {
+        group: GroupId,
+        by: ClientId,
+        #[serde(default)]
+        left: bool,
+    },
     /// A commit moved the group to a new epoch.
     EpochChanged {
         group: GroupId,
@@ -202,6 +209,9 @@ impl fmt::Display for Event {
                 write!(f, "{} removed {}", name(by), names(members))
             }
             Event::MembersLeft { members, .. } => write!(f, "{} left", names(members)),
+            Event::Removed { by, left: true, .. } => {
+                write!(f, "you left the group ({}'s device committed it)", name(by))
+            }
             Event::Removed { by, .. } => write!(f, "removed from the group by {}", name(by)),
             Event::EpochChanged { epoch, by, .. } => {
                 write!(f, "epoch {epoch} (commit by {})", name(by))

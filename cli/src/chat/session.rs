@@ -466,6 +466,10 @@ fn line_of(client: &Client, entry: &HistoryEntry) -> Option<Line> {
             recorded,
             format!("you joined at epoch {epoch}, with {}", keyed(members)),
         ),
+        Event::Removed { by, left: true, .. } => Line::system(
+            recorded,
+            format!("you left the group ({by}'s device committed it)"),
+        ),
         Event::Removed { by, .. } => Line::alert(
             recorded,
             format!("{by} removed you from the group: nothing more arrives from it"),

@@ -376,7 +376,9 @@ async fn a_member_who_leaves_is_out_once_another_member_syncs() {
     assert!(left.ends_with(") left"), "{left:?}");
     let told = confide_ok(&ds.endpoint, &bob, &["sync"]).await;
     assert!(
-        told.contains(&format!("[{group}] removed from the group by alice/laptop")),
+        told.contains(&format!(
+            "[{group}] you left the group (alice/laptop's device committed it)"
+        )),
         "{told:?}"
     );
     let groups = confide_ok(&ds.endpoint, &bob, &["groups"]).await;

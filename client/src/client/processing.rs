@@ -82,6 +82,13 @@ impl Client {
                 }
                 for event in events {
                     removed |= matches!(event, Event::Removed { .. });
+                    let event = match event {
+                        Event::Removed { group, by, .. } => {
+                            let left = self.db.leaving()?.iter().any(|(g, _)| *g == group);
+                            Event::Removed { group, by, left }
+                        }
+                        event => event,
+                    };
                     if self.is_known_profile(&event)? {
                         // A member re-announcing the name (for members it
                         // added): nothing changed for this one.
@@ -446,6 +453,7 @@ fn merge_commit(
         events.push(Event::Removed {
             group: group_id,
             by: sender,
+            left: false,
         });
         return Ok(events);
     }

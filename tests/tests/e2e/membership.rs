@@ -62,7 +62,7 @@ async fn removed_member_receives_nothing_sent_after_removal_and_cannot_post() ->
     carol
         .wait_until("learning of the removal", |m| {
             m.events().iter().any(
-                |e| matches!(e, Event::Removed { group: g, by } if *g == group && by == alice.id()),
+                |e| matches!(e, Event::Removed { group: g, by, .. } if *g == group && by == alice.id()),
             )
         })
         .await;
@@ -308,6 +308,13 @@ async fn a_member_who_leaves_is_committed_out_by_the_others_syncing_and_reads_no
     // Nobody is asked to commit it: syncing is enough, whoever is first.
     bob_is_out(&group, [&mut alice, &mut carol], &mut bob).await;
     assert!(!bob.groups().contains(&group), "bob forgot the group");
+    assert!(
+        bob.events()
+            .iter()
+            .any(|e| matches!(e, Event::Removed { left: true, .. })),
+        "bob is told he left, not that he was removed: {:#?}",
+        bob.events()
+    );
     // The committer's history too says bob left; nobody removed him.
     for member in [&alice, &carol] {
         let history = member.history(&group, 100)?;
