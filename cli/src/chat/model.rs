@@ -132,6 +132,11 @@ pub enum Connection {
         attempt: u32,
         retry_at: Option<Instant>,
     },
+    /// The DS refused this device for good (it was removed, say): the chat
+    /// stays open on what the state file holds, and tries no more.
+    Ended {
+        reason: String,
+    },
 }
 
 /// What the user asked for, for the adapter to do.

@@ -67,6 +67,7 @@ pub async fn run(conn: &Conn) -> anyhow::Result<()> {
     let mut keys = terminal_events();
     let mut connection = Connection::new(conn);
     let mut tick = tokio::time::interval(TICK);
+    let mut ended = false;
     loop {
         chat.draw(&mut terminal)?;
         tokio::select! {
@@ -76,10 +77,18 @@ pub async fn run(conn: &Conn) -> anyhow::Result<()> {
                 Some(_) => {}
                 None => break,
             },
-            wake = connection.wait(&mut client) => {
-                let status = connection.handle(&mut client, wake).await?;
-                if let Some(status) = status {
-                    chat.model.set_status(shown(&status));
+            wake = connection.wait(&mut client), if !ended => {
+                match connection.handle(&mut client, wake).await {
+                    Ok(Some(status)) => chat.model.set_status(shown(&status)),
+                    Ok(None) => {}
+                    // The DS refused this device for good: what the state
+                    // file holds stays readable, and the user sees why.
+                    Err(error) => {
+                        let reason = format!("{error:#}");
+                        chat.model.error(None, SystemTime::now(), reason.clone());
+                        chat.model.set_status(Shown::Ended { reason });
+                        ended = true;
+                    }
                 }
             }
             handed = crate::listen::accept(server.as_ref()) => match handed {

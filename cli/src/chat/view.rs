@@ -94,6 +94,10 @@ fn status_row(model: &Model, clock: &Clock) -> Row<'static> {
                 Style::new().fg(Color::Yellow),
             )]
         }
+        Connection::Ended { reason } => vec![Span::styled(
+            format!("✕ disconnected for good ({})", inline(reason)),
+            Style::new().fg(Color::Red),
+        )],
     };
     spans.extend([separator(), Span::raw(inline(model.me()))]);
     if let Some(group) = model.selected() {

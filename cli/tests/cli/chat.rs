@@ -2,7 +2,8 @@
 //! (tmux): a named group, people added, a conversation, a rename, a
 //! removal, and the delivery service restarted in the middle.
 
-use confide_tests::spawn_app;
+use confide_client::ClientId;
+use confide_tests::{spawn_app, spawn_app_with};
 
 use crate::harness::{Device, Tmux};
 
@@ -118,5 +119,26 @@ async fn a_chat_started_while_the_ds_is_down_shows_its_history_and_connects_once
     tmux.expect("alice", "connected │").await;
     tmux.type_line("alice", "sent once it was back");
     tmux.expect("alice", "(you): sent once it was back").await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_removed_from_the_server_keeps_its_chat_open_and_sees_why() -> anyhow::Result<()> {
+    const ADMIN: &str = "operator secret";
+    let app = spawn_app_with(|s| s.admin_token = Some(ADMIN.into())).await;
+    let dir = tempfile::tempdir()?;
+    let bob = Device::register(&app, dir.path(), "bob").await;
+    bob.ok(&["create-group", "--name", "Notes"]).await;
+    bob.ok(&["send", "--group", "Notes", "still readable"])
+        .await;
+    let tmux = Tmux::new();
+    tmux.open("bob", &bob.command(&["chat"]));
+    tmux.expect("bob", "still readable").await;
+
+    app.remove_as_operator(ADMIN, &ClientId::new("bob", "phone")?)
+        .await?;
+    let screen = tmux.expect("bob", "disconnected for good").await;
+    assert!(screen.contains("still readable"), "{screen}");
+    assert!(screen.contains("removed from the server"), "{screen}");
     Ok(())
 }

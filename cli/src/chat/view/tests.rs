@@ -386,6 +386,21 @@ fn the_status_line_shows_a_reconnection_with_its_reason_and_countdown() {
 }
 
 #[test]
+fn the_status_line_says_when_the_ds_refused_this_device_for_good() {
+    let mut model = model();
+    let clock = clock();
+    model.set_status(Connection::Ended {
+        reason: "it was removed from the server".into(),
+    });
+    let screen = text(&draw(&mut model, &clock, 100, 14));
+    assert!(
+        screen[0].starts_with("✕ disconnected for good (it was removed from the server) │"),
+        "{}",
+        screen[0]
+    );
+}
+
+#[test]
 fn the_safety_code_is_shown_whole_when_asked_for() {
     let mut model = model();
     let code = "12345 67890 13579 24680 11111 22222 33333 44444 55555 66666 77777 88888";
