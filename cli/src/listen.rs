@@ -6,7 +6,7 @@
 use confide_client::Client;
 
 use crate::args::Conn;
-use crate::commands::{execute, line, open};
+use crate::commands::{execute, line, open_even_offline};
 use crate::connection::{Connection, Status};
 use crate::handoff::{self, Answer, Handed, Request, Server};
 use crate::json::Printer;
@@ -17,7 +17,11 @@ use crate::output;
 /// over between two entries, never inside one. Ends at Ctrl-C, or at a
 /// permanent error (see `connection`).
 pub async fn listen(conn: &Conn, json: bool) -> anyhow::Result<()> {
-    let mut client = open(conn).await?;
+    let (mut client, unreachable) = open_even_offline(conn).await?;
+    if let Some(reason) = unreachable {
+        // The connection signs in once it can, and prints what came meanwhile.
+        eprintln!("the delivery service cannot be reached ({reason}); listening once it can");
+    }
     let server = match Server::bind(&conn.state) {
         Ok(server) => Some(server),
         Err(error) => {

@@ -59,6 +59,28 @@ async fn listen_survives_a_ds_restart_printing_every_message_once() -> anyhow::R
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_started_while_the_ds_is_down_prints_what_comes_once_it_is_back()
+-> anyhow::Result<()> {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir()?;
+    let (mut alice, bob, group, listener) = alice_and_a_listening_bob(&app, dir.path()).await;
+    drop(listener);
+    alice.send(&group, b"while nobody listened").await?;
+
+    let stopped = app.stop_for_restart().await;
+    let mut listener = bob.listen();
+    listener.expect_status("cannot be reached").await;
+    let app = stopped.start().await;
+    alice.reconnect(app.api().await).await?;
+    listener
+        .expect_line("alice/laptop: while nobody listened")
+        .await;
+    alice.send(&group, b"after the start").await?;
+    listener.expect_line("alice/laptop: after the start").await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listen_keeps_printing_and_running_commands_long_after_its_first_session_expired()
 -> anyhow::Result<()> {
     const SESSION: Duration = Duration::from_secs(3);
