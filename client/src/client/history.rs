@@ -7,6 +7,7 @@ use confide_core::ClientId;
 use confide_core::content::{Body, Content, GroupProfile};
 
 use super::Client;
+use super::processing::departures_and_epoch;
 use crate::error::{ClientError, ClientResult};
 use crate::events::{Event, GroupId};
 use crate::roster::{self, GroupMember};
@@ -144,39 +145,21 @@ impl Client {
         left: &[ClientId],
     ) -> ClientResult<()> {
         let (added, removed) = roster::diff(before, &self.roster(group_id)?);
-        // Those whose own proposal to leave the commit carried left; the
-        // committer did not remove them.
-        let (left, removed): (Vec<_>, Vec<_>) = removed
-            .into_iter()
-            .partition(|member| left.contains(&member.client));
-        let group = group_id.to_vec();
-        let by = self.id.clone();
         let mut events = Vec::new();
         if !added.is_empty() {
             events.push(Event::MembersAdded {
-                group: group.clone(),
-                by: by.clone(),
+                group: group_id.to_vec(),
+                by: self.id.clone(),
                 members: added,
             });
         }
-        if !left.is_empty() {
-            events.push(Event::MembersLeft {
-                group: group.clone(),
-                members: left,
-            });
-        }
-        if !removed.is_empty() {
-            events.push(Event::MembersRemoved {
-                group: group.clone(),
-                by: by.clone(),
-                members: removed,
-            });
-        }
-        events.push(Event::EpochChanged {
-            group,
-            epoch: self.epoch(group_id)?,
-            by,
-        });
+        events.extend(departures_and_epoch(
+            group_id.to_vec(),
+            self.id.clone(),
+            removed,
+            left,
+            self.epoch(group_id)?,
+        ));
         for event in &events {
             self.record_history(event, Some(seq))?;
         }

@@ -457,28 +457,45 @@ fn merge_commit(
         });
         return Ok(events);
     }
+    events.extend(departures_and_epoch(
+        group_id,
+        sender,
+        removed,
+        &leavers,
+        group.epoch().as_u64(),
+    ));
+    Ok(events)
+}
+
+/// What a commit by `by` that moved the group to `epoch` reports after its
+/// additions: the members of `removed` who left on their own user's
+/// proposal (`leavers`), those `by` removed, then the new epoch.
+pub(super) fn departures_and_epoch(
+    group: GroupId,
+    by: ClientId,
+    removed: Vec<roster::GroupMember>,
+    leavers: &[ClientId],
+    epoch: u64,
+) -> Vec<Event> {
     let (left, removed): (Vec<_>, Vec<_>) = removed
         .into_iter()
         .partition(|member| leavers.contains(&member.client));
+    let mut events = Vec::new();
     if !left.is_empty() {
         events.push(Event::MembersLeft {
-            group: group_id.clone(),
+            group: group.clone(),
             members: left,
         });
     }
     if !removed.is_empty() {
         events.push(Event::MembersRemoved {
-            group: group_id.clone(),
-            by: sender.clone(),
+            group: group.clone(),
+            by: by.clone(),
             members: removed,
         });
     }
-    events.push(Event::EpochChanged {
-        group: group_id,
-        epoch: group.epoch().as_u64(),
-        by: sender,
-    });
-    Ok(events)
+    events.push(Event::EpochChanged { group, epoch, by });
+    events
 }
 
 /// The member and key of an external commit that is a re-sync: its
