@@ -192,7 +192,32 @@ pub fn describe(error: &anyhow::Error) -> String {
 /// members set it), or by its id, as `confide create-group` printed it, or
 /// the start of the id that no other group of this device shares.
 fn group_id(client: &Client, given: &str) -> anyhow::Result<Vec<u8>> {
-    let groups = client.groups();
+    group_among(client, client.groups(), given)
+}
+
+/// Like [`group_id`], also among groups this device has left but kept the
+/// history of.
+fn history_group(client: &Client, given: &str) -> anyhow::Result<Vec<u8>> {
+    group_among(client, groups_and_former(client)?, given)
+}
+
+/// This device's groups, then those it left whose history it keeps, each
+/// part in id order.
+pub fn groups_and_former(client: &Client) -> anyhow::Result<Vec<Vec<u8>>> {
+    let mut groups = client.groups();
+    groups.sort();
+    let mut former = client.groups_with_history()?;
+    former.sort();
+    for group in former {
+        if !groups.contains(&group) {
+            groups.push(group);
+        }
+    }
+    Ok(groups)
+}
+
+/// The one of `groups` that `given` names (see [`group_id`]).
+fn group_among(client: &Client, groups: Vec<Vec<u8>>, given: &str) -> anyhow::Result<Vec<u8>> {
     let named: Vec<&Vec<u8>> = groups
         .iter()
         .filter(|group| {
@@ -415,32 +440,6 @@ async fn history(
     }
     client.mark_read(&group)?;
     Ok(())
-}
-
-/// Like [`group_id`], also among groups this device has left but kept the
-/// history of.
-fn history_group(client: &Client, given: &str) -> anyhow::Result<Vec<u8>> {
-    match group_id(client, given) {
-        Ok(group) if !client.history(&group, 1)?.is_empty() => Ok(group),
-        found => {
-            let prefix = given.to_ascii_lowercase();
-            let former: Vec<Vec<u8>> = client
-                .groups_with_history()?
-                .into_iter()
-                .filter(|group| {
-                    hex::encode(group).starts_with(&prefix)
-                        || client
-                            .group_profile(group)
-                            .is_ok_and(|p| p.name.as_deref() == Some(given))
-                })
-                .collect();
-            match (former.as_slice(), found) {
-                ([group], _) => Ok(group.clone()),
-                (_, Ok(group)) => Ok(group),
-                (_, Err(error)) => Err(error),
-            }
-        }
-    }
 }
 
 /// One entry of `confide history`: when, who, what.

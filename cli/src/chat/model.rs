@@ -331,19 +331,10 @@ impl Model {
         seen
     }
 
-    /// Puts lines from before the chat started (the group's history) in its
-    /// conversation: shown, never counted as unread; the group is listed
+    /// Replaces a group's conversation with `lines` (its history, when the
+    /// chat starts or when an entry arrived after a later one), following
+    /// the newest line. Nothing in it counts as unread: the group is listed
     /// by [`Model::set_groups`], with the unread count the state file keeps.
-    pub fn restore(&mut self, group: &[u8], lines: Vec<Line>) {
-        let conversation = self.conversations.entry(group.to_vec()).or_default();
-        for line in lines {
-            conversation.push(line);
-        }
-    }
-
-    /// Replaces a group's conversation with `lines` (the group's history
-    /// again, in the group's order, when an entry arrived after a later
-    /// one), following the newest line; nothing counts as unread.
     pub fn replace(&mut self, group: &[u8], lines: Vec<Line>) {
         let mut conversation = Conversation::default();
         for line in lines {

@@ -165,32 +165,31 @@ impl Chat {
         while client.take_event()?.is_some() {}
         let groups = self.summaries(client)?;
         for group in &groups {
-            let mut lines = Vec::new();
-            for entry in client.history(&group.id, HISTORY_SHOWN)? {
-                self.shown_up_to = self.shown_up_to.max(entry.id);
-                let last = self.positions.entry(group.id.clone()).or_default();
-                *last = (*last).max(entry.position);
-                lines.extend(line_of(client, &entry));
-            }
-            self.model.restore(&group.id, lines);
+            self.show_history(client, &group.id)?;
         }
         self.model.set_groups(groups);
+        Ok(())
+    }
+
+    /// Draws the group's conversation from its history, in the group's
+    /// order (nothing in it counts as unread: the state file keeps that).
+    fn show_history(&mut self, client: &Client, group: &[u8]) -> anyhow::Result<()> {
+        let mut lines = Vec::new();
+        for entry in client.history(group, HISTORY_SHOWN)? {
+            self.shown_up_to = self.shown_up_to.max(entry.id);
+            let last = self.positions.entry(group.to_vec()).or_default();
+            *last = (*last).max(entry.position);
+            lines.extend(line_of(client, &entry));
+        }
+        self.model.replace(group, lines);
         Ok(())
     }
 
     /// Every group of this device, and those it left whose history it
     /// keeps; names, members and unread counts as the client has them.
     fn summaries(&self, client: &Client) -> anyhow::Result<Vec<GroupSummary>> {
-        let mut ids = client.groups();
-        ids.sort();
-        let mut former = client.groups_with_history()?;
-        former.sort();
-        for group in former {
-            if !ids.contains(&group) {
-                ids.push(group);
-            }
-        }
-        ids.into_iter()
+        crate::commands::groups_and_former(client)?
+            .into_iter()
             .map(|id| {
                 let profile = client.group_profile(&id)?;
                 Ok(GroupSummary {
@@ -244,12 +243,7 @@ impl Chat {
             }
         }
         for group in &reorder {
-            let lines = client
-                .history(group, HISTORY_SHOWN)?
-                .iter()
-                .filter_map(|entry| line_of(client, entry))
-                .collect();
-            self.model.replace(group, lines);
+            self.show_history(client, group)?;
         }
         // What arrives in the group on screen is read.
         for group in &seen {

@@ -300,8 +300,8 @@ fn history_restored_at_start_is_shown_but_only_the_kept_unread_count_counts() {
         Line::message(now(), "bob/laptop", "one"),
         Line::message(now(), "bob/laptop", "two"),
     ];
-    model.restore(&[1], old.clone());
-    model.restore(&[2], old);
+    model.replace(&[1], old.clone());
+    model.replace(&[2], old);
     let mut second = GroupSummary::new(vec![2]);
     second.unread = 1;
     model.set_groups(vec![GroupSummary::new(vec![1]), second]);
