@@ -1,11 +1,14 @@
 //! Groups: creation, commits (exactly one per epoch), proposals and
 //! application messages, and the per-group lock that orders them.
 //!
-//! Every write to a group runs under that group's [`GroupLocks`] slot in this
-//! process, and inside one store transaction holding the group's row lock, so:
-//! the cached public state is only touched by one writer; entries are pushed
-//! live in sequence order; and a roster change takes effect for live delivery
-//! exactly after the commit that made it.
+//! Every write of a group's public state (commits, proposals) runs under that
+//! group's [`GroupLocks`] slot in this process, and inside one store
+//! transaction holding the group's row lock, so: the cached public state is
+//! only touched by one writer; its entries are pushed live in sequence order;
+//! and a roster change takes effect for live delivery exactly after the
+//! commit that made it. Application messages change no state: they take no
+//! slot, only the row lock, in the group commit of `crate::appender`, which
+//! pushes them live in sequence order per batch.
 //!
 //! A commit is validated with `PublicGroup` against the state of epoch N
 //! before the transaction, then accepted only if the group is still at epoch N
@@ -490,9 +493,8 @@ impl Ds {
             max_epoch_lag: self.settings.max_epoch_lag,
             new_state: None,
         };
-        let slot = self.groups.slot(group_id);
-        let _guard = slot.lock().await;
-        let outcome = self.store.append(new).await.map_err(|e| match e {
+        // Published live by the batch, in sequence order, before it answers.
+        let outcome = self.appender.append(new).await.map_err(|e| match e {
             StoreError::NotFound(_) => not_a_member(),
             other => other.into(),
         })?;
@@ -503,7 +505,7 @@ impl Ds {
         {
             return Err(ApiError::IdempotencyKeyReused);
         }
-        Ok(self.publish_appended(outcome))
+        Ok(outcome.entry().seq)
     }
 
     fn publish_appended(&self, outcome: AppendOutcome) -> u64 {

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::appender::Appender;
 use crate::config::Settings;
 use crate::groups::GroupLocks;
 use crate::hub::Hub;
@@ -55,6 +56,8 @@ pub struct Ds {
     pub store: Arc<dyn Store>,
     pub settings: Settings,
     pub hub: Arc<Hub>,
+    /// Group commit of members' application messages.
+    pub appender: Arc<Appender>,
     pub groups: GroupLocks,
     pub limits: RateLimits,
     /// The DS's external sender key, when configured.
@@ -83,10 +86,12 @@ impl Ds {
             .as_deref()
             .map(crate::mls::ExternalSenderKey::load_or_create)
             .transpose()?;
+        let hub = Hub::with_queue_depth(settings.live_queue_depth);
         Ok(Arc::new(Self {
             external_sender,
+            appender: Appender::new(storage.store.clone(), hub.clone()),
             store: storage.store,
-            hub: Hub::with_queue_depth(settings.live_queue_depth),
+            hub,
             limits: RateLimits::new(&settings.limits),
             health: tonic_health::server::HealthReporter::new(),
             settings,

@@ -370,6 +370,17 @@ pub trait Store: Send + Sync + 'static {
     /// `StateChanged` (when storing a new state derived from an older
     /// version).
     async fn append(&self, message: NewMessage) -> StoreResult<AppendOutcome>;
+    /// Appends members' messages (each with a sender and no new state) as
+    /// [`Store::append`] would one after another, answering each in the
+    /// batch's order; within a group, sequence numbers follow that order. A
+    /// store that can do it in one transaction (group commit) does.
+    async fn append_batch(&self, messages: Vec<NewMessage>) -> Vec<StoreResult<AppendOutcome>> {
+        let mut outcomes = Vec::with_capacity(messages.len());
+        for message in messages {
+            outcomes.push(self.append(message).await);
+        }
+        outcomes
+    }
 
     /// Whether the roster of the group has a device of `user`.
     async fn user_in_group(&self, group_id: &GroupId, user: &str) -> StoreResult<bool>;

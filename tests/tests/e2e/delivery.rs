@@ -433,3 +433,63 @@ async fn member_on_file(
         Client::register(app.api().await, ClientId::new(user, "phone")?, state, "").await?;
     Ok(Member::new(client))
 }
+
+/// Group commit: members of two groups all sending at once share the DS's
+/// append transactions; each sender is told the seq its own message got,
+/// and every member reads every message at exactly that seq, with no gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_senders_in_several_groups_are_each_told_their_own_seq_without_gaps() {
+    const EACH: usize = 8;
+    let app = spawn_app().await;
+    let (one, [a, b, c]) = app.conversation(["ann", "ben", "cat"]).await;
+    let (two, [d, e, f]) = app.conversation(["dan", "eve", "fay"]).await;
+    let mut members = [(one.clone(), a), (one.clone(), b), (one.clone(), c)]
+        .into_iter()
+        .chain([(two.clone(), d), (two.clone(), e), (two.clone(), f)])
+        .collect::<Vec<_>>();
+
+    let sends = members.iter_mut().map(|(group, member)| async move {
+        let user = member.id().user().to_owned();
+        let mut told = Vec::new();
+        for i in 0..EACH {
+            let body = format!("{user} {i}");
+            let seq = member.send(group, body.as_bytes()).await.expect("send");
+            told.push((group.clone(), seq, body));
+        }
+        told
+    });
+    let told: Vec<Vec<(Vec<u8>, u64, String)>> = futures::future::join_all(sends).await;
+
+    for (index, (group, member)) in members.iter_mut().enumerate() {
+        // What the group's log holds, as its senders were told.
+        let mut log: Vec<(u64, String)> = told
+            .iter()
+            .flatten()
+            .filter(|(g, _, _)| g == group)
+            .map(|(_, seq, body)| (*seq, body.clone()))
+            .collect();
+        log.sort();
+        let seqs: Vec<u64> = log.iter().map(|(seq, _)| *seq).collect();
+        assert!(
+            seqs.windows(2).all(|pair| pair[1] == pair[0] + 1),
+            "application messages of one group follow each other: {seqs:?}"
+        );
+        assert_eq!(seqs.len(), 3 * EACH);
+
+        let received = member.expect_messages(group, 2 * EACH).await;
+        let mut seen: Vec<(u64, String)> = received
+            .iter()
+            .map(|message| {
+                let body = String::from_utf8(message.body.clone()).expect("UTF-8 bodies");
+                (message.seq, body)
+            })
+            .chain(
+                told[index]
+                    .iter()
+                    .map(|(_, seq, body)| (*seq, body.clone())),
+            )
+            .collect();
+        seen.sort();
+        assert_eq!(seen, log, "{} reads each message at its seq", member.id());
+    }
+}

@@ -3,8 +3,10 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use super::support::*;
-use crate::domain::{EntryKind, StreamRef};
+use crate::domain::{EntryKind, GroupId, StreamRef};
 use crate::store::{AppendOutcome, NewMessage, Store, StoreError, StoredGroupState};
 
 /// Concurrent sends get consecutive sequence numbers with no gaps, and every
@@ -218,5 +220,136 @@ pub async fn a_non_member_learns_nothing_from_duplicates(store: Arc<dyn Store>) 
     assert_eq!(
         seqs(&read_all(&*store, &alice, &group).await),
         vec![1, 2, 3, 4, 5]
+    );
+}
+
+/// A batch of sends to several groups (group commit) takes, per group, the
+/// next sequence numbers in the batch's order, with no gap, and tells each
+/// sender its own entry.
+pub async fn a_batch_of_sends_to_several_groups_is_gapless_per_group(store: Arc<dyn Store>) {
+    let alice = register(&*store, "alice", "phone").await;
+    let bob = register(&*store, "bob", "phone").await;
+    let one = create_group(&*store, "one", &alice).await;
+    let two = create_group(&*store, "two", &alice).await;
+    let three = create_group(&*store, "three", &bob).await;
+    add(&*store, &one, 0, &[&bob]).await;
+    let before = appended(store.append(application(&two, &alice, 0, "before")).await);
+
+    let batch = vec![
+        application(&one, &alice, 1, "one a"),
+        application(&two, &alice, 0, "two a"),
+        application(&one, &bob, 1, "one b"),
+        application(&three, &bob, 0, "three a"),
+        application(&one, &alice, 1, "one c"),
+        application(&two, &alice, 0, "two b"),
+    ];
+    let outcomes = store.append_batch(batch.clone()).await;
+    assert_eq!(outcomes.len(), batch.len());
+    let told: Vec<(GroupId, u64, Bytes)> = outcomes
+        .into_iter()
+        .map(|outcome| {
+            let entry = appended(outcome);
+            (entry.group_id, entry.seq, entry.message)
+        })
+        .collect();
+    let expected: Vec<(GroupId, u64, Bytes)> = batch
+        .iter()
+        .zip([2, 2, 3, 1, 4, 3])
+        .map(|(sent, seq)| (sent.group_id.clone(), seq, sent.message.clone()))
+        .collect();
+    assert_eq!(told, expected);
+
+    for (group, reader, before) in [
+        (&one, &bob, None),
+        (&two, &alice, Some(&before)),
+        (&three, &bob, None),
+    ] {
+        let read = read_all(&*store, reader, group).await;
+        let applications: Vec<&Bytes> = read
+            .iter()
+            .filter(|entry| entry.kind == EntryKind::Application)
+            .map(|entry| &entry.message)
+            .collect();
+        let sent: Vec<&Bytes> = before
+            .into_iter()
+            .map(|entry| &entry.message)
+            .chain(
+                batch
+                    .iter()
+                    .filter(|sent| &sent.group_id == group)
+                    .map(|sent| &sent.message),
+            )
+            .collect();
+        assert_eq!(applications, sent, "{group}");
+        let seqs = seqs(&read);
+        let first = seqs.first().copied().unwrap_or(1);
+        assert_eq!(seqs, (first..first + seqs.len() as u64).collect::<Vec<_>>());
+    }
+}
+
+/// Each message of a batch is answered as a single append would answer it:
+/// strangers, unknown groups, retries, replays and stale epochs among fresh
+/// messages change nothing for the others, and the log stays gapless.
+pub async fn a_batch_answers_each_message_as_a_single_append_would(store: Arc<dyn Store>) {
+    let alice = register(&*store, "alice", "phone").await;
+    let mallory = register(&*store, "mallory", "phone").await;
+    let group = create_group(&*store, "g", &alice).await;
+    let window = |epoch: u64, label: &str| NewMessage {
+        max_epoch_lag: 1,
+        ..application(&group, &alice, epoch, label)
+    };
+    let early = appended(store.append(window(0, "early")).await);
+    accept(&*store, commit(&group, 0, "to 1")).await;
+    accept(&*store, commit(&group, 1, "to 2")).await;
+
+    let outcomes = store
+        .append_batch(vec![
+            window(2, "fresh"),
+            application(&group, &mallory, 2, "let me in"),
+            application(&group_id("missing"), &alice, 0, "anyone?"),
+            window(0, "early"),
+            window(0, "too old"),
+            window(1, "one behind"),
+        ])
+        .await;
+    let mut outcomes = outcomes.into_iter();
+    let mut next = || outcomes.next().expect("one answer per message");
+    let fresh = appended(next());
+    assert_eq!(fresh.seq, 4);
+    assert_not_member(next());
+    let missing = next();
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(_))),
+        "expected NotFound, got {missing:?}"
+    );
+    assert_eq!(ok(next()), AppendOutcome::Duplicate(early));
+    assert_wrong_epoch(next(), 2);
+    assert_eq!(appended(next()).seq, 5);
+
+    // Retries and replays, within one batch and of earlier ones.
+    let replay = NewMessage {
+        dedup_key: dedup_key("a new key for the same bytes"),
+        ..window(2, "fresh")
+    };
+    let outcomes = store
+        .append_batch(vec![
+            window(2, "later"),
+            window(2, "fresh"),
+            replay,
+            window(2, "last"),
+            window(2, "last"),
+        ])
+        .await;
+    let mut outcomes = outcomes.into_iter();
+    let mut next = || outcomes.next().expect("one answer per message");
+    assert_eq!(appended(next()).seq, 6);
+    assert_eq!(ok(next()), AppendOutcome::Duplicate(fresh.clone()));
+    assert_eq!(ok(next()), AppendOutcome::Duplicate(fresh));
+    let last = appended(next());
+    assert_eq!(last.seq, 7);
+    assert_eq!(ok(next()), AppendOutcome::Duplicate(last));
+    assert_eq!(
+        seqs(&read_all(&*store, &alice, &group).await),
+        (1..=7).collect::<Vec<_>>()
     );
 }

@@ -58,6 +58,8 @@ macro_rules! conformance_tests {
             concurrent_commits_for_one_epoch_accept_one,
             duplicate_commit_returns_original,
             append_assigns_gap_free_sequence,
+            a_batch_of_sends_to_several_groups_is_gapless_per_group,
+            a_batch_answers_each_message_as_a_single_append_would,
             duplicate_message_returns_original_seq,
             replayed_message_bytes_return_the_original_entry,
             a_non_member_learns_nothing_from_duplicates,

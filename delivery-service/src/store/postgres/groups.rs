@@ -6,6 +6,7 @@
 use bytes::Bytes;
 use deadpool_postgres::{GenericClient, Pool};
 use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 
 use super::{bound, delivery, from_db, to_db};
 use crate::domain::{ClientId, EntryKind, GroupEntry, GroupId, InboxItem};
@@ -225,6 +226,192 @@ pub(super) async fn append(pool: &Pool, message: &NewMessage) -> StoreResult<App
     }
     tx.commit().await?;
     Ok(AppendOutcome::Appended(entry))
+}
+
+/// Appends a batch of members' messages in one transaction (group commit),
+/// answering each as [`append`] would, in the batch's order; or `None` when
+/// the batch holds a retry or a replay (a unique key of the log already
+/// taken), which the caller then appends one by one. A message outside its
+/// group's epoch window is left `None` in the answer, for the same reason: a
+/// retry must be found at any epoch, which only [`append`] looks up.
+///
+/// Four round trips however many messages: BEGIN, the groups' row locks
+/// with the senders' roster check, the insert (`ON CONFLICT DO NOTHING`:
+/// the log's unique indexes find retries, no lookup does) with the
+/// sequence counters, COMMIT. Groups are locked in id order, so two batches
+/// never deadlock, and sequence numbers are assigned under the locks: per
+/// group they are gapless and in commit order, as for a single append.
+pub(super) async fn append_batch(
+    pool: &Pool,
+    messages: &[NewMessage],
+) -> StoreResult<Option<Vec<Option<StoreResult<AppendOutcome>>>>> {
+    let mut conn = pool.get().await?;
+    let tx = conn.transaction().await?;
+    let mut group_ids: Vec<&[u8]> = messages.iter().map(|m| m.group_id.as_slice()).collect();
+    group_ids.sort_unstable();
+    group_ids.dedup();
+    let lock = tx
+        .prepare_cached(
+            "SELECT group_id, epoch, next_seq FROM groups
+             WHERE group_id = ANY($1) ORDER BY group_id FOR UPDATE",
+        )
+        .await?;
+    let roster = tx
+        .prepare_cached(
+            "SELECT m.ord FROM unnest($1::bytea[], $2::text[], $3::text[])
+                 WITH ORDINALITY AS m(group_id, user_name, device_name, ord)
+             WHERE EXISTS (SELECT 1 FROM group_members r
+                           WHERE r.group_id = m.group_id AND r.user_name = m.user_name
+                             AND r.device_name = m.device_name)",
+        )
+        .await?;
+    let senders: Vec<(&str, &str)> = messages
+        .iter()
+        .map(|m| {
+            m.sender
+                .as_ref()
+                .map_or(("", ""), |sender| (sender.user(), sender.device()))
+        })
+        .collect();
+    let message_groups: Vec<&[u8]> = messages.iter().map(|m| m.group_id.as_slice()).collect();
+    let users: Vec<&str> = senders.iter().map(|(user, _)| *user).collect();
+    let devices: Vec<&str> = senders.iter().map(|(_, device)| *device).collect();
+    // Pipelined: the roster is read after the locks are held.
+    let lock_params: [&(dyn ToSql + Sync); 1] = [&group_ids];
+    let roster_params: [&(dyn ToSql + Sync); 3] = [&message_groups, &users, &devices];
+    let (locked, on_roster) = futures::try_join!(
+        tx.query(&lock, &lock_params),
+        tx.query(&roster, &roster_params),
+    )?;
+    // Each group's epoch, and its next seq as the batch advances it.
+    let mut groups = std::collections::HashMap::with_capacity(locked.len());
+    for row in &locked {
+        let id: &[u8] = row.try_get(0)?;
+        let epoch = from_db(row.try_get(1)?)?;
+        let next_seq = from_db(row.try_get(2)?)?;
+        groups.insert(id.to_vec(), (epoch, next_seq, next_seq));
+    }
+    let mut member = vec![false; messages.len()];
+    for row in &on_roster {
+        let ordinal: i64 = row.try_get(0)?;
+        if let Some(slot) = usize::try_from(ordinal - 1)
+            .ok()
+            .and_then(|i| member.get_mut(i))
+        {
+            *slot = true;
+        }
+    }
+
+    let mut outcomes = Vec::with_capacity(messages.len());
+    let mut rows = BatchRows::default();
+    for (message, member) in messages.iter().zip(member) {
+        let Some((epoch, _, next_seq)) = groups.get_mut(message.group_id.as_slice()) else {
+            outcomes.push(Some(Err(StoreError::NotFound("group"))));
+            continue;
+        };
+        if message.sender.is_none() || !member {
+            outcomes.push(Some(Err(StoreError::NotMember)));
+            continue;
+        }
+        let in_window = message.epoch <= *epoch
+            && *epoch - message.epoch <= message.max_epoch_lag
+            && message.new_state.is_none();
+        if !in_window {
+            outcomes.push(None);
+            continue;
+        }
+        let entry = GroupEntry {
+            group_id: message.group_id.clone(),
+            seq: *next_seq,
+            epoch: message.epoch,
+            kind: message.kind,
+            message: message.message.clone(),
+        };
+        *next_seq += 1;
+        rows.push(&entry, message)?;
+        outcomes.push(Some(Ok(AppendOutcome::Appended(entry))));
+    }
+    if rows.is_empty() {
+        tx.commit().await?;
+        return Ok(Some(outcomes));
+    }
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO group_log (group_id, seq, epoch, kind, dedup_key, content_key, message)
+             SELECT * FROM unnest($1::bytea[], $2::int8[], $3::int8[], $4::int2[],
+                                  $5::bytea[], $6::bytea[], $7::bytea[])
+             ON CONFLICT DO NOTHING",
+        )
+        .await?;
+    let advance = tx
+        .prepare_cached(
+            "UPDATE groups SET next_seq = v.next_seq
+             FROM unnest($1::bytea[], $2::int8[]) AS v(group_id, next_seq)
+             WHERE groups.group_id = v.group_id",
+        )
+        .await?;
+    let mut advanced_groups: Vec<&[u8]> = Vec::with_capacity(groups.len());
+    let mut advanced_to = Vec::with_capacity(groups.len());
+    for (id, (_, first_seq, next_seq)) in &groups {
+        if next_seq != first_seq {
+            advanced_groups.push(id);
+            advanced_to.push(to_db(*next_seq, "seq")?);
+        }
+    }
+    let insert_params: [&(dyn ToSql + Sync); 7] = [
+        &rows.group_ids,
+        &rows.seqs,
+        &rows.epochs,
+        &rows.kinds,
+        &rows.dedup_keys,
+        &rows.content_keys,
+        &rows.messages,
+    ];
+    let advance_params: [&(dyn ToSql + Sync); 2] = [&advanced_groups, &advanced_to];
+    let (inserted, _) = futures::try_join!(
+        tx.execute(&insert, &insert_params),
+        tx.execute(&advance, &advance_params),
+    )?;
+    if inserted != rows.len() as u64 {
+        // A retry or a replay: its key is taken, so its seq would be a gap.
+        tx.rollback().await?;
+        return Ok(None);
+    }
+    tx.commit().await?;
+    Ok(Some(outcomes))
+}
+
+/// The columns of a batch's new log rows, as arrays for `unnest`.
+#[derive(Default)]
+struct BatchRows<'a> {
+    group_ids: Vec<&'a [u8]>,
+    seqs: Vec<i64>,
+    epochs: Vec<i64>,
+    kinds: Vec<i16>,
+    dedup_keys: Vec<&'a [u8]>,
+    content_keys: Vec<&'a [u8]>,
+    messages: Vec<&'a [u8]>,
+}
+
+impl<'a> BatchRows<'a> {
+    fn push(&mut self, entry: &GroupEntry, message: &'a NewMessage) -> StoreResult<()> {
+        self.group_ids.push(message.group_id.as_slice());
+        self.seqs.push(to_db(entry.seq, "seq")?);
+        self.epochs.push(to_db(entry.epoch, "epoch")?);
+        self.kinds.push(entry.kind.as_i16());
+        self.dedup_keys.push(&message.dedup_key);
+        self.content_keys.push(&message.content_key);
+        self.messages.push(&message.message);
+        Ok(())
+    }
+
+    fn len(&self) -> usize {
+        self.seqs.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.seqs.is_empty()
+    }
 }
 
 /// The entry with this idempotency key.

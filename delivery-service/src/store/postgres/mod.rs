@@ -366,6 +366,35 @@ impl Store for PostgresStore {
             .await
     }
 
+    async fn append_batch(&self, messages: Vec<NewMessage>) -> Vec<StoreResult<AppendOutcome>> {
+        let batch = self
+            .availability
+            .guard(async { groups::append_batch(&self.pool, &messages).await })
+            .await;
+        // A batch that could not be decided at once (a retry, a replay, a
+        // message outside its epoch window, a failed transaction) is taken
+        // message by message where it was left undecided; nothing of a
+        // failed transaction was written.
+        let decided = match batch {
+            Ok(Some(decided)) => decided,
+            Ok(None) => messages.iter().map(|_| None).collect(),
+            Err(error) => {
+                if !matches!(error, StoreError::Unavailable(_)) {
+                    tracing::warn!(%error, messages = messages.len(), "an append batch failed; appending its messages one by one");
+                }
+                messages.iter().map(|_| None).collect()
+            }
+        };
+        let mut outcomes = Vec::with_capacity(messages.len());
+        for (message, decided) in messages.into_iter().zip(decided) {
+            outcomes.push(match decided {
+                Some(outcome) => outcome,
+                None => self.append(message).await,
+            });
+        }
+        outcomes
+    }
+
     async fn user_in_group(&self, group_id: &GroupId, user: &str) -> StoreResult<bool> {
         self.availability
             .guard(async { groups::user_in_group(&self.pool.get().await?, group_id, user).await })
