@@ -32,6 +32,7 @@ pub mod limits;
 pub mod log_limit;
 pub mod mls;
 pub mod server;
+pub mod sessions;
 pub mod startup;
 pub mod state;
 pub mod store;
