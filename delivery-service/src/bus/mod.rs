@@ -166,3 +166,20 @@ fn apply(hub: &Hub, notice: Notice, appended: &mut impl FnMut(Appended)) {
         Notice::Lagged => hub.mark_all_lagged(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn announcing_never_waits_and_counts_what_did_not_fit() {
+        let bus = Bus::new();
+        // Nobody publishes: the queue fills, and one more is dropped.
+        for _ in 0..=PUBLISH_QUEUE {
+            bus.announce(Notice::Lagged);
+        }
+        assert_eq!(bus.dropped(), 1);
+        // The publisher then tells the others to re-read.
+        assert!(bus.lost.load(Ordering::Acquire));
+    }
+}

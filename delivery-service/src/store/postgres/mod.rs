@@ -547,4 +547,35 @@ fn group_id(bytes: Vec<u8>) -> StoreResult<GroupId> {
 #[cfg(test)]
 mod tests {
     crate::store::conformance::conformance_tests!(super::testing::fresh_database().await.0);
+
+    /// `pg_notify` in a write transaction takes a database-wide lock that
+    /// serialises every commit; replicas wake each other up on the bus.
+    #[tokio::test]
+    async fn nothing_in_the_schema_notifies_on_a_write() {
+        let (store, _) = super::testing::fresh_database().await;
+        let conn = store.pool.get().await.unwrap();
+        let triggers: Vec<String> = conn
+            .query(
+                "SELECT tgname::text FROM pg_trigger WHERE NOT tgisinternal",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let notifying: Vec<String> = conn
+            .query(
+                "SELECT proname::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                 WHERE n.nspname = 'public' AND p.prosrc ILIKE '%notify%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        assert_eq!(triggers, Vec::<String>::new());
+        assert_eq!(notifying, Vec::<String>::new());
+    }
 }
