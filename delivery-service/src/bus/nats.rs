@@ -132,6 +132,9 @@ async fn receive(
     let following = async {
         let mut connected_before = false;
         let mut connected = false;
+        // Whether a failure to reach NATS was logged since the last connect:
+        // retries (every few seconds) log at debug level.
+        let mut failure_logged = false;
         let mut outage = tokio::time::interval(OUTAGE_REREAD);
         outage.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -157,9 +160,11 @@ async fn receive(
                             }
                             connected = true;
                             connected_before = true;
+                            failure_logged = false;
                         }
                         Event::Disconnected => {
                             connected = false;
+                            failure_logged = true;
                             tracing::warn!(
                                 reread_every = ?OUTAGE_REREAD,
                                 "lost NATS: other replicas' entries arrive when subscribers re-read the store"
@@ -169,7 +174,18 @@ async fn receive(
                             tracing::warn!("fell behind the bus; subscribers re-read the store");
                             hub.mark_all_lagged();
                         }
-                        Event::ClientError(error) => tracing::warn!(%error, "the bus connection failed"),
+                        Event::ClientError(error) if failure_logged => {
+                            tracing::debug!(%error, "NATS still cannot be reached");
+                        }
+                        Event::ClientError(error) => {
+                            failure_logged = true;
+                            tracing::warn!(
+                                %error,
+                                reread_every = ?OUTAGE_REREAD,
+                                "NATS cannot be reached; retrying in the background, and other \
+                                 replicas' entries arrive when subscribers re-read the store"
+                            );
+                        }
                         other => tracing::info!(event = %other, "NATS"),
                     }
                 }
