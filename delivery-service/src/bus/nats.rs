@@ -135,7 +135,10 @@ async fn receive(
         // Whether a failure to reach NATS was logged since the last connect:
         // retries (every few seconds) log at debug level.
         let mut failure_logged = false;
-        let mut outage = tokio::time::interval(OUTAGE_REREAD);
+        // The first connect marks subscribers lagged itself; the first
+        // re-read for want of it comes one period after the start.
+        let mut outage =
+            tokio::time::interval_at(tokio::time::Instant::now() + OUTAGE_REREAD, OUTAGE_REREAD);
         outage.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -325,6 +328,38 @@ mod tests {
         // Our own announcement was skipped: no second seq 1 before it.
         assert_eq!(next_inbox_seq(&mut subscription).await, 2);
         assert_eq!(ours.bus.as_ref().unwrap().dropped(), 0);
+        ours.shutdown.cancel();
+        theirs.shutdown.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_replica_that_dropped_announcements_has_the_others_re_read() {
+        let (store, url) = fresh_database().await;
+        let mut settings = Settings::for_tests();
+        on_test_nats(&mut settings).await;
+        let carol = register(&store, "carol").await;
+        let theirs = replica(store, &settings);
+        let subscription = theirs.hub.subscribe(&carol, [0; 32], []);
+        crate::server::start(&theirs).await;
+        tokio::time::timeout(WAIT, subscription.signal.lagged())
+            .await
+            .expect("subscribers re-read once the bus is up");
+
+        let ours = replica(PostgresStore::connect(&url, 2).await.unwrap(), &settings);
+        let bus = ours.bus.clone().unwrap();
+        // More than the queue holds, before anything publishes.
+        let group_id = crate::domain::GroupId::new(*b"nobody follows").unwrap();
+        for seq in 1..=(super::super::PUBLISH_QUEUE as u64 + 1) {
+            bus.announce(Notice::Appended(Appended::Group {
+                group_id: group_id.clone(),
+                seq,
+            }));
+        }
+        assert_eq!(bus.dropped(), 1);
+        crate::server::start(&ours).await;
+        tokio::time::timeout(WAIT, subscription.signal.lagged())
+            .await
+            .expect("the other replica's subscribers re-read what was dropped");
         ours.shutdown.cancel();
         theirs.shutdown.cancel();
     }
