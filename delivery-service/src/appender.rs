@@ -10,8 +10,8 @@
 //! batch is cut at [`MAX_BATCH`] messages or [`MAX_BATCH_BYTES`].
 //!
 //! Each batch publishes its new entries to the live subscribers after its
-//! commit, in the order of their sequence numbers, before it answers its
-//! callers. Two batches holding messages of one group commit one after the
+//! commit (and announces them to the other replicas), in the order of their
+//! sequence numbers, before it answers its callers. Two batches holding messages of one group commit one after the
 //! other (the group's row lock), and may rarely publish out of that order; a
 //! subscriber that sees a gap re-reads from the store (`crate::delivery`), so
 //! that costs a read, never an entry.
@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
+use crate::bus::{self, Bus};
 use crate::hub::Hub;
 use crate::store::{AppendOutcome, NewMessage, Store, StoreError, StoreResult};
 
@@ -41,15 +42,18 @@ struct Pending {
 pub struct Appender {
     store: Arc<dyn Store>,
     hub: Arc<Hub>,
+    /// Where the other replicas hear of the entries (none for one replica).
+    bus: Option<Arc<Bus>>,
     queue: Mutex<VecDeque<Pending>>,
     running: Arc<Semaphore>,
 }
 
 impl Appender {
-    pub fn new(store: Arc<dyn Store>, hub: Arc<Hub>) -> Arc<Self> {
+    pub fn new(store: Arc<dyn Store>, hub: Arc<Hub>, bus: Option<Arc<Bus>>) -> Arc<Self> {
         Arc::new(Self {
             store,
             hub,
+            bus,
             queue: Mutex::new(VecDeque::new()),
             running: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
         })
@@ -127,7 +131,7 @@ impl Appender {
             .collect();
         appended.sort_by(|a, b| (&a.group_id, a.seq).cmp(&(&b.group_id, b.seq)));
         for entry in appended {
-            self.hub.publish_group(entry);
+            bus::publish_group(&self.hub, self.bus.as_deref(), entry);
         }
         for (reply, outcome) in replies.into_iter().zip(outcomes) {
             let _ = reply.send(outcome);

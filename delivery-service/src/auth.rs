@@ -140,8 +140,7 @@ impl Ds {
             Registration::Rekeyed => {
                 self.end_streams(Ending::ClientRekeyed {
                     client: client.clone(),
-                })
-                .await;
+                });
                 tracing::info!(%client, "client re-keyed");
                 Ok(())
             }
@@ -276,8 +275,7 @@ impl Ds {
         self.end_streams(Ending::SessionRevoked {
             client: client.clone(),
             session,
-        })
-        .await;
+        });
         Ok(client)
     }
 

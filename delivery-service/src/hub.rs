@@ -11,8 +11,8 @@
 //! same lock right after the commit that makes them is published, so a removed
 //! member is never pushed an entry after its removal.
 //!
-//! Entries appended through another replica arrive from PostgreSQL
-//! (`crate::store::postgres::listen`), still in sequence order per group, but
+//! Entries appended through another replica are announced on the bus and
+//! read from PostgreSQL (`crate::bus`), still in sequence order per group, but
 //! the membership changes they make never pass through this hub. So each
 //! subscriber keeps its own routing up to date: it [`Hub::follow`]s a group
 //! when it delivers the Welcome to it, and re-reads its membership after each
