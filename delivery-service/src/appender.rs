@@ -2,8 +2,9 @@
 //! share one store transaction ([`Store::append_batch`]), and each caller is
 //! answered after that transaction commits.
 //!
-//! There is no timer. A send that finds fewer than [`MAX_IN_FLIGHT`] batches
-//! running starts one at once, so an idle sender waits for nothing but its
+//! There is no timer. A send that finds fewer than its limit of batches
+//! running (half the database connections, see [`Appender::new`]) starts one
+//! at once, so an idle sender waits for nothing but its
 //! own commit; while batches are running, the sends that arrive queue up and
 //! go together in the next one, so under load a transaction carries many
 //! messages and the database's per-commit cost (a WAL flush) is shared. A
@@ -25,9 +26,6 @@ use crate::bus::{self, Bus};
 use crate::hub::Hub;
 use crate::store::{AppendOutcome, NewMessage, Store, StoreError, StoreResult};
 
-/// Batches running at once, each on its own database connection: while one
-/// waits for its commit, the next is already being filled and sent.
-pub const MAX_IN_FLIGHT: usize = 4;
 /// Most messages in one batch.
 pub const MAX_BATCH: usize = 256;
 /// Most message bytes in one batch (a batch always takes at least one).
@@ -49,13 +47,21 @@ pub struct Appender {
 }
 
 impl Appender {
-    pub fn new(store: Arc<dyn Store>, hub: Arc<Hub>, bus: Option<Arc<Bus>>) -> Arc<Self> {
+    /// At most `max_in_flight` (at least 1) batches run at once, each on its
+    /// own database connection: while one waits for its commit, the next is
+    /// already being filled and sent.
+    pub fn new(
+        store: Arc<dyn Store>,
+        hub: Arc<Hub>,
+        bus: Option<Arc<Bus>>,
+        max_in_flight: usize,
+    ) -> Arc<Self> {
         Arc::new(Self {
             store,
             hub,
             bus,
             queue: Mutex::new(VecDeque::new()),
-            running: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            running: Arc::new(Semaphore::new(max_in_flight.max(1))),
         })
     }
 
@@ -76,7 +82,7 @@ impl Appender {
     }
 
     /// Starts a task that runs batches until the queue is empty, unless
-    /// [`MAX_IN_FLIGHT`] are running already (one of them takes the queue).
+    /// as many as allowed are running already (one of them takes the queue).
     fn start_batches(self: &Arc<Self>) {
         if let Ok(permit) = self.running.clone().try_acquire_owned() {
             let appender = self.clone();

@@ -95,7 +95,13 @@ impl Ds {
             .then(|| Arc::new(Bus::new()));
         Ok(Arc::new(Self {
             external_sender,
-            appender: Appender::new(storage.store.clone(), hub.clone(), bus.clone()),
+            // Half the pool: the other half stays free for reads and commits.
+            appender: Appender::new(
+                storage.store.clone(),
+                hub.clone(),
+                bus.clone(),
+                settings.database.max_connections / 2,
+            ),
             bus,
             store: storage.store,
             hub,
