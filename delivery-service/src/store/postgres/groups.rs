@@ -238,7 +238,9 @@ pub(super) async fn append(pool: &Pool, message: &NewMessage) -> StoreResult<App
 /// Four round trips however many messages: BEGIN, the groups' row locks
 /// with the senders' roster check, the insert (`ON CONFLICT DO NOTHING`:
 /// the log's unique indexes find retries, no lookup does) with the
-/// sequence counters, COMMIT. Groups are locked in id order, so two batches
+/// sequence counters, COMMIT. (Pipelining BEGIN with the locks and the
+/// insert with COMMIT, two round trips, measured slower: 2,882–3,394 sends/s
+/// against 3,227–4,877 in alternating `confide-ingress` runs.) Groups are locked in id order, so two batches
 /// never deadlock, and sequence numbers are assigned under the locks: per
 /// group they are gapless and in commit order, as for a single append.
 pub(super) async fn append_batch(
