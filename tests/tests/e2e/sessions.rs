@@ -11,9 +11,14 @@ use tonic::Code;
 
 /// An authenticated connection to `app` with a new session of `member`.
 async fn session_on(app: &TestApp, member: &RawMember) -> Api {
-    let mut api = app.api().await;
     let token = member.new_session(app).await;
-    api.set_token(&token).expect("an ASCII session token");
+    with_token(app, &token).await
+}
+
+/// A connection to `app` (a replica, say) carrying the session `token`.
+async fn with_token(app: &TestApp, token: &str) -> Api {
+    let mut api = app.api().await;
+    api.set_token(token).expect("an ASCII session token");
     api
 }
 
@@ -62,14 +67,10 @@ async fn a_subscribe_stream_on_another_replica_ends_when_its_session_is_revoked(
     let replica = app.spawn_replica().await;
     let alice = RawMember::register(&app, "alice", "phone").await;
     let token = alice.new_session(&app).await;
-    let mut on_replica = replica.api().await;
-    on_replica
-        .set_token(&token)
-        .expect("an ASCII session token");
+    let on_replica = with_token(&replica, &token).await;
     let mut stream = subscribe(&on_replica).await;
 
-    let mut on_app = app.api().await;
-    on_app.set_token(&token).expect("an ASCII session token");
+    let on_app = with_token(&app, &token).await;
     revoke(&on_app).await;
     expect_ended_unauthenticated(&mut stream, "session revoked").await;
 }
@@ -92,18 +93,14 @@ async fn a_session_revoked_on_one_replica_is_refused_by_another_that_just_accept
     let replica = app.spawn_replica().await;
     let alice = RawMember::register(&app, "alice", "phone").await;
     let token = alice.new_session(&app).await;
-    let mut on_replica = replica.api().await;
-    on_replica
-        .set_token(&token)
-        .expect("an ASCII session token");
+    let on_replica = with_token(&replica, &token).await;
     for _ in 0..3 {
         call_with_session(&on_replica, "alice")
             .await
             .expect("the session is valid");
     }
 
-    let mut on_app = app.api().await;
-    on_app.set_token(&token).expect("an ASCII session token");
+    let on_app = with_token(&app, &token).await;
     revoke(&on_app).await;
     let refused = tokio::time::timeout(WAIT, async {
         loop {
@@ -128,12 +125,8 @@ async fn a_subscribe_stream_ends_when_its_session_expires_on_every_replica() {
     let replica = app.spawn_replica().await;
     let alice = RawMember::register(&app, "alice", "phone").await;
     let token = alice.new_session(&app).await;
-    let mut on_replica = replica.api().await;
-    on_replica
-        .set_token(&token)
-        .expect("an ASCII session token");
-    let mut on_app = app.api().await;
-    on_app.set_token(&token).expect("an ASCII session token");
+    let on_replica = with_token(&replica, &token).await;
+    let on_app = with_token(&app, &token).await;
     let mut streams = [subscribe(&on_app).await, subscribe(&on_replica).await];
 
     for stream in &mut streams {
