@@ -57,10 +57,14 @@ async fn prune_group(
     cutoff: SystemTime,
 ) -> StoreResult<(u64, u64)> {
     let mut conn = pool.get().await?;
+    let mut deleted = 0;
     // Cursors only move forward and a new membership starts at the end of
     // the log, so a horizon read now stays safe while the group goes on.
-    let acked = acked_by_all(&conn, group).await?.unwrap_or(last).min(last);
-    let mut deleted = 0;
+    let acked = if last > pruned {
+        acked_by_all(&conn, group).await?.unwrap_or(last).min(last)
+    } else {
+        last
+    };
     loop {
         let upper = pruned.saturating_add(LOG_CHUNK).min(last);
         if upper <= pruned {
