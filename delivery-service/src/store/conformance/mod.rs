@@ -82,6 +82,7 @@ macro_rules! conformance_tests {
             a_removed_members_membership_goes_once_its_window_is_pruned,
             acked_and_old_inbox_entries_and_expired_key_packages_are_pruned,
             pruning_is_idempotent,
+            pruning_while_members_send_keeps_each_group_gapless,
         );
     };
     (@checks $store:expr; $($check:ident),* $(,)?) => {

@@ -221,3 +221,77 @@ pub async fn pruning_is_idempotent(store: Arc<dyn Store>) {
     );
     assert_eq!(read, vec![3, 4]);
 }
+
+/// Pruning while members send and acknowledge, in batches and one by one:
+/// every send is answered, each group's sequence stays gapless, and what
+/// is left reads on from the horizon.
+pub async fn pruning_while_members_send_keeps_each_group_gapless(store: Arc<dyn Store>) {
+    const SENDS: u64 = 60;
+    let alice = register(&*store, "alice", "phone").await;
+    let bob = register(&*store, "bob", "phone").await;
+    let one = create_group(&*store, "one", &alice).await;
+    let two = create_group(&*store, "two", &alice).await;
+    add(&*store, &one, 0, &[&bob]).await;
+    add(&*store, &two, 0, &[&bob]).await;
+    let sender = |store: Arc<dyn Store>, group: GroupId, batched: bool| {
+        let (alice, bob) = (alice.clone(), bob.clone());
+        tokio::spawn(async move {
+            let stream = StreamRef::Group(group.clone());
+            let mut seqs = Vec::new();
+            for i in 0..SENDS / 2 {
+                let pair = vec![
+                    application(&group, &alice, 1, &format!("a{i}")),
+                    application(&group, &bob, 1, &format!("b{i}")),
+                ];
+                let outcomes = if batched {
+                    store.append_batch(pair).await
+                } else {
+                    let mut outcomes = Vec::new();
+                    for message in pair {
+                        outcomes.push(store.append(message).await);
+                    }
+                    outcomes
+                };
+                for outcome in outcomes {
+                    let seq = appended(outcome).seq;
+                    seqs.push(seq);
+                    ok(store.ack(&alice, &stream, seq).await);
+                    ok(store.ack(&bob, &stream, seq).await);
+                }
+            }
+            seqs
+        })
+    };
+    let sending = [
+        sender(store.clone(), one.clone(), true),
+        sender(store.clone(), two.clone(), false),
+    ];
+    let pruner = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut deleted = 0;
+            while deleted < SENDS {
+                deleted += ok(store.prune(SystemTime::now(), RETENTION).await).log_entries;
+                tokio::task::yield_now().await;
+            }
+            deleted
+        })
+    };
+    for (group, sending) in [&one, &two].into_iter().zip(sending) {
+        let mut seqs = sending.await.expect("the sender");
+        seqs.sort_unstable();
+        assert_eq!(seqs, (2..2 + SENDS).collect::<Vec<_>>(), "{group}");
+    }
+    pruner.await.expect("the pruner");
+    prune_now(&*store).await;
+    for group in [&one, &two] {
+        let last = SENDS + 1;
+        assert_pruned(
+            store.read_group(&alice, group, 0, 10).await,
+            group,
+            last + 1,
+        );
+        assert!(ok(store.read_group(&alice, group, last, 10).await).is_empty());
+        assert_eq!(send(&*store, group, &bob, 1, "after").await.seq, last + 1);
+    }
+}

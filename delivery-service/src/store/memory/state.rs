@@ -119,8 +119,10 @@ impl GroupState {
             self.pruned += 1;
             deleted += 1;
         }
-        let pruned = self.pruned;
-        self.dedup.retain(|_, seq| *seq > pruned);
+        if deleted > 0 {
+            let pruned = self.pruned;
+            self.dedup.retain(|_, seq| *seq > pruned);
+        }
         deleted
     }
 
