@@ -193,3 +193,39 @@ async fn storage_is_bounded_under_retention() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_member_whose_removal_was_pruned_forgets_the_group_and_reads_its_others()
+-> anyhow::Result<()> {
+    let app = spawn_app().await;
+    let (one, [mut alice, mut bob]) = app.conversation(["alice", "bob"]).await;
+    let two = alice.group_with(&mut [&mut bob]).await;
+    // Bob is away while alice removes him from one, and long enough for
+    // the DS to prune his removal.
+    alice.remove_users(&one, &["bob"]).await?;
+    alice.send(&one, b"bob is gone").await?;
+    alice.catch_up().await;
+    app.store
+        .prune(SystemTime::now() + LATER, RETENTION)
+        .await
+        .expect("pruning");
+
+    bob.catch_up().await;
+    assert!(
+        !bob.groups().contains(&one),
+        "bob cannot rejoin a group he was removed from"
+    );
+    assert_eq!(
+        resync_reasons(bob.events(), &one).len(),
+        1,
+        "{:#?}",
+        bob.events()
+    );
+    // Nothing is asked again: a second sync is quiet, and the live stream
+    // opens and delivers the other group.
+    assert!(bob.catch_up().await.is_empty());
+    alice.send(&two, b"still here").await?;
+    let messages = bob.expect_live_messages(&two, 1).await;
+    assert_eq!(messages[0].body, b"still here");
+    Ok(())
+}
