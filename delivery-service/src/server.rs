@@ -68,23 +68,39 @@ async fn purge_expired(state: AppState) {
             Ok(purged) => tracing::debug!(purged, "expired challenges, sessions and links deleted"),
             Err(error) => tracing::warn!(%error, "purging expired sessions failed"),
         }
-        let pruning = state.store.prune(now, state.settings.retention());
-        match tokio::select! {
+        tokio::select! {
             _ = state.shutdown.cancelled() => return,
-            report = pruning => report,
-        } {
-            Ok(report) if report.total() == 0 => {}
-            Ok(report) => tracing::info!(
-                log_entries = report.log_entries,
-                memberships = report.memberships,
-                inbox_entries = report.inbox_entries,
-                key_packages = report.key_packages,
-                "pruned"
-            ),
-            Err(error) => tracing::warn!(%error, "pruning failed"),
+            () = prune(&state, now) => {}
         }
         state.limits.forget_idle();
     }
+}
+
+/// One run of [`crate::store::Store::prune`], logged and counted by what
+/// it deleted.
+async fn prune(state: &AppState, now: std::time::SystemTime) {
+    let report = match state.store.prune(now, state.settings.retention()).await {
+        Ok(report) => report,
+        Err(error) => return tracing::warn!(%error, "pruning failed"),
+    };
+    if report.total() == 0 {
+        return;
+    }
+    for (what, count) in [
+        ("log_entries", report.log_entries),
+        ("memberships", report.memberships),
+        ("inbox_entries", report.inbox_entries),
+        ("key_packages", report.key_packages),
+    ] {
+        metrics::counter!("confide_pruned_total", "what" => what).increment(count);
+    }
+    tracing::info!(
+        log_entries = report.log_entries,
+        memberships = report.memberships,
+        inbox_entries = report.inbox_entries,
+        key_packages = report.key_packages,
+        "pruned"
+    );
 }
 
 /// Serves only gRPC health, in plaintext, on `listener` (for probes that

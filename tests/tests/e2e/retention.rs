@@ -171,6 +171,13 @@ async fn storage_is_bounded_under_retention() -> anyhow::Result<()> {
         drained(&app, "acknowledged entries").await;
     }
 
+    assert!(
+        app.metrics()
+            .await
+            .contains("confide_pruned_total{what=\"log_entries\"}"),
+        "the purge counts what it pruned"
+    );
+
     // Carol stops reading: past the retention her entries go anyway.
     for i in 0..ROUND {
         alice
