@@ -2,16 +2,17 @@
 //! share one store transaction ([`Store::append_batch`]), and each caller is
 //! answered after that transaction commits.
 //!
-//! There is no timer. A send that finds fewer than [`MAX_IN_FLIGHT`] batches
-//! running starts one at once, so an idle sender waits for nothing but its
+//! There is no timer. A send that finds fewer than its limit of batches
+//! running (half the database connections, see [`Appender::new`]) starts one
+//! at once, so an idle sender waits for nothing but its
 //! own commit; while batches are running, the sends that arrive queue up and
 //! go together in the next one, so under load a transaction carries many
 //! messages and the database's per-commit cost (a WAL flush) is shared. A
 //! batch is cut at [`MAX_BATCH`] messages or [`MAX_BATCH_BYTES`].
 //!
 //! Each batch publishes its new entries to the live subscribers after its
-//! commit, in the order of their sequence numbers, before it answers its
-//! callers. Two batches holding messages of one group commit one after the
+//! commit (and announces them to the other replicas), in the order of their
+//! sequence numbers, before it answers its callers. Two batches holding messages of one group commit one after the
 //! other (the group's row lock), and may rarely publish out of that order; a
 //! subscriber that sees a gap re-reads from the store (`crate::delivery`), so
 //! that costs a read, never an entry.
@@ -21,12 +22,10 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
+use crate::bus::{self, Bus};
 use crate::hub::Hub;
 use crate::store::{AppendOutcome, NewMessage, Store, StoreError, StoreResult};
 
-/// Batches running at once, each on its own database connection: while one
-/// waits for its commit, the next is already being filled and sent.
-pub const MAX_IN_FLIGHT: usize = 4;
 /// Most messages in one batch.
 pub const MAX_BATCH: usize = 256;
 /// Most message bytes in one batch (a batch always takes at least one).
@@ -41,17 +40,28 @@ struct Pending {
 pub struct Appender {
     store: Arc<dyn Store>,
     hub: Arc<Hub>,
+    /// Where the other replicas hear of the entries (none for one replica).
+    bus: Option<Arc<Bus>>,
     queue: Mutex<VecDeque<Pending>>,
     running: Arc<Semaphore>,
 }
 
 impl Appender {
-    pub fn new(store: Arc<dyn Store>, hub: Arc<Hub>) -> Arc<Self> {
+    /// At most `max_in_flight` (at least 1) batches run at once, each on its
+    /// own database connection: while one waits for its commit, the next is
+    /// already being filled and sent.
+    pub fn new(
+        store: Arc<dyn Store>,
+        hub: Arc<Hub>,
+        bus: Option<Arc<Bus>>,
+        max_in_flight: usize,
+    ) -> Arc<Self> {
         Arc::new(Self {
             store,
             hub,
+            bus,
             queue: Mutex::new(VecDeque::new()),
-            running: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            running: Arc::new(Semaphore::new(max_in_flight.max(1))),
         })
     }
 
@@ -72,7 +82,7 @@ impl Appender {
     }
 
     /// Starts a task that runs batches until the queue is empty, unless
-    /// [`MAX_IN_FLIGHT`] are running already (one of them takes the queue).
+    /// as many as allowed are running already (one of them takes the queue).
     fn start_batches(self: &Arc<Self>) {
         if let Ok(permit) = self.running.clone().try_acquire_owned() {
             let appender = self.clone();
@@ -127,7 +137,7 @@ impl Appender {
             .collect();
         appended.sort_by(|a, b| (&a.group_id, a.seq).cmp(&(&b.group_id, b.seq)));
         for entry in appended {
-            self.hub.publish_group(entry);
+            bus::publish_group(&self.hub, self.bus.as_deref(), entry);
         }
         for (reply, outcome) in replies.into_iter().zip(outcomes) {
             let _ = reply.send(outcome);

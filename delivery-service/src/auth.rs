@@ -140,8 +140,7 @@ impl Ds {
             Registration::Rekeyed => {
                 self.end_streams(Ending::ClientRekeyed {
                     client: client.clone(),
-                })
-                .await;
+                });
                 tracing::info!(%client, "client re-keyed");
                 Ok(())
             }
@@ -244,13 +243,20 @@ impl Ds {
     pub async fn authenticated_caller(&self, request: &RequestMeta<'_>) -> ApiResult<Caller> {
         self.check_request_size(request.size)?;
         let session = token_hash(request.session_token.token()?);
-        let record = self
-            .store
-            .session(&session, SystemTime::now())
-            .await?
-            .ok_or(ApiError::Unauthenticated(
-                "invalid or expired session token",
-            ))?;
+        let now = SystemTime::now();
+        let record =
+            match self.hub.sessions().get(&session, now) {
+                Ok(record) => record,
+                Err(generation) => {
+                    let record = self.store.session(&session, now).await?.ok_or(
+                        ApiError::Unauthenticated("invalid or expired session token"),
+                    )?;
+                    self.hub
+                        .sessions()
+                        .insert(session, record.clone(), generation);
+                    record
+                }
+            };
         self.limits.check_request(&record.client, request.size)?;
         Ok(Caller {
             client: record.client,
@@ -269,8 +275,7 @@ impl Ds {
         self.end_streams(Ending::SessionRevoked {
             client: client.clone(),
             session,
-        })
-        .await;
+        });
         Ok(client)
     }
 

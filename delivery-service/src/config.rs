@@ -17,6 +17,29 @@ pub enum StoreKind {
     Memory,
 }
 
+/// How replicas sharing one database wake each other up (`crate::bus`).
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BusKind {
+    /// No bus: one replica alone. A second replica on the same database
+    /// would not deliver live what the first one accepts.
+    None,
+    /// NATS: every replica announces what it appends (ids only) and reads
+    /// what the others announce from PostgreSQL. Needed by several replicas.
+    Nats,
+}
+
+/// The cross-replica bus.
+#[derive(Clone, Deserialize)]
+pub struct BusSettings {
+    pub kind: BusKind,
+    /// The NATS server (`nats://host:port`; credentials may be in it).
+    pub url: String,
+    /// Subjects are `<subject_prefix>.wake`: replicas of one deployment share
+    /// it; deployments (or tests) on one NATS use different ones.
+    pub subject_prefix: String,
+}
+
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -103,6 +126,8 @@ pub struct Settings {
     pub limits: LimitSettings,
     pub store: StoreKind,
     pub database: DatabaseSettings,
+    /// How replicas sharing the database learn what the others append.
+    pub bus: BusSettings,
     pub log_format: LogFormat,
     /// When set, registering a client requires this token (organisation deployments).
     pub registration_token: Option<String>,
@@ -174,6 +199,9 @@ impl Settings {
             .set_default("store", "postgres")?
             .set_default("database.url", "postgres://postgres@127.0.0.1:5432/confide")?
             .set_default("database.max_connections", 16)?
+            .set_default("bus.kind", "none")?
+            .set_default("bus.url", "nats://127.0.0.1:4222")?
+            .set_default("bus.subject_prefix", "confide")?
             .set_default("log_format", "text")?
             .set_default("session_ttl_secs", 3600)?
             .set_default("challenge_ttl_secs", 60)?
@@ -280,6 +308,28 @@ impl Settings {
                 "limits.max_request_bytes must be at least max_message_bytes".into(),
             ));
         }
+        if self.bus.kind == BusKind::Nats && self.store == StoreKind::Memory {
+            return Err(config::ConfigError::Message(
+                "bus.kind nats needs store: postgres (replicas share one database; a memory \
+                 store is one process's own)"
+                    .into(),
+            ));
+        }
+        if self.bus.kind == BusKind::Nats
+            && let Err(error) = self.bus.url.parse::<async_nats::ServerAddr>()
+        {
+            return Err(config::ConfigError::Message(format!(
+                "bus.url {}: {error}",
+                redact_url(&self.bus.url)
+            )));
+        }
+        if !valid_subject_prefix(&self.bus.subject_prefix) {
+            return Err(config::ConfigError::Message(format!(
+                "bus.subject_prefix {:?} is not a NATS subject: dot-separated tokens of \
+                 letters, digits, '-' and '_'",
+                self.bus.subject_prefix
+            )));
+        }
         if self.tls.is_none() && !self.plaintext {
             return Err(config::ConfigError::Message(
                 "no TLS configured: set tls.cert and tls.key, or plaintext: true for local \
@@ -336,6 +386,9 @@ impl fmt::Debug for Settings {
                 "database.startup_wait_secs",
                 &self.database.startup_wait_secs,
             )
+            .field("bus.kind", &self.bus.kind)
+            .field("bus.url", &redact_url(&self.bus.url))
+            .field("bus.subject_prefix", &self.bus.subject_prefix)
             .field("log_format", &self.log_format)
             .field(
                 "registration_token",
@@ -354,6 +407,16 @@ impl fmt::Debug for Settings {
             .field("shutdown_grace_secs", &self.shutdown_grace_secs)
             .finish_non_exhaustive()
     }
+}
+
+/// Dot-separated tokens of `[A-Za-z0-9_-]`: no wildcard, no empty token.
+fn valid_subject_prefix(prefix: &str) -> bool {
+    prefix.split('.').all(|token| {
+        !token.is_empty()
+            && token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
 }
 
 /// `postgres://user:secret@host/db` → `postgres://user:<redacted>@host/db`.
@@ -447,12 +510,50 @@ mod tests {
     }
 
     #[test]
+    fn the_bus_kind_url_and_subject_prefix_are_configured_and_checked() {
+        let path = std::env::temp_dir().join(format!("confide-ds-bus-{}.yaml", std::process::id()));
+        std::fs::write(
+            &path,
+            "plaintext: true\nbus:\n  kind: nats\n  subject_prefix: prod.eu-1\n",
+        )
+        .unwrap();
+        let settings = Settings::load(Some(&path)).unwrap();
+        assert_eq!(settings.bus.kind, BusKind::Nats);
+        assert_eq!(settings.bus.url, "nats://127.0.0.1:4222");
+        assert_eq!(settings.bus.subject_prefix, "prod.eu-1");
+        for (yaml, says) in [
+            (
+                "bus:\n  kind: nats\n  subject_prefix: a.>\n",
+                "bus.subject_prefix",
+            ),
+            (
+                "bus:\n  kind: nats\n  subject_prefix: a..b\n",
+                "bus.subject_prefix",
+            ),
+            (
+                "store: memory\nbus:\n  kind: nats\n",
+                "needs store: postgres",
+            ),
+            ("bus:\n  kind: kafka\n", "kafka"),
+            ("bus:\n  kind: nats\n  url: http://nats:4222\n", "bus.url"),
+        ] {
+            std::fs::write(&path, format!("plaintext: true\n{yaml}")).unwrap();
+            let error = Settings::load(Some(&path)).unwrap_err();
+            assert!(error.to_string().contains(says), "{yaml}: {error}");
+        }
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(Settings::for_tests().bus.kind, BusKind::None);
+    }
+
+    #[test]
     fn debug_output_never_contains_secrets() {
         let mut settings = Settings::for_tests();
         settings.registration_token = Some("org-secret-token".into());
         settings.admin_token = Some("operator-secret".into());
         settings.database.url = "postgres://confide:hunter2@db:5432/confide".into();
+        settings.bus.url = "nats://confide:natspass@nats:4222".into();
         let printed = format!("{settings:?}");
+        assert!(!printed.contains("natspass"));
         assert!(!printed.contains("org-secret-token"));
         assert!(!printed.contains("operator-secret"));
         assert!(!printed.contains("hunter2"));

@@ -357,19 +357,6 @@ impl Ds {
         Ok(rx)
     }
 
-    /// Ends the live streams `ending` names here at once, and announces it
-    /// to the other replicas (PostgreSQL), which end theirs.
-    pub async fn end_streams(&self, ending: Ending) {
-        self.hub.end(&ending);
-        if let Some(store) = &self.postgres
-            && let Err(error) = crate::store::postgres::listen::announce(store, &ending).await
-        {
-            // Their streams still end at the next re-read (a reconnect of
-            // their relay) or when the session expires.
-            tracing::warn!(%error, "could not tell the other replicas to end streams");
-        }
-    }
-
     pub async fn fetch(
         &self,
         client: &ClientId,

@@ -81,8 +81,7 @@ impl Ds {
         }
         self.end_streams(Ending::ClientRemoved {
             client: target.clone(),
-        })
-        .await;
+        });
         let mut removal = Removal::default();
         let groups = self.store.memberships(target).await?;
         for group in groups.iter().filter(|m| m.is_current()) {

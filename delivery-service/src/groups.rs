@@ -379,7 +379,7 @@ impl Ds {
         (added, removed): (&[ClientId], &[ClientId]),
         accepted: &CommitAccepted,
     ) {
-        self.hub.publish_group(&accepted.entry);
+        self.publish_group(&accepted.entry);
         for client in removed {
             self.hub.leave(group_id, client);
         }
@@ -387,7 +387,7 @@ impl Ds {
             self.hub.join(group_id, client);
         }
         for (client, entry) in &accepted.welcomes {
-            self.hub.publish_inbox(client, entry);
+            self.publish_inbox(client, entry);
         }
         tracing::debug!(group = %group_id, seq = accepted.entry.seq, epoch = from_epoch + 1,
             added = added.len(), removed = removed.len(), "commit accepted");
@@ -510,7 +510,7 @@ impl Ds {
 
     fn publish_appended(&self, outcome: AppendOutcome) -> u64 {
         if let AppendOutcome::Appended(entry) = &outcome {
-            self.hub.publish_group(entry);
+            self.publish_group(entry);
         }
         outcome.entry().seq
     }

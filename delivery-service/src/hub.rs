@@ -11,8 +11,8 @@
 //! same lock right after the commit that makes them is published, so a removed
 //! member is never pushed an entry after its removal.
 //!
-//! Entries appended through another replica arrive from PostgreSQL
-//! (`crate::store::postgres::listen`), still in sequence order per group, but
+//! Entries appended through another replica are announced on the bus and
+//! read from PostgreSQL (`crate::bus`), still in sequence order per group, but
 //! the membership changes they make never pass through this hub. So each
 //! subscriber keeps its own routing up to date: it [`Hub::follow`]s a group
 //! when it delivers the Welcome to it, and re-reads its membership after each
@@ -26,6 +26,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 use tokio::sync::{Notify, mpsc};
 
 use crate::domain::{ClientId, GroupEntry, GroupId, InboxEntry};
+use crate::sessions::SessionCache;
 
 /// Events queued per subscriber before it counts as lagged, unless configured.
 pub const DEFAULT_QUEUE_DEPTH: usize = 1024;
@@ -103,6 +104,9 @@ pub struct Hub {
     next_id: AtomicU64,
     dropped: AtomicU64,
     queue_depth: usize,
+    /// Sessions cached for authentication: forgotten with the endings and
+    /// missed announcements applied here.
+    sessions: SessionCache,
 }
 
 /// A live subscription; unregisters itself when dropped.
@@ -197,6 +201,7 @@ impl Hub {
     /// revoked session's, a deprovisioned device's): their events end and
     /// [`Subscription::ending`] says why.
     pub fn end(&self, ending: &Ending) {
+        self.sessions.forget(ending);
         let (client, session) = match ending {
             Ending::SessionRevoked { client, session } => (client, Some(session)),
             Ending::ClientRemoved { client } | Ending::ClientRekeyed { client } => (client, None),
@@ -301,6 +306,11 @@ impl Hub {
         }
     }
 
+    /// The sessions cached for authentication on this replica.
+    pub fn sessions(&self) -> &SessionCache {
+        &self.sessions
+    }
+
     /// Whether some subscriber here follows the group; entries of other
     /// groups need not even be read.
     pub fn follows_group(&self, group: &GroupId) -> bool {
@@ -316,6 +326,8 @@ impl Hub {
     /// store: for when entries may have been missed (notifications from other
     /// replicas lost while their connection was down).
     pub fn mark_all_lagged(&self) {
+        // Whatever was missed may have ended a session too.
+        self.sessions.clear();
         for subscriber in self.read().subscribers.values() {
             subscriber.signal.raise();
         }

@@ -132,7 +132,7 @@ impl Ds {
                     available: key_package.remaining,
                 };
                 let entry = self.store.push_inbox(&device, item).await?;
-                self.hub.publish_inbox(&device, &entry);
+                self.publish_inbox(&device, &entry);
             }
             claimed.push(key_package);
         }

@@ -8,12 +8,13 @@
 //! Layout: [`grpc`] adapters → domain operations on [`state::Ds`] (in
 //! [`auth`], [`devices`], [`deprovision`], [`key_packages`], [`groups`],
 //! [`delivery`]) → [`store`], members' messages through the group commit of
-//! [`appender`]. MLS
-//! parsing and validation live in [`mls`]; live fan-out in [`hub`]. A
+//! [`appender`]. MLS parsing and validation live in [`mls`]; live fan-out in
+//! [`hub`], across replicas in [`bus`]. A
 //! server is wired in one place, [`App`] ([`startup`]).
 
 pub mod appender;
 pub mod auth;
+pub mod bus;
 pub mod config;
 pub mod delivery;
 pub mod deprovision;
@@ -32,6 +33,7 @@ pub mod limits;
 pub mod log_limit;
 pub mod mls;
 pub mod server;
+pub mod sessions;
 pub mod startup;
 pub mod state;
 pub mod store;

@@ -35,7 +35,10 @@ async fn main() -> anyhow::Result<()> {
     if let Some(listen) = args.listen {
         settings.listen = listen;
     }
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // async-nats logs every connection event at info; the bus logs what an
+    // operator needs of them (a loss, each reconnection) itself.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,async_nats=warn"));
     match settings.log_format {
         LogFormat::Json => tracing_subscriber::fmt()
             .json()

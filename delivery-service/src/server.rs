@@ -16,7 +16,7 @@ use tonic_health::ServingStatus;
 use crate::config::Settings;
 use crate::grpc::{AuthApi, DeliveryApi, DeviceApi, GroupApi, KeyPackageApi};
 use crate::state::{AppState, Ds, Storage};
-use crate::store::postgres::{availability, listen};
+use crate::store::postgres::availability;
 use crate::transport::{ServeError, limited_incoming, serve_within_grace, tls_config};
 
 /// Keeps health at NOT_SERVING while PostgreSQL cannot be reached, until
@@ -176,8 +176,8 @@ pub(crate) async fn run(
     Ok(served?)
 }
 
-/// Starts the background tasks (with PostgreSQL: the relay of the entries
-/// other replicas append to this replica's live subscribers, and a watchdog
+/// Starts the background tasks (with PostgreSQL: the bus, which relays the
+/// entries other replicas append to this replica's live subscribers, and a watchdog
 /// that keeps health NOT_SERVING while the database cannot be reached) and
 /// sets every service's health to the status they start with. Called before any port serves: a health check
 /// that came first would find the services unregistered (NOT_FOUND).
@@ -187,17 +187,21 @@ pub(crate) async fn start(state: &AppState) {
 }
 
 /// Starts what runs beside the server until the state's shutdown: the purge
-/// of expired sessions and, with PostgreSQL, the relay of other replicas'
-/// entries and the database watchdog. Returns the status health starts
+/// of expired sessions and, with PostgreSQL, the database watchdog and (with
+/// `bus: nats`) the bus to the other replicas. Returns the status health starts
 /// with: NOT_SERVING while the database cannot be reached.
 fn start_background_tasks(state: &AppState) -> ServingStatus {
     let mut serving = ServingStatus::Serving;
     if let Some(store) = &state.postgres {
-        tokio::spawn(listen::run(
-            store.clone(),
-            state.hub.clone(),
-            state.shutdown.clone(),
-        ));
+        if let Some(bus) = &state.bus {
+            tokio::spawn(crate::bus::nats::run(
+                bus.clone(),
+                state.settings.bus.clone(),
+                store.clone(),
+                state.hub.clone(),
+                state.shutdown.clone(),
+            ));
+        }
         let availability = store.availability();
         let up = availability.subscribe();
         if !*up.borrow() {

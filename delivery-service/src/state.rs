@@ -5,7 +5,8 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::appender::Appender;
-use crate::config::Settings;
+use crate::bus::Bus;
+use crate::config::{BusKind, Settings};
 use crate::groups::GroupLocks;
 use crate::hub::Hub;
 use crate::limits::RateLimits;
@@ -14,7 +15,7 @@ use crate::store::memory::MemoryStore;
 use crate::store::postgres::PostgresStore;
 
 /// A store, and when it is PostgreSQL the handle that live delivery across
-/// replicas needs (`crate::store::postgres::listen`). Built from the concrete
+/// replicas needs (`crate::bus`). Built from the concrete
 /// store, so a PostgreSQL store cannot lose that handle on the way.
 #[derive(Clone)]
 pub struct Storage {
@@ -66,9 +67,12 @@ pub struct Ds {
     pub health: tonic_health::server::HealthReporter,
     /// Cancelled on shutdown; live streams end when it is.
     pub shutdown: CancellationToken,
-    /// PostgreSQL only: where `crate::server::run` listens for the entries
-    /// other replicas append.
+    /// PostgreSQL only: where the bus relay reads the entries other
+    /// replicas announce.
     pub(crate) postgres: Option<PostgresStore>,
+    /// With `bus: nats` and PostgreSQL: where this replica announces what it
+    /// commits (`crate::bus`).
+    pub bus: Option<Arc<Bus>>,
 }
 
 pub type AppState = Arc<Ds>;
@@ -87,9 +91,18 @@ impl Ds {
             .map(crate::mls::ExternalSenderKey::load_or_create)
             .transpose()?;
         let hub = Hub::with_queue_depth(settings.live_queue_depth);
+        let bus = (settings.bus.kind == BusKind::Nats && storage.postgres.is_some())
+            .then(|| Arc::new(Bus::new()));
         Ok(Arc::new(Self {
             external_sender,
-            appender: Appender::new(storage.store.clone(), hub.clone()),
+            // Half the pool: the other half stays free for reads and commits.
+            appender: Appender::new(
+                storage.store.clone(),
+                hub.clone(),
+                bus.clone(),
+                settings.database.max_connections / 2,
+            ),
+            bus,
             store: storage.store,
             hub,
             limits: RateLimits::new(&settings.limits),

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use confide_client::{Api, Client, ClientId, GroupId, StateLocation, TlsOptions, UserIdentity};
+use confide_ds::bus::testing::on_test_nats;
 use confide_ds::config::StoreKind;
 use confide_ds::domain::GroupEntry;
 use confide_ds::store::Store;
@@ -45,7 +46,11 @@ pub struct TestApp {
     pub client_tls: TlsOptions,
 }
 
-/// Creates a fresh, migrated database and serves a DS on it on port 0.
+/// Creates a fresh, migrated database and serves a DS on it on port 0, on
+/// the test NATS (`NATS_URL`) with a subject prefix of its own, which its
+/// replicas ([`TestApp::spawn_replica`]) share: every test DS runs the bus
+/// as a deployment of several replicas does. Fails, saying how to start it,
+/// when NATS cannot be reached.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
@@ -55,6 +60,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     logs::capture();
     let (store, database_url) = fresh_database().await;
     let mut settings = Settings::for_tests();
+    on_test_nats(&mut settings).await;
     configure(&mut settings);
     settings.store = StoreKind::Postgres;
     settings.database.url = database_url;
@@ -73,6 +79,7 @@ pub async fn database_behind(proxy: &crate::DbProxy) -> String {
 pub async fn spawn_app_on(database_url: String, configure: impl FnOnce(&mut Settings)) -> TestApp {
     logs::capture();
     let mut settings = Settings::for_tests();
+    on_test_nats(&mut settings).await;
     configure(&mut settings);
     settings.store = StoreKind::Postgres;
     settings.database.url = database_url;
@@ -266,7 +273,8 @@ impl TestApp {
     }
 
     /// Starts another DS on the same database, beside this one, as a second
-    /// replica of a deployment: its own pool, caches and live subscribers.
+    /// replica of a deployment: its own pool, caches and live subscribers,
+    /// on the same NATS subjects.
     pub async fn spawn_replica(&self) -> Self {
         Self::open(self.settings.clone()).await
     }

@@ -10,7 +10,8 @@
 //! member's name). [`HostileDs`] stands between clients and a real DS and
 //! lies to them, for tests that the client library notices.
 //! [`DbProxy`] stands between a DS and PostgreSQL and can play a dead
-//! database. [`rpc`] has the helpers for raw gRPC calls.
+//! database. [`PrivateNats`] is a `nats-server` of a test's own that it can
+//! kill and restart. [`rpc`] has the helpers for raw gRPC calls.
 //!
 //! Waiting polls the DS or reads a live stream, always under a deadline
 //! ([`WAIT`]); no test sleeps to synchronise.
@@ -20,6 +21,7 @@ mod db_proxy;
 pub mod hostile;
 mod logs;
 mod member;
+mod nats_server;
 mod raw_member;
 pub mod rpc;
 
@@ -30,6 +32,7 @@ pub use db_proxy::DbProxy;
 pub use hostile::{HostileDs, Lost, Via};
 pub use logs::captured_ds_logs;
 pub use member::{Member, Received};
+pub use nats_server::PrivateNats;
 pub use raw_member::{CraftedCommit, RawMember};
 
 /// The longest a test waits for something to arrive before it fails.

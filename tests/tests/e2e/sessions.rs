@@ -74,6 +74,54 @@ async fn a_subscribe_stream_on_another_replica_ends_when_its_session_is_revoked(
     expect_ended_unauthenticated(&mut stream, "session revoked").await;
 }
 
+/// A call that needs nothing but the session: listing one's devices.
+async fn call_with_session(api: &Api, user: &str) -> Result<(), tonic::Status> {
+    api.devices()
+        .list_devices(api.request(v1::ListDevicesRequest {
+            user: user.to_owned(),
+        }))
+        .await
+        .map(drop)
+}
+
+/// Replicas keep the sessions they checked in memory; one revoked through
+/// another replica is refused within moments, not when that memory ages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_revoked_on_one_replica_is_refused_by_another_that_just_accepted_it() {
+    let app = spawn_app().await;
+    let replica = app.spawn_replica().await;
+    let alice = RawMember::register(&app, "alice", "phone").await;
+    let token = alice.new_session(&app).await;
+    let mut on_replica = replica.api().await;
+    on_replica
+        .set_token(&token)
+        .expect("an ASCII session token");
+    for _ in 0..3 {
+        call_with_session(&on_replica, "alice")
+            .await
+            .expect("the session is valid");
+    }
+
+    let mut on_app = app.api().await;
+    on_app.set_token(&token).expect("an ASCII session token");
+    revoke(&on_app).await;
+    let refused = tokio::time::timeout(WAIT, async {
+        loop {
+            match call_with_session(&on_replica, "alice").await {
+                Ok(()) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+                Err(status) => return status,
+            }
+        }
+    })
+    .await
+    .expect("the other replica kept accepting the revoked session");
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    let on_app_refused = call_with_session(&on_app, "alice")
+        .await
+        .expect_err("the replica that revoked it refuses it at once");
+    assert_eq!(on_app_refused.code(), Code::Unauthenticated);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscribe_stream_ends_when_its_session_expires_on_every_replica() {
     let app = spawn_app_with(|s| s.session_ttl_secs = 4).await;

@@ -15,12 +15,12 @@ mod devices;
 mod groups;
 mod key_packages;
 mod links;
-pub mod listen;
 mod retention;
 /// Scratch databases, for the tests and the tools (feature `testing`).
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -50,8 +50,6 @@ const MIGRATION_LOCK: i64 = 0x63_6f_6e_66_69_64_65;
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
-    /// Tags this pool's writes, so this replica skips their announcements.
-    replica: listen::Replica,
     availability: Arc<availability::Availability>,
 }
 
@@ -80,7 +78,6 @@ impl PostgresStore {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
         let availability = availability::Availability::new(config.clone());
-        let replica = listen::Replica::tag(&mut config);
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -97,11 +94,7 @@ impl PostgresStore {
             .build()
             .map_err(|err| StoreError::Backend(Box::new(err)))?;
         drop(pool.get().await?);
-        Ok(Self {
-            pool,
-            replica,
-            availability,
-        })
+        Ok(Self { pool, availability })
     }
 
     /// Whether PostgreSQL can be reached, as its watchdog
@@ -126,9 +119,50 @@ impl PostgresStore {
         report.map(drop)
     }
 
-    /// The connection pool, for callers that need PostgreSQL itself (LISTEN).
+    /// The connection pool, for callers that need PostgreSQL itself (the
+    /// tests' and tools' own queries).
     pub fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// What other replicas announced on the bus (`crate::bus`), on one
+    /// pooled connection: for each group its log entries in `runs` (each an
+    /// inclusive range of seqs), and for each client its inbox entries from
+    /// the start of each run on, as many as the run is long; in sequence
+    /// order per stream.
+    pub(crate) async fn read_runs(
+        &self,
+        group_runs: Vec<(GroupId, Vec<RangeInclusive<u64>>)>,
+        inbox_runs: Vec<(ClientId, Vec<RangeInclusive<u64>>)>,
+    ) -> StoreResult<(Vec<GroupEntry>, Vec<(ClientId, InboxEntry)>)> {
+        /// A run as a read: after, up to and including, and how many.
+        fn bounds(run: &RangeInclusive<u64>) -> (u64, u64, u32) {
+            let len = run.end() - run.start() + 1;
+            (
+                run.start() - 1,
+                *run.end(),
+                u32::try_from(len).unwrap_or(u32::MAX),
+            )
+        }
+        let conn = self.pool.get().await?;
+        let mut group_entries = Vec::new();
+        for (group_id, runs) in group_runs {
+            for run in runs {
+                let (after, until, limit) = bounds(&run);
+                group_entries
+                    .extend(groups::read_log(&conn, &group_id, after, Some(until), limit).await?);
+            }
+        }
+        let mut inbox_entries = Vec::new();
+        for (client, runs) in inbox_runs {
+            for run in runs {
+                let (after, _, limit) = bounds(&run);
+                for entry in delivery::read_inbox(&conn, &client, after, limit).await? {
+                    inbox_entries.push((client.clone(), entry));
+                }
+            }
+        }
+        Ok((group_entries, inbox_entries))
     }
 }
 
@@ -560,4 +594,35 @@ fn group_id(bytes: Vec<u8>) -> StoreResult<GroupId> {
 #[cfg(test)]
 mod tests {
     crate::store::conformance::conformance_tests!(super::testing::fresh_database().await.0);
+
+    /// `pg_notify` in a write transaction takes a database-wide lock that
+    /// serialises every commit; replicas wake each other up on the bus.
+    #[tokio::test]
+    async fn nothing_in_the_schema_notifies_on_a_write() {
+        let (store, _) = super::testing::fresh_database().await;
+        let conn = store.pool.get().await.unwrap();
+        let triggers: Vec<String> = conn
+            .query(
+                "SELECT tgname::text FROM pg_trigger WHERE NOT tgisinternal",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let notifying: Vec<String> = conn
+            .query(
+                "SELECT proname::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                 WHERE n.nspname = 'public' AND p.prosrc ILIKE '%notify%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        assert_eq!(triggers, Vec::<String>::new());
+        assert_eq!(notifying, Vec::<String>::new());
+    }
 }
