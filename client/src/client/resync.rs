@@ -230,6 +230,11 @@ impl Client {
         first_seq: u64,
     ) -> ClientResult<()> {
         let after = self.db.processed(&Stream::Group(group_id.to_vec()))?;
+        if after.saturating_add(1) >= first_seq {
+            // Processed here before they were pruned, only not yet
+            // acknowledged (the DS's cursor is behind): nothing was lost.
+            return self.api.ack(group_selector(group_id), after).await;
+        }
         tracing::info!(client = %self.id, after, first_seq, "entries of a group were pruned before this client read them");
         if self.groups.contains_key(group_id) {
             self.emit(Event::Resyncing {
