@@ -158,6 +158,11 @@ pub struct Settings {
     /// Live entries queued per subscription in the hub; beyond that a slow
     /// subscriber is marked lagged and re-reads from the store.
     pub live_queue_depth: usize,
+    /// Bytes of live entries queued per subscription in the hub (MLS
+    /// payloads plus a little per entry); beyond that, as beyond the depth,
+    /// the subscriber is marked lagged and re-reads from the store. One
+    /// entry always fits, however large.
+    pub live_queue_bytes: usize,
     /// Envelopes buffered per Subscribe stream before its subscriber waits.
     pub stream_buffer: usize,
     /// On shutdown, how long in-flight calls may take to finish before the
@@ -219,6 +224,7 @@ impl Settings {
             .set_default("max_message_bytes", 1024 * 1024)?
             .set_default("max_key_packages_per_publish", 500)?
             .set_default("live_queue_depth", 1024)?
+            .set_default("live_queue_bytes", 4 * 1024 * 1024)?
             .set_default("stream_buffer", 256)?
             .set_default("shutdown_grace_secs", 10)?
             .set_default("retention_secs", 30 * 24 * 3600)?
@@ -255,6 +261,7 @@ impl Settings {
     fn validate(&self) -> Result<(), config::ConfigError> {
         let at_least_one = [
             ("live_queue_depth", self.live_queue_depth),
+            ("live_queue_bytes", self.live_queue_bytes),
             ("stream_buffer", self.stream_buffer),
             ("purge_interval_secs", self.purge_interval_secs as usize),
             ("database.max_connections", self.database.max_connections),

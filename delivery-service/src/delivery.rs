@@ -272,12 +272,13 @@ impl Subscriber {
         if self.catch_up_all().await.is_err() {
             return;
         }
+        let signal = subscription.signal.clone();
         loop {
             let step = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = self.out.closed() => return,
                 () = &mut expiry => self.fail(ApiError::Unauthenticated("session expired")).await,
-                event = subscription.events.recv() => match event {
+                event = subscription.next_event() => match event {
                     Some(LiveEvent::Group(entry)) => self.on_group_entry(entry).await,
                     Some(LiveEvent::Inbox(entry)) => self.on_inbox_entry(entry).await,
                     None => match subscription.ending() {
@@ -296,7 +297,7 @@ impl Subscriber {
                         None => return,
                     },
                 },
-                _ = subscription.signal.lagged() => self.recheck_and_catch_up().await,
+                _ = signal.lagged() => self.recheck_and_catch_up().await,
             };
             if step.is_err() {
                 return;

@@ -2,7 +2,7 @@
 //! a group or a client's inbox.
 //!
 //! The hub is only an accelerator; the store is the truth. Each subscriber has
-//! a bounded queue. When it is full the event is dropped and the subscriber is
+//! a queue bounded in entries and in bytes. When it is full the event is dropped and the subscriber is
 //! marked lagged, so a slow subscriber never holds up a publisher or another
 //! subscriber: it re-reads what it missed from the store.
 //!
@@ -20,7 +20,7 @@
 //! filtering what is already queued by that membership).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
 use tokio::sync::{Notify, mpsc};
@@ -30,11 +30,35 @@ use crate::sessions::SessionCache;
 
 /// Events queued per subscriber before it counts as lagged, unless configured.
 pub const DEFAULT_QUEUE_DEPTH: usize = 1024;
+/// Bytes of entries queued per subscriber before it counts as lagged, unless
+/// configured: with a 1 MiB message limit, 1,024 queued entries could
+/// otherwise hold a gigabyte for one slow subscriber.
+pub const DEFAULT_QUEUE_BYTES: usize = 4 * 1024 * 1024;
+/// What an event costs a subscriber's budget besides its payload bytes.
+const EVENT_OVERHEAD: usize = 128;
 
 #[derive(Clone, Debug)]
 pub enum LiveEvent {
     Group(GroupEntry),
     Inbox(InboxEntry),
+}
+
+impl LiveEvent {
+    /// What the event holds of a subscriber's byte budget while queued.
+    fn cost(&self) -> usize {
+        EVENT_OVERHEAD
+            + match self {
+                LiveEvent::Group(entry) => entry.message.len(),
+                LiveEvent::Inbox(entry) => match &entry.item {
+                    crate::domain::InboxItem::Welcome {
+                        welcome,
+                        ratchet_tree,
+                        ..
+                    } => welcome.len() + ratchet_tree.len(),
+                    crate::domain::InboxItem::KeyPackagesLow { .. } => 0,
+                },
+            }
+    }
 }
 
 /// One live subscription, as the hub knows it.
@@ -62,6 +86,8 @@ struct SubscriberHandle {
     client: ClientId,
     session: SessionHash,
     tx: mpsc::Sender<LiveEvent>,
+    /// Bytes of the events queued for it (see [`LiveEvent::cost`]).
+    queued_bytes: Arc<AtomicUsize>,
     signal: Arc<LagSignal>,
     ending: Arc<OnceLock<Ending>>,
 }
@@ -104,6 +130,7 @@ pub struct Hub {
     next_id: AtomicU64,
     dropped: AtomicU64,
     queue_depth: usize,
+    queue_bytes: usize,
     /// Sessions cached for authentication: forgotten with the endings and
     /// missed announcements applied here.
     sessions: SessionCache,
@@ -113,7 +140,8 @@ pub struct Hub {
 pub struct Subscription {
     id: SubscriberId,
     hub: Arc<Hub>,
-    pub events: mpsc::Receiver<LiveEvent>,
+    events: mpsc::Receiver<LiveEvent>,
+    queued_bytes: Arc<AtomicUsize>,
     pub signal: Arc<LagSignal>,
     ending: Arc<OnceLock<Ending>>,
 }
@@ -121,6 +149,14 @@ pub struct Subscription {
 impl Subscription {
     pub fn id(&self) -> SubscriberId {
         self.id
+    }
+
+    /// The next event queued for this subscription; `None` once the hub
+    /// ended it (see [`Subscription::ending`]).
+    pub async fn next_event(&mut self) -> Option<LiveEvent> {
+        let event = self.events.recv().await?;
+        self.queued_bytes.fetch_sub(event.cost(), Ordering::AcqRel);
+        Some(event)
     }
 
     /// Why the hub ended this subscription (its events then end), if it did.
@@ -137,13 +173,15 @@ impl Drop for Subscription {
 
 impl Hub {
     pub fn new() -> Arc<Self> {
-        Self::with_queue_depth(DEFAULT_QUEUE_DEPTH)
+        Self::with_queue_limits(DEFAULT_QUEUE_DEPTH, DEFAULT_QUEUE_BYTES)
     }
 
-    /// A hub that queues at most `queue_depth` (at least 1) events per subscriber.
-    pub fn with_queue_depth(queue_depth: usize) -> Arc<Self> {
+    /// A hub that queues at most `queue_depth` (at least 1) events and
+    /// `queue_bytes` of them per subscriber (one event always fits).
+    pub fn with_queue_limits(queue_depth: usize, queue_bytes: usize) -> Arc<Self> {
         Arc::new(Self {
             queue_depth: queue_depth.max(1),
+            queue_bytes,
             ..Self::default()
         })
     }
@@ -167,6 +205,7 @@ impl Hub {
     ) -> Subscription {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, events) = mpsc::channel(self.queue_depth);
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
         let signal = Arc::new(LagSignal::default());
         let ending = Arc::new(OnceLock::new());
         let mut registry = self.write();
@@ -176,6 +215,7 @@ impl Hub {
                 client: client.clone(),
                 session,
                 tx,
+                queued_bytes: queued_bytes.clone(),
                 signal: signal.clone(),
                 ending: ending.clone(),
             },
@@ -192,6 +232,7 @@ impl Hub {
             id,
             hub: self.clone(),
             events,
+            queued_bytes,
             signal,
             ending,
         }
@@ -351,10 +392,17 @@ impl Hub {
         }
     }
 
+    /// Queues the event for the subscriber if its queue has room in entries
+    /// and in bytes; otherwise drops it and marks the subscriber lagged.
     fn offer(&self, registry: &Registry, id: SubscriberId, event: LiveEvent) {
-        if let Some(subscriber) = registry.subscribers.get(&id)
-            && subscriber.tx.try_send(event).is_err()
-        {
+        let Some(subscriber) = registry.subscribers.get(&id) else {
+            return;
+        };
+        let cost = event.cost();
+        let before = subscriber.queued_bytes.fetch_add(cost, Ordering::AcqRel);
+        let over_budget = before > 0 && before + cost > self.queue_bytes;
+        if over_budget || subscriber.tx.try_send(event).is_err() {
+            subscriber.queued_bytes.fetch_sub(cost, Ordering::AcqRel);
             self.dropped.fetch_add(1, Ordering::Relaxed);
             subscriber.signal.raise();
         }
@@ -395,7 +443,7 @@ mod tests {
         let mut sub = hub.subscribe(&alice, SESSION, [g1.clone()]);
         hub.publish_group(&entry(&g2, 1));
         hub.publish_group(&entry(&g1, 1));
-        match sub.events.recv().await {
+        match sub.next_event().await {
             Some(LiveEvent::Group(e)) => assert_eq!(e.group_id, g1),
             other => panic!("unexpected {other:?}"),
         }
@@ -412,8 +460,40 @@ mod tests {
         hub.publish_group(&entry(&group, 1));
         hub.leave(&group, &bob);
         hub.publish_group(&entry(&group, 2));
-        assert!(matches!(sub.events.recv().await, Some(LiveEvent::Group(e)) if e.seq == 1));
+        assert!(matches!(sub.next_event().await, Some(LiveEvent::Group(e)) if e.seq == 1));
         assert!(sub.events.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_holds_at_most_its_byte_budget_and_gets_it_back_as_it_reads() {
+        let hub = Hub::with_queue_limits(DEFAULT_QUEUE_DEPTH, 3 * 1024);
+        let dave = ClientId::new("dave", "desk").unwrap();
+        let group = GroupId::new(*b"g").unwrap();
+        let mut sub = hub.subscribe(&dave, SESSION, [group.clone()]);
+        let big = |seq| GroupEntry {
+            message: bytes::Bytes::from(vec![0; 1000]),
+            ..entry(&group, seq)
+        };
+        // Three entries of 1,000 bytes (and their overhead) exceed 3 KiB.
+        for seq in 1..=3 {
+            hub.publish_group(&big(seq));
+        }
+        assert_eq!(hub.dropped_events(), 1);
+        sub.signal.lagged().await;
+        for seq in 1..=2 {
+            assert!(matches!(sub.next_event().await, Some(LiveEvent::Group(e)) if e.seq == seq));
+        }
+        // Read, they no longer count; one entry always fits, however large.
+        hub.publish_group(&GroupEntry {
+            message: bytes::Bytes::from(vec![0; 10_000]),
+            ..entry(&group, 4)
+        });
+        hub.publish_group(&big(5));
+        assert_eq!(hub.dropped_events(), 2);
+        assert!(matches!(sub.next_event().await, Some(LiveEvent::Group(e)) if e.seq == 4));
+        hub.publish_group(&big(6));
+        assert!(matches!(sub.next_event().await, Some(LiveEvent::Group(e)) if e.seq == 6));
+        assert_eq!(hub.dropped_events(), 2);
     }
 
     #[tokio::test]
@@ -443,7 +523,7 @@ mod tests {
         hub.unfollow(phone.id(), &group);
         assert!(!hub.follows_group(&group));
         hub.publish_group(&entry(&group, 2));
-        assert!(matches!(phone.events.recv().await, Some(LiveEvent::Group(e)) if e.seq == 1));
+        assert!(matches!(phone.next_event().await, Some(LiveEvent::Group(e)) if e.seq == 1));
         assert!(phone.events.try_recv().is_err());
         assert!(other.events.try_recv().is_err());
     }
@@ -474,7 +554,7 @@ mod tests {
             session: SESSION,
         };
         hub.end(&ending);
-        assert!(revoked.events.recv().await.is_none());
+        assert!(revoked.next_event().await.is_none());
         assert_eq!(revoked.ending(), Some(&ending));
         assert!(kept.events.try_recv().is_err() && kept.ending().is_none());
         let removed = Ending::ClientRemoved { client: ivan };

@@ -90,7 +90,7 @@ impl Ds {
             .as_deref()
             .map(crate::mls::ExternalSenderKey::load_or_create)
             .transpose()?;
-        let hub = Hub::with_queue_depth(settings.live_queue_depth);
+        let hub = Hub::with_queue_limits(settings.live_queue_depth, settings.live_queue_bytes);
         let bus = (settings.bus.kind == BusKind::Nats && storage.postgres.is_some())
             .then(|| Arc::new(Bus::new()));
         Ok(Arc::new(Self {

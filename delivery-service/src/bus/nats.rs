@@ -278,7 +278,7 @@ mod tests {
     }
 
     async fn next_inbox_seq(subscription: &mut Subscription) -> u64 {
-        match tokio::time::timeout(WAIT, subscription.events.recv()).await {
+        match tokio::time::timeout(WAIT, subscription.next_event()).await {
             Ok(Some(LiveEvent::Inbox(InboxEntry { seq, .. }))) => seq,
             other => panic!("expected an inbox entry, got {other:?}"),
         }
