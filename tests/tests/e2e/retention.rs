@@ -150,7 +150,7 @@ async fn a_live_stream_that_meets_pruned_entries_resyncs_and_streams_on() -> any
 async fn storage_is_bounded_under_retention() -> anyhow::Result<()> {
     let app = spawn_app_with(|settings| {
         settings.purge_interval_secs = 1;
-        settings.retention_secs = 4;
+        settings.retention_secs = 6;
     })
     .await;
     let (group, [mut alice, mut bob, mut carol]) =
