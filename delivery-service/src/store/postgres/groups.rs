@@ -6,6 +6,7 @@
 use bytes::Bytes;
 use deadpool_postgres::{GenericClient, Pool};
 use tokio_postgres::Row;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 use super::{bound, delivery, from_db, to_db};
@@ -231,32 +232,43 @@ pub(super) async fn append(pool: &Pool, message: &NewMessage) -> StoreResult<App
 /// Appends a batch of members' messages in one transaction (group commit),
 /// answering each as [`append`] would, in the batch's order; or `None` when
 /// the batch holds a retry or a replay (a unique key of the log already
-/// taken), which the caller then appends one by one. A message outside its
-/// group's epoch window is left `None` in the answer, for the same reason: a
-/// retry must be found at any epoch, which only [`append`] looks up.
+/// taken: the insert fails and nothing is written), which the caller then
+/// appends one by one. A message outside its group's epoch window is left
+/// `None` in the answer, for the same reason: a retry must be found at any
+/// epoch, which only [`append`] looks up.
 ///
-/// Four round trips however many messages: BEGIN, the groups' row locks
-/// with the senders' roster check, the insert (`ON CONFLICT DO NOTHING`:
-/// the log's unique indexes find retries, no lookup does) with the
-/// sequence counters, COMMIT. Groups are locked in id order, so two batches
-/// never deadlock, and sequence numbers are assigned under the locks: per
-/// group they are gapless and in commit order, as for a single append.
+/// Two round trips however many messages, each a pipeline: BEGIN with the
+/// groups' row locks and the senders' roster check (read after the locks
+/// are held: statements run in order), then the insert, the sequence
+/// counters and COMMIT (which ends the transaction as a rollback if the
+/// insert failed). Groups are locked in id order, so two batches never
+/// deadlock, and sequence numbers are assigned under the locks: per group
+/// they are gapless and in commit order, as for a single append.
 pub(super) async fn append_batch(
     pool: &Pool,
     messages: &[NewMessage],
 ) -> StoreResult<Option<Vec<Option<StoreResult<AppendOutcome>>>>> {
-    let mut conn = pool.get().await?;
-    let tx = conn.transaction().await?;
-    let mut group_ids: Vec<&[u8]> = messages.iter().map(|m| m.group_id.as_slice()).collect();
-    group_ids.sort_unstable();
-    group_ids.dedup();
-    let lock = tx
+    let conn = pool.get().await?;
+    let decided = batch_in_transaction(&conn, messages).await;
+    // The transaction may still be open (a query failed before COMMIT was
+    // sent): end it, or never hand the connection out again.
+    if decided.is_err() && conn.batch_execute("ROLLBACK").await.is_err() {
+        drop(deadpool_postgres::Object::take(conn));
+    }
+    decided
+}
+
+async fn batch_in_transaction(
+    db: &deadpool_postgres::Client,
+    messages: &[NewMessage],
+) -> StoreResult<Option<Vec<Option<StoreResult<AppendOutcome>>>>> {
+    let lock = db
         .prepare_cached(
             "SELECT group_id, epoch, next_seq FROM groups
              WHERE group_id = ANY($1) ORDER BY group_id FOR UPDATE",
         )
         .await?;
-    let roster = tx
+    let roster = db
         .prepare_cached(
             "SELECT m.ord FROM unnest($1::bytea[], $2::text[], $3::text[])
                  WITH ORDINALITY AS m(group_id, user_name, device_name, ord)
@@ -265,6 +277,24 @@ pub(super) async fn append_batch(
                              AND r.device_name = m.device_name)",
         )
         .await?;
+    let insert = db
+        .prepare_cached(
+            "INSERT INTO group_log (group_id, seq, epoch, kind, dedup_key, content_key, message)
+             SELECT * FROM unnest($1::bytea[], $2::int8[], $3::int8[], $4::int2[],
+                                  $5::bytea[], $6::bytea[], $7::bytea[])",
+        )
+        .await?;
+    let advance = db
+        .prepare_cached(
+            "UPDATE groups SET next_seq = v.next_seq
+             FROM unnest($1::bytea[], $2::int8[]) AS v(group_id, next_seq)
+             WHERE groups.group_id = v.group_id",
+        )
+        .await?;
+
+    let mut group_ids: Vec<&[u8]> = messages.iter().map(|m| m.group_id.as_slice()).collect();
+    group_ids.sort_unstable();
+    group_ids.dedup();
     let senders: Vec<(&str, &str)> = messages
         .iter()
         .map(|m| {
@@ -276,14 +306,17 @@ pub(super) async fn append_batch(
     let message_groups: Vec<&[u8]> = messages.iter().map(|m| m.group_id.as_slice()).collect();
     let users: Vec<&str> = senders.iter().map(|(user, _)| *user).collect();
     let devices: Vec<&str> = senders.iter().map(|(_, device)| *device).collect();
-    // Pipelined: the roster is read after the locks are held.
     let lock_params: [&(dyn ToSql + Sync); 1] = [&group_ids];
     let roster_params: [&(dyn ToSql + Sync); 3] = [&message_groups, &users, &devices];
-    let (locked, on_roster) = futures::try_join!(
-        tx.query(&lock, &lock_params),
-        tx.query(&roster, &roster_params),
-    )?;
-    // Each group's epoch, and its next seq as the batch advances it.
+    let (begun, locked, on_roster) = futures::join!(
+        db.batch_execute("BEGIN"),
+        db.query(&lock, &lock_params),
+        db.query(&roster, &roster_params),
+    );
+    begun?;
+    let (locked, on_roster) = (locked?, on_roster?);
+
+    // Each group's epoch, its next seq before the batch, and as it advances.
     let mut groups = std::collections::HashMap::with_capacity(locked.len());
     for row in &locked {
         let id: &[u8] = row.try_get(0)?;
@@ -332,24 +365,9 @@ pub(super) async fn append_batch(
         outcomes.push(Some(Ok(AppendOutcome::Appended(entry))));
     }
     if rows.is_empty() {
-        tx.commit().await?;
+        db.batch_execute("COMMIT").await?;
         return Ok(Some(outcomes));
     }
-    let insert = tx
-        .prepare_cached(
-            "INSERT INTO group_log (group_id, seq, epoch, kind, dedup_key, content_key, message)
-             SELECT * FROM unnest($1::bytea[], $2::int8[], $3::int8[], $4::int2[],
-                                  $5::bytea[], $6::bytea[], $7::bytea[])
-             ON CONFLICT DO NOTHING",
-        )
-        .await?;
-    let advance = tx
-        .prepare_cached(
-            "UPDATE groups SET next_seq = v.next_seq
-             FROM unnest($1::bytea[], $2::int8[]) AS v(group_id, next_seq)
-             WHERE groups.group_id = v.group_id",
-        )
-        .await?;
     let mut advanced_groups: Vec<&[u8]> = Vec::with_capacity(groups.len());
     let mut advanced_to = Vec::with_capacity(groups.len());
     for (id, (_, first_seq, next_seq)) in &groups {
@@ -368,16 +386,22 @@ pub(super) async fn append_batch(
         &rows.messages,
     ];
     let advance_params: [&(dyn ToSql + Sync); 2] = [&advanced_groups, &advanced_to];
-    let (inserted, _) = futures::try_join!(
-        tx.execute(&insert, &insert_params),
-        tx.execute(&advance, &advance_params),
-    )?;
-    if inserted != rows.len() as u64 {
-        // A retry or a replay: its key is taken, so its seq would be a gap.
-        tx.rollback().await?;
-        return Ok(None);
+    let (inserted, advanced, committed) = futures::join!(
+        db.execute(&insert, &insert_params),
+        db.execute(&advance, &advance_params),
+        db.batch_execute("COMMIT"),
+    );
+    // A COMMIT that failed leaves the outcome unknown: the caller appends
+    // one by one, and finds what did commit under its idempotency keys.
+    committed?;
+    match inserted {
+        // A retry or a replay: its key is taken, and COMMIT rolled back.
+        Err(error) if error.code() == Some(&SqlState::UNIQUE_VIOLATION) => return Ok(None),
+        inserted => {
+            inserted?;
+        }
     }
-    tx.commit().await?;
+    advanced?;
     Ok(Some(outcomes))
 }
 
@@ -403,10 +427,6 @@ impl<'a> BatchRows<'a> {
         self.content_keys.push(&message.content_key);
         self.messages.push(&message.message);
         Ok(())
-    }
-
-    fn len(&self) -> usize {
-        self.seqs.len()
     }
 
     fn is_empty(&self) -> bool {
