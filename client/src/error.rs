@@ -1,6 +1,8 @@
 //! Client errors.
 
-use confide_proto::{META_CURRENT_EPOCH, REASON_WRONG_EPOCH};
+use confide_proto::{
+    META_CURRENT_EPOCH, META_FIRST_SEQ, META_GROUP_ID, REASON_ENTRIES_PRUNED, REASON_WRONG_EPOCH,
+};
 use tonic_types::StatusExt;
 
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +147,22 @@ pub fn wrong_epoch(status: &tonic::Status) -> Option<u64> {
         return None;
     }
     info.metadata.get(META_CURRENT_EPOCH)?.parse().ok()
+}
+
+/// The group and the first seq its log still holds, if the DS refused a
+/// read (Subscribe, Fetch) because entries after this client's position
+/// were pruned before it read them (`ENTRIES_PRUNED`).
+pub fn entries_pruned(status: &tonic::Status) -> Option<(Vec<u8>, u64)> {
+    if status.code() != tonic::Code::FailedPrecondition {
+        return None;
+    }
+    let info = status.get_details_error_info()?;
+    if info.reason != REASON_ENTRIES_PRUNED {
+        return None;
+    }
+    let group = hex::decode(info.metadata.get(META_GROUP_ID)?).ok()?;
+    let first_seq = info.metadata.get(META_FIRST_SEQ)?.parse().ok()?;
+    Some((group, first_seq))
 }
 
 /// Whether a call failed without a verdict from the DS (it restarted, the

@@ -168,11 +168,26 @@ pub struct Settings {
     /// On shutdown, how long in-flight calls may take to finish before the
     /// connections still open are closed.
     pub shutdown_grace_secs: u64,
+    /// How long group log entries and inbox entries are kept when not every
+    /// reader acknowledged them; entries every reader acknowledged go at the
+    /// next purge. A member away longer is told ENTRIES_PRUNED and re-syncs.
+    pub retention_secs: u64,
+    /// How often the purge runs: expired sessions, challenges and links,
+    /// and pruning (acknowledged and old entries, expired key packages).
+    pub purge_interval_secs: u64,
 }
 
 impl Settings {
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    pub fn retention(&self) -> Duration {
+        Duration::from_secs(self.retention_secs)
+    }
+
+    pub fn purge_interval(&self) -> Duration {
+        Duration::from_secs(self.purge_interval_secs)
     }
 
     /// Defaults, then `file` (YAML) if given, then `CONFIDE__*` variables.
@@ -212,6 +227,8 @@ impl Settings {
             .set_default("live_queue_bytes", 4 * 1024 * 1024)?
             .set_default("stream_buffer", 256)?
             .set_default("shutdown_grace_secs", 10)?
+            .set_default("retention_secs", 30 * 24 * 3600)?
+            .set_default("purge_interval_secs", 600)?
             .set_default("plaintext", false)?
             .set_default("transport.max_connections", 10_000)?
             .set_default("transport.max_concurrent_streams", 256)?
@@ -246,6 +263,7 @@ impl Settings {
             ("live_queue_depth", self.live_queue_depth),
             ("live_queue_bytes", self.live_queue_bytes),
             ("stream_buffer", self.stream_buffer),
+            ("purge_interval_secs", self.purge_interval_secs as usize),
             ("database.max_connections", self.database.max_connections),
             ("max_message_bytes", self.max_message_bytes),
             ("transport.max_connections", self.transport.max_connections),

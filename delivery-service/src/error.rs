@@ -25,6 +25,15 @@ pub enum ApiError {
     /// up to `current` and retries.
     #[error("{reason}")]
     WrongEpoch { current: u64, reason: String },
+    /// The caller's cursor on the group is below what the log still holds
+    /// (entries were pruned past retention): it re-syncs the group.
+    #[error(
+        "entries of this group before {first_seq} were pruned (past the retention period) before this client read them; re-sync the group"
+    )]
+    EntriesPruned {
+        group_id: crate::domain::GroupId,
+        first_seq: u64,
+    },
     /// A rate limit was hit: the same request succeeds after `retry_after`.
     #[error("{reason}")]
     RateLimited {
@@ -76,6 +85,13 @@ impl From<StoreError> for ApiError {
                 reason: format!("wrong epoch: the group is at epoch {current}"),
             },
             StoreError::NotMember => not_a_member(),
+            StoreError::Pruned {
+                group_id,
+                first_seq,
+            } => ApiError::EntriesPruned {
+                group_id,
+                first_seq,
+            },
             StoreError::BeyondEnd { last } => ApiError::InvalidArgument(format!(
                 "cannot acknowledge past the end of the stream (its last entry is {last})"
             )),

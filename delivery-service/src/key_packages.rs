@@ -94,6 +94,7 @@ impl Ds {
             Ok(KeyPackageRecord {
                 key_package_ref: valid.key_package_ref,
                 data,
+                not_after: valid.not_after,
             })
         };
         let records = key_packages

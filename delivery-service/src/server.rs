@@ -49,31 +49,58 @@ pub fn state(
     Ds::new(storage.into(), settings, shutdown)
 }
 
-/// How often expired challenges, sessions and device links are deleted.
-const PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
-
-/// Deletes expired challenges, sessions and device links every
-/// [`PURGE_INTERVAL`] until shutdown. Several replicas doing it at once is
-/// harmless.
+/// Every `purge_interval_secs` until shutdown: deletes expired challenges,
+/// sessions and device links, and prunes what storage no longer needs
+/// (entries every reader acknowledged or past `retention_secs`, expired key
+/// packages; [`crate::store::Store::prune`]). Several replicas doing it at
+/// once is harmless.
 async fn purge_expired(state: AppState) {
-    let mut ticks = tokio::time::interval(PURGE_INTERVAL);
+    let mut ticks = tokio::time::interval(state.settings.purge_interval());
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = state.shutdown.cancelled() => return,
             _ = ticks.tick() => {}
         }
-        match state
-            .store
-            .purge_expired(std::time::SystemTime::now())
-            .await
-        {
+        let now = std::time::SystemTime::now();
+        match state.store.purge_expired(now).await {
             Ok(0) => {}
             Ok(purged) => tracing::debug!(purged, "expired challenges, sessions and links deleted"),
             Err(error) => tracing::warn!(%error, "purging expired sessions failed"),
         }
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            () = prune(&state, now) => {}
+        }
         state.limits.forget_idle();
     }
+}
+
+/// One run of [`crate::store::Store::prune`], logged and counted by what
+/// it deleted.
+async fn prune(state: &AppState, now: std::time::SystemTime) {
+    let report = match state.store.prune(now, state.settings.retention()).await {
+        Ok(report) => report,
+        Err(error) => return tracing::warn!(%error, "pruning failed"),
+    };
+    if report.total() == 0 {
+        return;
+    }
+    for (what, count) in [
+        ("log_entries", report.log_entries),
+        ("memberships", report.memberships),
+        ("inbox_entries", report.inbox_entries),
+        ("key_packages", report.key_packages),
+    ] {
+        metrics::counter!("confide_pruned_total", "what" => what).increment(count);
+    }
+    tracing::info!(
+        log_entries = report.log_entries,
+        memberships = report.memberships,
+        inbox_entries = report.inbox_entries,
+        key_packages = report.key_packages,
+        "pruned"
+    );
 }
 
 /// Serves only gRPC health, in plaintext, on `listener` (for probes that

@@ -53,6 +53,19 @@ pub const REASON_TOO_LARGE: &str = "TOO_LARGE";
 /// id.
 pub const REASON_IDEMPOTENCY_KEY_REUSED: &str = "IDEMPOTENCY_KEY_REUSED";
 
+/// ErrorInfo reason (with FAILED_PRECONDITION, from Subscribe and Fetch):
+/// entries of a group after the caller's cursor were pruned (past the DS's
+/// retention) before it read them, so it cannot go on from there. Metadata
+/// `group_id` (hex) names the group and `first_seq` the first entry still
+/// held; the client re-syncs the group (external commit) and goes on.
+pub const REASON_ENTRIES_PRUNED: &str = "ENTRIES_PRUNED";
+
+/// ErrorInfo metadata key with a group id, in lowercase hex.
+pub const META_GROUP_ID: &str = "group_id";
+
+/// ErrorInfo metadata key with the first seq a group's log still holds.
+pub const META_FIRST_SEQ: &str = "first_seq";
+
 /// ErrorInfo metadata key naming the limit that was hit.
 pub const META_LIMIT: &str = "limit";
 

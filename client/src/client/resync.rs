@@ -18,7 +18,7 @@ use openmls::prelude::*;
 use confide_core::ClientId;
 
 use super::commit::{Change, CommitSummary};
-use super::stream::inbox_selector;
+use super::stream::{group_selector, inbox_selector};
 use super::{Client, to_bytes};
 use crate::api::Api;
 use crate::error::{ClientError, ClientResult, in_doubt, mls, wrong_epoch};
@@ -37,6 +37,15 @@ const MAX_REJOIN_ATTEMPTS: u32 = 8;
 /// Undecryptable application messages from the current epoch in a row after
 /// which a client takes itself to be stuck and rejoins.
 pub(super) const UNDECRYPTABLE_RUN: u32 = 3;
+
+/// Whether a failed rejoin may succeed if tried again: no verdict, a
+/// session to renew, a rate limit, or races lost too often.
+fn transient(error: &ClientError) -> bool {
+    error.is_in_doubt()
+        || error.needs_new_session()
+        || matches!(error, ClientError::TooManyRetries(_))
+        || matches!(error, ClientError::Rpc(status) if status.code() == tonic::Code::ResourceExhausted)
+}
 
 /// Why an entry that could not be processed may mean this client is stuck.
 pub(super) enum Stuck {
@@ -204,6 +213,56 @@ impl Client {
             }
         }
         Ok(())
+    }
+
+    /// Recovers from the DS having pruned entries of the group (before
+    /// `first_seq`) that this client had not read, away longer than the
+    /// DS keeps them: it cannot go on from where it was, so it rejoins by
+    /// external commit (reported as [`Event::Resyncing`], then
+    /// [`Event::Resynced`]) and reads on after that. If it no longer holds
+    /// the group, or the DS refuses the rejoin (it forgets the group then),
+    /// it acknowledges what was pruned, so the DS serves what it still
+    /// holds. Either way the DS's answer changes, so a pruned read is never
+    /// met with the same request again.
+    pub(super) async fn recover_pruned(
+        &mut self,
+        group_id: &[u8],
+        first_seq: u64,
+    ) -> ClientResult<()> {
+        let after = self.db.processed(&Stream::Group(group_id.to_vec()))?;
+        if after.saturating_add(1) >= first_seq {
+            // Processed here before they were pruned, only not yet
+            // acknowledged (the DS's cursor is behind): nothing was lost.
+            return self.api.ack(group_selector(group_id), after).await;
+        }
+        tracing::info!(client = %self.id, after, first_seq, "entries of a group were pruned before this client read them");
+        if self.groups.contains_key(group_id) {
+            self.emit(Event::Resyncing {
+                group: group_id.to_vec(),
+                reason: format!(
+                    "the delivery service no longer holds entries {}–{} of the group (this \
+                     device was away longer than it keeps them)",
+                    after + 1,
+                    first_seq.saturating_sub(1)
+                ),
+            })?;
+            match self.rejoin(group_id).await {
+                // Acknowledged at once: the DS's cursor for this client is
+                // still below what it holds (a rejoin keeps the membership).
+                Ok(rejoined) => return self.api.ack(group_selector(group_id), rejoined.seq).await,
+                // Worth trying again (at the next read of the group).
+                Err(error) if transient(&error) => return Err(error),
+                Err(error) => {
+                    // Refused: this client cannot read the group again.
+                    tracing::warn!(client = %self.id, %error, "could not re-join a group whose entries were pruned; forgetting it");
+                    self.forget_group(group_id)?;
+                    self.db.forget_resync(group_id)?;
+                }
+            }
+        }
+        self.api
+            .ack(group_selector(group_id), first_seq.saturating_sub(1))
+            .await
     }
 
     /// Marks the group as one to rejoin, unless this client already

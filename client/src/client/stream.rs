@@ -5,7 +5,7 @@
 use confide_proto::v1;
 
 use super::Client;
-use crate::error::{ClientError, ClientResult};
+use crate::error::{ClientError, ClientResult, entries_pruned};
 use crate::events::{Event, GroupId};
 use crate::store::Stream;
 
@@ -14,9 +14,19 @@ const FETCH_PAGE: u32 = 500;
 
 /// An entry of the live stream, received ([`Client::receive`]) but not yet
 /// processed ([`Client::process`]).
-pub struct Incoming(v1::Envelope);
+pub struct Incoming(Arrived);
 
-fn group_selector(group_id: &[u8]) -> v1::StreamSelector {
+enum Arrived {
+    Envelope(v1::Envelope),
+    /// The stream ended with ENTRIES_PRUNED: entries of the group after
+    /// this client's position are gone before `first_seq`.
+    Pruned {
+        group: GroupId,
+        first_seq: u64,
+    },
+}
+
+pub(super) fn group_selector(group_id: &[u8]) -> v1::StreamSelector {
     v1::StreamSelector {
         stream: Some(v1::stream_selector::Stream::GroupId(
             group_id.to_vec().into(),
@@ -124,14 +134,18 @@ impl Client {
         }
         let stream = self.stream.as_mut().expect("opened above");
         match stream.message().await {
-            Ok(Some(envelope)) => Ok(Incoming(envelope)),
+            Ok(Some(envelope)) => Ok(Incoming(Arrived::Envelope(envelope))),
             Ok(None) => {
                 self.stream = None;
                 Err(ClientError::StreamEnded)
             }
             Err(status) => {
                 self.stream = None;
-                Err(status.into())
+                match entries_pruned(&status) {
+                    // Recovered in `process`; the stream opens again after.
+                    Some((group, first_seq)) => Ok(Incoming(Arrived::Pruned { group, first_seq })),
+                    None => Err(status.into()),
+                }
             }
         }
     }
@@ -140,7 +154,14 @@ impl Client {
     /// before it from the log) and acknowledges it; its events are kept
     /// until taken. Run it to completion, never inside a `select!`.
     pub async fn process(&mut self, incoming: Incoming) -> ClientResult<()> {
-        match incoming.0.entry {
+        let envelope = match incoming.0 {
+            Arrived::Envelope(envelope) => envelope,
+            Arrived::Pruned { group, first_seq } => {
+                self.recover_pruned(&group, first_seq).await?;
+                v1::Envelope { entry: None }
+            }
+        };
+        match envelope.entry {
             Some(v1::envelope::Entry::Group(entry)) => {
                 let group_id = entry.group_id.to_vec();
                 let processed = self.db.processed(&Stream::Group(group_id.clone()))?;
@@ -204,15 +225,31 @@ impl Client {
     /// Reads and applies every entry of the group after what was processed.
     pub(super) async fn catch_up_group(&mut self, group_id: &[u8]) -> ClientResult<()> {
         let stream = Stream::Group(group_id.to_vec());
+        let mut recovered = false;
         loop {
             if !self.groups.contains_key(group_id) {
                 return Ok(());
             }
             let after = self.db.processed(&stream)?;
-            let mut entries: Vec<v1::GroupEntry> = self
+            let page = match self
                 .api
                 .fetch(group_selector(group_id), after, FETCH_PAGE)
-                .await?
+                .await
+            {
+                Ok(page) => page,
+                // Entries this client had not read were pruned: it
+                // re-syncs, once per catch-up, and reads on after that.
+                Err(ClientError::Rpc(status)) if !recovered => match entries_pruned(&status) {
+                    Some((group, first_seq)) if group == group_id => {
+                        recovered = true;
+                        Box::pin(self.recover_pruned(group_id, first_seq)).await?;
+                        continue;
+                    }
+                    _ => return Err(ClientError::Rpc(status)),
+                },
+                Err(error) => return Err(error),
+            };
+            let mut entries: Vec<v1::GroupEntry> = page
                 .into_iter()
                 .filter_map(|envelope| match envelope.entry {
                     Some(v1::envelope::Entry::Group(entry)) if entry.group_id == group_id => {

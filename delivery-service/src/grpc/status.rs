@@ -6,8 +6,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use confide_proto::{
-    ERROR_DOMAIN, META_CURRENT_EPOCH, META_LIMIT, REASON_IDEMPOTENCY_KEY_REUSED,
-    REASON_RATE_LIMITED, REASON_TOO_LARGE, REASON_WRONG_EPOCH,
+    ERROR_DOMAIN, META_CURRENT_EPOCH, META_FIRST_SEQ, META_GROUP_ID, META_LIMIT,
+    REASON_ENTRIES_PRUNED, REASON_IDEMPOTENCY_KEY_REUSED, REASON_RATE_LIMITED, REASON_TOO_LARGE,
+    REASON_WRONG_EPOCH,
 };
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
@@ -47,6 +48,21 @@ impl From<ApiError> for Status {
                     REASON_WRONG_EPOCH,
                     ERROR_DOMAIN,
                     HashMap::from([(META_CURRENT_EPOCH.to_string(), current.to_string())]),
+                ),
+            ),
+            ApiError::EntriesPruned {
+                ref group_id,
+                first_seq,
+            } => Status::with_error_details(
+                Code::FailedPrecondition,
+                error.to_string(),
+                ErrorDetails::with_error_info(
+                    REASON_ENTRIES_PRUNED,
+                    ERROR_DOMAIN,
+                    HashMap::from([
+                        (META_GROUP_ID.to_string(), hex::encode(group_id.as_slice())),
+                        (META_FIRST_SEQ.to_string(), first_seq.to_string()),
+                    ]),
                 ),
             ),
             ApiError::RateLimited {

@@ -22,6 +22,8 @@ pub struct ValidKeyPackage {
     /// Whether it carries the `last_resort` extension (RFC 9420 §16.8), which
     /// tells its claimers it may be handed out more than once.
     pub last_resort: bool,
+    /// The end of its lifetime.
+    pub not_after: SystemTime,
 }
 
 /// Parses and validates a key package: signatures, lifetime (within
@@ -81,6 +83,7 @@ pub fn validate_key_package(
         signature_key: leaf.signature_key().as_slice().to_vec(),
         identity_key: certificate.identity_key().to_vec(),
         last_resort: key_package.last_resort(),
+        not_after: UNIX_EPOCH + std::time::Duration::from_secs(key_package.life_time().not_after()),
     })
 }
 

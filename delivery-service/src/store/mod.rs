@@ -15,7 +15,7 @@ mod devices;
 pub mod memory;
 pub mod postgres;
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -78,6 +78,9 @@ pub struct KeyPackageRecord {
     pub key_package_ref: Vec<u8>,
     /// The TLS-serialised MlsMessage carrying the key package.
     pub data: Bytes,
+    /// The end of its lifetime (checked at upload): [`Store::prune`]
+    /// deletes it once passed.
+    pub not_after: SystemTime,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -215,6 +218,26 @@ impl Membership {
     }
 }
 
+/// What one [`Store::prune`] deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    /// Group log entries, acknowledged by every member or past retention.
+    pub log_entries: u64,
+    /// Memberships of removed members whose whole window was pruned.
+    pub memberships: u64,
+    /// Inbox entries (Welcomes with their ratchet trees, notices),
+    /// acknowledged or past retention.
+    pub inbox_entries: u64,
+    /// Key packages whose lifetime ended.
+    pub key_packages: u64,
+}
+
+impl PruneReport {
+    pub fn total(&self) -> u64 {
+        self.log_entries + self.memberships + self.inbox_entries + self.key_packages
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{0} not found")]
@@ -228,6 +251,12 @@ pub enum StoreError {
     /// An ack for a sequence number the stream has not reached.
     #[error("the stream ends at {last}")]
     BeyondEnd { last: u64 },
+    /// A read from below the group's pruned horizon: the entries after the
+    /// cursor up to `first_seq - 1` were pruned (past retention), so the
+    /// reader cannot go on from where it was; `first_seq` is the first
+    /// entry still held.
+    #[error("the group's entries before {first_seq} were pruned")]
+    Pruned { group_id: GroupId, first_seq: u64 },
     /// The group state changed since the version a write was derived from.
     #[error("the group state changed concurrently")]
     StateChanged,
@@ -290,6 +319,16 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes challenges, sessions and device links that expired by `now`;
     /// returns how many.
     async fn purge_expired(&self, now: SystemTime) -> StoreResult<u64>;
+    /// Deletes what is no longer needed, in short bounded steps (never a
+    /// lock held across the whole run, never an append held up for long):
+    /// each group's log entries that every member acknowledged (the lowest
+    /// cursor of its current members, and of removed members that have not
+    /// read up to their removal) or that are older than `retention` at
+    /// `now`, always a prefix of the log, after which the group remembers
+    /// the seq it was pruned up to; removed members' memberships whose
+    /// whole window is pruned; inbox entries acknowledged or older than
+    /// `retention`; key packages whose lifetime ended by `now`. Idempotent.
+    async fn prune(&self, now: SystemTime, retention: Duration) -> StoreResult<PruneReport>;
     /// The session, if it exists and has not expired by `now`.
     async fn session(
         &self,
@@ -394,7 +433,9 @@ pub trait Store: Send + Sync + 'static {
     /// Every group the client belongs or belonged to and can still read from.
     async fn memberships(&self, client: &ClientId) -> StoreResult<Vec<Membership>>;
     /// Up to `limit` entries after `after_seq` that the client may see;
-    /// `NotMember` if it has no membership of the group.
+    /// `NotMember` if it has no membership of the group; `Pruned` if some
+    /// entry after `after_seq` it may see was pruned (it is never skipped
+    /// silently).
     async fn read_group(
         &self,
         client: &ClientId,

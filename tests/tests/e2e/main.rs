@@ -26,6 +26,7 @@ mod replay;
 mod replicas;
 mod restart;
 mod resync;
+mod retention;
 mod sessions;
 mod shutdown;
 mod simulator;

@@ -19,6 +19,7 @@ mod devices;
 mod key_packages;
 mod links;
 mod messages;
+mod retention;
 mod support;
 
 pub use clients::*;
@@ -28,6 +29,7 @@ pub use devices::*;
 pub use key_packages::*;
 pub use links::*;
 pub use messages::*;
+pub use retention::*;
 
 /// Generates one `#[tokio::test]` per conformance check. The argument is an
 /// expression (it may use `.await`) that yields a fresh, empty store; it is
@@ -74,6 +76,13 @@ macro_rules! conformance_tests {
             acks_are_monotonic,
             ack_beyond_the_end_is_refused,
             read_group_pages_in_order,
+            entries_every_member_acked_are_pruned_and_the_log_reads_on_from_the_horizon,
+            entries_a_member_has_not_acked_stay_until_retention,
+            retention_prunes_old_entries_whoever_acked_them,
+            a_removed_members_membership_goes_once_its_window_is_pruned,
+            acked_and_old_inbox_entries_and_expired_key_packages_are_pruned,
+            pruning_is_idempotent,
+            pruning_while_members_send_keeps_each_group_gapless,
         );
     };
     (@checks $store:expr; $($check:ident),* $(,)?) => {

@@ -72,6 +72,7 @@ pub(super) fn key_package(owner: &str, i: u32) -> KeyPackageRecord {
     KeyPackageRecord {
         key_package_ref: format!("ref {owner} {i}").into_bytes(),
         data: Bytes::from(format!("key package {owner} {i}")),
+        not_after: SystemTime::now() + std::time::Duration::from_secs(86_400),
     }
 }
 

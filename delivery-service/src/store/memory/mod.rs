@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -13,8 +13,8 @@ use bytes::Bytes;
 use super::{
     AppendOutcome, ClaimedKeyPackage, ClientRecord, CommitAccepted, CommitOutcome, CommitRecord,
     DedupKey, KeyPackageCount, KeyPackageRecord, LinkAnswer, LinkAnswered, LinkOffer, LinkPosted,
-    Membership, NewDevice, NewGroup, NewMessage, RegisteredClient, Registration, SessionRecord,
-    Store, StoreError, StoreResult, StoredGroupState, UserDevices,
+    Membership, NewDevice, NewGroup, NewMessage, PruneReport, RegisteredClient, Registration,
+    SessionRecord, Store, StoreError, StoreResult, StoredGroupState, UserDevices,
 };
 use crate::domain::{ClientId, EntryKind, GroupEntry, GroupId, InboxEntry, InboxItem, StreamRef};
 
@@ -163,6 +163,72 @@ impl Store for MemoryStore {
         Ok((before - count(&state)) as u64)
     }
 
+    async fn prune(&self, now: SystemTime, retention: Duration) -> StoreResult<PruneReport> {
+        let mut state = self.lock();
+        let state = &mut *state;
+        let cutoff = now.checked_sub(retention).unwrap_or(UNIX_EPOCH);
+        let mut report = PruneReport::default();
+        // The lowest cursor of each group's readers: current members, and
+        // removed ones that have not read up to their removal.
+        let mut acked: HashMap<&GroupId, u64> = HashMap::new();
+        for client in state.clients.values() {
+            for m in client.memberships.values() {
+                if m.left_seq.is_none_or(|left| m.acked_seq < left) {
+                    let low = acked.entry(&m.group_id).or_insert(u64::MAX);
+                    *low = (*low).min(m.acked_seq);
+                }
+            }
+        }
+        let mut horizons = HashMap::new();
+        for (group_id, group) in state.groups.iter_mut() {
+            let expired = group
+                .log
+                .iter()
+                .take_while(|(_, at)| *at < cutoff)
+                .last()
+                .map_or(0, |(entry, _)| entry.seq);
+            let acked = acked
+                .get(group_id)
+                .copied()
+                .unwrap_or(u64::MAX)
+                .min(group.last_seq());
+            report.log_entries += group.prune_to(acked.max(expired));
+            horizons.insert(group_id.clone(), group.pruned);
+        }
+        for client in state.clients.values_mut() {
+            let before = client.memberships.len();
+            client.memberships.retain(|group_id, m| {
+                let pruned = horizons.get(group_id).copied().unwrap_or(0);
+                !m.left_seq
+                    .is_some_and(|left| left <= pruned && m.acked_seq >= left)
+            });
+            report.memberships += (before - client.memberships.len()) as u64;
+            let acked = client.inbox_acked;
+            while client
+                .inbox
+                .front()
+                .is_some_and(|(entry, at)| entry.seq <= acked || *at < cutoff)
+            {
+                client.inbox.pop_front();
+                report.inbox_entries += 1;
+            }
+            let before = client.key_packages.len();
+            client
+                .key_packages
+                .retain(|_, (_, not_after)| *not_after >= now);
+            report.key_packages += (before - client.key_packages.len()) as u64;
+            if client
+                .last_resort
+                .as_ref()
+                .is_some_and(|kp| kp.not_after < now)
+            {
+                client.last_resort = None;
+                report.key_packages += 1;
+            }
+        }
+        Ok(report)
+    }
+
     async fn post_link_offer(
         &self,
         offer: &LinkOffer,
@@ -208,7 +274,7 @@ impl Store for MemoryStore {
             client
                 .key_packages
                 .entry(kp.key_package_ref)
-                .or_insert(kp.data);
+                .or_insert((kp.data, kp.not_after));
         }
         if last_resort.is_some() {
             client.last_resort = last_resort;
@@ -229,7 +295,7 @@ impl Store for MemoryStore {
             return Ok(None);
         };
         let claimed = match state.key_packages.pop_first() {
-            Some((_, data)) => Some((data, false)),
+            Some((_, (data, _))) => Some((data, false)),
             None => state.last_resort.as_ref().map(|kp| (kp.data.clone(), true)),
         };
         Ok(claimed.map(|(data, last_resort)| ClaimedKeyPackage {
@@ -273,7 +339,8 @@ impl Store for MemoryStore {
                 state: group.state,
                 state_version: 0,
                 group_info: group.group_info,
-                log: Vec::new(),
+                log: Default::default(),
+                pruned: 0,
                 dedup: HashMap::new(),
                 members: [group.creator].into(),
             },
@@ -424,7 +491,7 @@ impl Store for MemoryStore {
         }
         group
             .dedup
-            .insert(message.content_key, group.log.len() as u64 + 1);
+            .insert(message.content_key, group.last_seq() + 1);
         Ok(AppendOutcome::Appended(group.push(
             &message.group_id,
             message.epoch,
@@ -480,17 +547,19 @@ impl Store for MemoryStore {
             .groups
             .get(group_id)
             .ok_or(StoreError::NotFound("group"))?;
-        let first = after_seq.max(membership.joined_seq) as usize;
+        let after = after_seq.max(membership.joined_seq);
         let last = membership
             .left_seq
-            .map_or(group.log.len(), |left| (left as usize).min(group.log.len()));
-        Ok(group
-            .log
-            .get(first.min(last)..last)
-            .unwrap_or_default()
-            .iter()
+            .map_or(group.last_seq(), |left| left.min(group.last_seq()));
+        if after < group.pruned && after < last {
+            return Err(StoreError::Pruned {
+                group_id: group_id.clone(),
+                first_seq: group.pruned + 1,
+            });
+        }
+        Ok((after + 1..=last)
             .take(limit as usize)
-            .cloned()
+            .filter_map(|seq| group.entry(seq).cloned())
             .collect())
     }
 
@@ -508,7 +577,8 @@ impl Store for MemoryStore {
         Ok(client
             .inbox
             .iter()
-            .skip(after_seq as usize)
+            .map(|(entry, _)| entry)
+            .filter(|entry| entry.seq > after_seq)
             .take(limit as usize)
             .cloned()
             .collect())
@@ -521,13 +591,12 @@ impl Store for MemoryStore {
     async fn ack(&self, client: &ClientId, stream: &StreamRef, seq: u64) -> StoreResult<()> {
         let mut state = self.lock();
         let last = match stream {
-            StreamRef::Inbox => state.client_mut(client)?.inbox.len() as u64,
+            StreamRef::Inbox => state.client_mut(client)?.inbox_next - 1,
             StreamRef::Group(group_id) => state
                 .groups
                 .get(group_id)
                 .ok_or(StoreError::NotMember)?
-                .log
-                .len() as u64,
+                .last_seq(),
         };
         let client = state.client_mut(client)?;
         let cursor = match stream {

@@ -2,7 +2,7 @@
 //! memberships, device links, and groups with their logs, all behind the
 //! one mutex of [`super::MemoryStore`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -29,11 +29,16 @@ pub(super) struct ClientState {
     pub(super) removed: bool,
     /// The revocation its user's identity key signed, if one was given.
     pub(super) revocation: Option<Vec<u8>>,
-    pub(super) key_packages: BTreeMap<Vec<u8>, Bytes>,
+    /// Each key package's bytes and the end of its lifetime, by its ref.
+    pub(super) key_packages: BTreeMap<Vec<u8>, (Bytes, SystemTime)>,
     pub(super) last_resort: Option<KeyPackageRecord>,
     /// Told its pool is low since its last publish.
     pub(super) low_pool_notified: bool,
-    pub(super) inbox: Vec<InboxEntry>,
+    /// The inbox entries not pruned, in seq order, each with when it was
+    /// pushed.
+    pub(super) inbox: VecDeque<(InboxEntry, SystemTime)>,
+    /// The seq the next inbox entry gets.
+    pub(super) inbox_next: u64,
     pub(super) inbox_acked: u64,
     pub(super) memberships: BTreeMap<GroupId, Membership>,
 }
@@ -57,7 +62,8 @@ impl ClientState {
             key_packages: BTreeMap::new(),
             last_resort: None,
             low_pool_notified: false,
-            inbox: Vec::new(),
+            inbox: VecDeque::new(),
+            inbox_next: 1,
             inbox_acked: 0,
             memberships: BTreeMap::new(),
         }
@@ -76,7 +82,11 @@ pub(super) struct GroupState {
     pub(super) state: Vec<u8>,
     pub(super) state_version: u64,
     pub(super) group_info: Bytes,
-    pub(super) log: Vec<GroupEntry>,
+    /// The entries after `pruned`, in seq order, each with when it was
+    /// appended.
+    pub(super) log: VecDeque<(GroupEntry, SystemTime)>,
+    /// The seq the log was pruned up to.
+    pub(super) pruned: u64,
     /// Idempotency and content keys of the log entries, to their seq (the
     /// keys are hashes with distinct domain labels, so they never collide).
     pub(super) dedup: HashMap<DedupKey, u64>,
@@ -87,7 +97,33 @@ impl GroupState {
     pub(super) fn duplicate(&self, key: &DedupKey) -> Option<GroupEntry> {
         self.dedup
             .get(key)
-            .map(|&seq| self.log[(seq - 1) as usize].clone())
+            .and_then(|&seq| self.entry(seq))
+            .cloned()
+    }
+
+    /// The entry `seq`, unless it was pruned or is not there yet.
+    pub(super) fn entry(&self, seq: u64) -> Option<&GroupEntry> {
+        let index = seq.checked_sub(self.pruned + 1)?;
+        self.log.get(usize::try_from(index).ok()?).map(|(e, _)| e)
+    }
+
+    /// The seq of the last entry appended (0 before the first).
+    pub(super) fn last_seq(&self) -> u64 {
+        self.pruned + self.log.len() as u64
+    }
+
+    /// Prunes the log up to `seq` (the entries and their keys).
+    pub(super) fn prune_to(&mut self, seq: u64) -> u64 {
+        let mut deleted = 0;
+        while self.pruned < seq && self.log.pop_front().is_some() {
+            self.pruned += 1;
+            deleted += 1;
+        }
+        if deleted > 0 {
+            let pruned = self.pruned;
+            self.dedup.retain(|_, seq| *seq > pruned);
+        }
+        deleted
     }
 
     pub(super) fn push(
@@ -100,13 +136,13 @@ impl GroupState {
     ) -> GroupEntry {
         let entry = GroupEntry {
             group_id: group_id.clone(),
-            seq: self.log.len() as u64 + 1,
+            seq: self.last_seq() + 1,
             epoch,
             kind,
             message,
         };
         self.dedup.insert(dedup_key, entry.seq);
-        self.log.push(entry.clone());
+        self.log.push_back((entry.clone(), SystemTime::now()));
         entry
     }
 }
@@ -131,10 +167,11 @@ impl State {
     ) -> StoreResult<InboxEntry> {
         let state = self.client_mut(client)?;
         let entry = InboxEntry {
-            seq: state.inbox.len() as u64 + 1,
+            seq: state.inbox_next,
             item,
         };
-        state.inbox.push(entry.clone());
+        state.inbox_next += 1;
+        state.inbox.push_back((entry.clone(), SystemTime::now()));
         Ok(entry)
     }
 }

@@ -138,14 +138,20 @@ pub(super) async fn read_group(
     let member = membership(&tx, client, group_id)
         .await?
         .ok_or(StoreError::NotMember)?;
-    let entries = groups::read_log(
-        &tx,
-        group_id,
-        after_seq.max(member.joined_seq),
-        member.left_seq,
-        limit,
-    )
-    .await?;
+    let after = after_seq.max(member.joined_seq);
+    let entries = groups::read_log(&tx, group_id, after, member.left_seq, limit).await?;
+    // Entries follow `after` without a gap unless some were pruned: only
+    // then is the horizon read, in the same snapshot.
+    let contiguous = entries.first().is_some_and(|entry| entry.seq == after + 1);
+    if !contiguous && member.left_seq.is_none_or(|left| after < left) {
+        let pruned = groups::pruned_seq(&tx, group_id).await?;
+        if after < pruned {
+            return Err(StoreError::Pruned {
+                group_id: group_id.clone(),
+                first_seq: pruned + 1,
+            });
+        }
+    }
     tx.commit().await?;
     Ok(entries)
 }

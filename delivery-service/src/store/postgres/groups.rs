@@ -494,6 +494,17 @@ pub(super) async fn read_log(
         .collect()
 }
 
+/// The seq the group's log was pruned up to (0 if never, or no group).
+pub(super) async fn pruned_seq(db: &impl GenericClient, group_id: &GroupId) -> StoreResult<u64> {
+    let stmt = db
+        .prepare_cached("SELECT pruned_seq FROM groups WHERE group_id = $1")
+        .await?;
+    match db.query_opt(&stmt, &[&group_id.as_slice()]).await? {
+        Some(row) => from_db(row.try_get(0)?),
+        None => Ok(0),
+    }
+}
+
 fn entry_from_row(group_id: &GroupId, row: &Row) -> StoreResult<GroupEntry> {
     let kind: i16 = row.try_get(2)?;
     let message: Vec<u8> = row.try_get(3)?;

@@ -1,6 +1,8 @@
 //! Key package pools: one-time key packages, each handed out at most once,
 //! and one last-resort key package per client.
 
+use std::time::SystemTime;
+
 use bytes::Bytes;
 use deadpool_postgres::{GenericClient, Pool};
 
@@ -38,9 +40,10 @@ async fn insert(
 ) -> StoreResult<()> {
     let stmt = db
         .prepare_cached(
-            "INSERT INTO key_packages (user_name, device_name, kp_ref, data)
-             SELECT $1, $2, kp.kp_ref, kp.data
-             FROM unnest($3::bytea[], $4::bytea[]) AS kp (kp_ref, data)
+            "INSERT INTO key_packages (user_name, device_name, kp_ref, data, not_after)
+             SELECT $1, $2, kp.kp_ref, kp.data, kp.not_after
+             FROM unnest($3::bytea[], $4::bytea[], $5::timestamptz[])
+                 AS kp (kp_ref, data, not_after)
              ON CONFLICT (user_name, device_name, kp_ref) DO NOTHING",
         )
         .await?;
@@ -49,9 +52,13 @@ async fn insert(
         .map(|kp| kp.key_package_ref.as_slice())
         .collect();
     let data: Vec<&[u8]> = key_packages.iter().map(|kp| &kp.data[..]).collect();
-    db.execute(&stmt, &[&client.user(), &client.device(), &refs, &data])
-        .await
-        .map_err(unknown_client)?;
+    let not_after: Vec<SystemTime> = key_packages.iter().map(|kp| kp.not_after).collect();
+    db.execute(
+        &stmt,
+        &[&client.user(), &client.device(), &refs, &data, &not_after],
+    )
+    .await
+    .map_err(unknown_client)?;
     Ok(())
 }
 
@@ -62,10 +69,11 @@ async fn put_last_resort(
 ) -> StoreResult<()> {
     let stmt = db
         .prepare_cached(
-            "INSERT INTO last_resort_key_packages (user_name, device_name, kp_ref, data)
-             VALUES ($1, $2, $3, $4)
+            "INSERT INTO last_resort_key_packages (user_name, device_name, kp_ref, data, not_after)
+             VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (user_name, device_name)
-             DO UPDATE SET kp_ref = EXCLUDED.kp_ref, data = EXCLUDED.data",
+             DO UPDATE SET kp_ref = EXCLUDED.kp_ref, data = EXCLUDED.data,
+                           not_after = EXCLUDED.not_after",
         )
         .await?;
     db.execute(
@@ -75,6 +83,7 @@ async fn put_last_resort(
             &client.device(),
             &key_package.key_package_ref,
             &&key_package.data[..],
+            &key_package.not_after,
         ],
     )
     .await
@@ -200,4 +209,31 @@ pub(super) async fn count(
         available: u32::try_from(available).unwrap_or(u32::MAX),
         has_last_resort: row.try_get(1)?,
     })
+}
+
+/// Rows deleted per statement when pruning, so none holds many row locks
+/// or runs long.
+const PRUNE_CHUNK: i64 = 1000;
+
+/// Deletes the key packages (pool and last-resort) whose lifetime ended by
+/// `now`, a chunk per statement; returns how many.
+pub(super) async fn prune_expired(db: &impl GenericClient, now: SystemTime) -> StoreResult<u64> {
+    let mut deleted = 0;
+    for table in ["key_packages", "last_resort_key_packages"] {
+        let stmt = db
+            .prepare_cached(&format!(
+                "DELETE FROM {table} WHERE ctid = ANY (ARRAY (
+                     SELECT ctid FROM {table} WHERE not_after < $1 LIMIT $2
+                 ))"
+            ))
+            .await?;
+        loop {
+            let n = db.execute(&stmt, &[&now, &PRUNE_CHUNK]).await?;
+            deleted += n;
+            if n < PRUNE_CHUNK as u64 {
+                break;
+            }
+        }
+    }
+    Ok(deleted)
 }

@@ -15,13 +15,14 @@ mod devices;
 mod groups;
 mod key_packages;
 mod links;
+mod retention;
 /// Scratch databases, for the tests and the tools (feature `testing`).
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 use std::ops::RangeInclusive;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -32,8 +33,8 @@ use tokio_postgres::error::SqlState;
 use super::{
     AppendOutcome, ClaimedKeyPackage, ClientRecord, CommitOutcome, CommitRecord, DedupKey,
     KeyPackageCount, KeyPackageRecord, LinkAnswer, LinkAnswered, LinkOffer, LinkPosted, Membership,
-    NewDevice, NewGroup, NewMessage, RegisteredClient, Registration, SessionRecord, Store,
-    StoreError, StoreResult, StoredGroupState, UserDevices,
+    NewDevice, NewGroup, NewMessage, PruneReport, RegisteredClient, Registration, SessionRecord,
+    Store, StoreError, StoreResult, StoredGroupState, UserDevices,
 };
 use crate::domain::{ClientId, GroupEntry, GroupId, InboxEntry, InboxItem, StreamRef};
 
@@ -280,6 +281,23 @@ impl Store for PostgresStore {
                 let conn = self.pool.get().await?;
                 Ok(clients::purge_expired(&conn, now).await?
                     + links::purge_expired(&conn, now).await?)
+            })
+            .await
+    }
+
+    async fn prune(&self, now: SystemTime, retention: Duration) -> StoreResult<PruneReport> {
+        self.availability
+            .guard(async {
+                let cutoff = now.checked_sub(retention).unwrap_or(UNIX_EPOCH);
+                let (log_entries, memberships) =
+                    retention::prune_groups(&self.pool, cutoff).await?;
+                let conn = self.pool.get().await?;
+                Ok(PruneReport {
+                    log_entries,
+                    memberships,
+                    inbox_entries: retention::prune_inbox(&conn, cutoff).await?,
+                    key_packages: key_packages::prune_expired(&conn, now).await?,
+                })
             })
             .await
     }
