@@ -128,16 +128,11 @@ impl Appender {
             .map(|pending| (pending.message, pending.reply))
             .unzip();
         let outcomes = self.store.append_batch(messages).await;
-        let mut appended: Vec<_> = outcomes
-            .iter()
-            .filter_map(|outcome| match outcome {
-                Ok(AppendOutcome::Appended(entry)) => Some(entry),
-                _ => None,
-            })
-            .collect();
-        appended.sort_by(|a, b| (&a.group_id, a.seq).cmp(&(&b.group_id, b.seq)));
-        for entry in appended {
-            bus::publish_group(&self.hub, self.bus.as_deref(), entry);
+        // In the batch's order, which within a group is seq order.
+        for outcome in &outcomes {
+            if let Ok(AppendOutcome::Appended(entry)) = outcome {
+                bus::publish_group(&self.hub, self.bus.as_deref(), entry);
+            }
         }
         for (reply, outcome) in replies.into_iter().zip(outcomes) {
             let _ = reply.send(outcome);

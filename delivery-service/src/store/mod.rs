@@ -188,6 +188,17 @@ pub enum AppendOutcome {
     Duplicate(GroupEntry),
 }
 
+impl NewMessage {
+    /// Whether a group at `group_epoch` accepts the message's epoch: at most
+    /// `max_epoch_lag` behind, and exactly current when it carries a new
+    /// state.
+    pub fn fits_epoch(&self, group_epoch: u64) -> bool {
+        self.epoch <= group_epoch
+            && group_epoch - self.epoch <= self.max_epoch_lag
+            && (self.new_state.is_none() || self.epoch == group_epoch)
+    }
+}
+
 impl AppendOutcome {
     pub fn entry(&self) -> &GroupEntry {
         match self {

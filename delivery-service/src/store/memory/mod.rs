@@ -473,9 +473,7 @@ impl Store for MemoryStore {
             return Ok(AppendOutcome::Duplicate(entry));
         }
         let current = group.epoch;
-        let in_window =
-            message.epoch <= current && current - message.epoch <= message.max_epoch_lag;
-        if !in_window || (message.new_state.is_some() && message.epoch != current) {
+        if !message.fits_epoch(current) {
             return Err(StoreError::WrongEpoch { current });
         }
         // A replay of the same bytes under another key, within the window.
